@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: a looser spec on a fresh env pulls a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/hyperrl demo --out reports/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/ppo_speed.py
+	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/import_cost.py
+	$(PY) -m pytest -q benchmarks/test_hyperstep_benchmark.py --benchmark-only
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check agents hyperenvs solvers tests benchmarks
+
+clean:
+	rm -rf $(VENV) reports

@@ -1,0 +1,134 @@
+"""Hyper-state encoders: what a hyper-agent sees of a training run.
+
+An observer is built from the learner's parameter shapes, has a fixed
+``space``, and maps ``(learner, context)`` to a float32 vector.  Outputs are
+made finite so a diverged run still yields a valid observation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+_BIG = 1e6
+
+
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    """Lifetime bookkeeping an observer may use besides the learner itself."""
+
+    losses: Mapping[str, float]
+    """loss terms of the last iteration"""
+    stats: Mapping[str, float]
+    """update statistics of the last iteration"""
+    recent_return: float
+    """mean return of the lifetime's last 10 finished episodes (0 before any)"""
+    budget_fraction: float
+    """fraction of the lifetime's env-step budget spent"""
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.nan_to_num(x, nan=0.0, posinf=_BIG, neginf=-_BIG), -_BIG, _BIG).astype(np.float32)
+
+
+class ProjectionObserver:
+    """EPGT's hyper-state: each tensor's weights and last gradients times a fixed random matrix.
+
+    A weight reshaped to ``[out, in]`` is multiplied by its own ``[in, d]``
+    Gaussian matrix (Xavier scale) per order; a 1-D tensor of size ``n`` by an
+    ``[n, d]`` matrix.  Orders are the current value, then the most recent
+    gradients (zeros until they exist).  The matrices depend only on ``seed``
+    and the shapes, so keys stay comparable across lifetimes.
+    """
+
+    name = "projection"
+
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], *, dim: int = 4, orders: int = 3, seed: int = 0) -> None:
+        if dim < 1 or orders < 1:
+            raise ValueError(f"projection dim and orders must be >= 1, got dim={dim}, orders={orders}")
+        self.names = sorted(shapes)
+        self.dim, self.orders = dim, orders
+        gen = torch.Generator().manual_seed(seed)
+        self.matrices: dict[tuple[str, int], torch.Tensor] = {}
+        size = 0
+        for name in self.names:
+            shape = shapes[name]
+            rows, cols = (shape[0], math.prod(shape[1:])) if len(shape) > 1 else (1, shape[0])
+            for order in range(orders):
+                std = math.sqrt(2.0 / (cols + dim))
+                self.matrices[name, order] = torch.randn(cols, dim, generator=gen) * std
+            size += rows * dim * orders
+        self.space = spaces.Box(-np.inf, np.inf, (size,), dtype=np.float32)
+
+    @torch.no_grad()
+    def __call__(self, learner, context: Context) -> np.ndarray:
+        params = learner.parameters()
+        history = learner.gradient_history()
+        parts = []
+        for name in self.names:
+            sources = [params[name], *(g[name] for g in history[: self.orders - 1])]
+            for order in range(self.orders):
+                matrix = self.matrices[name, order]
+                if order < len(sources):
+                    tensor = sources[order].detach().cpu()
+                    flat = tensor.reshape(tensor.shape[0], -1) if tensor.dim() > 1 else tensor.reshape(1, -1)
+                    parts.append((flat @ matrix).flatten())
+                else:
+                    rows = params[name].shape[0] if params[name].dim() > 1 else 1
+                    parts.append(torch.zeros(rows * self.dim))
+        return _finite(torch.cat(parts).numpy())
+
+
+STAT_KEYS = ("policy", "value", "entropy", "approx_kl", "clip_fraction", "explained_variance", "grad_norm")
+
+
+class StatisticsObserver:
+    """Training statistics: per-tensor weight and gradient norms, loss terms, returns, budget.
+
+    Layout: ``[|w| for each tensor, |g| for each tensor, *STAT_KEYS,
+    recent_return, budget_fraction]``; a statistic the learner does not
+    report is 0.
+    """
+
+    name = "statistics"
+
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        self.names = sorted(shapes)
+        self.labels = (
+            [f"weight_norm/{n}" for n in self.names]
+            + [f"grad_norm/{n}" for n in self.names]
+            + list(STAT_KEYS)
+            + ["recent_return", "budget_fraction"]
+        )
+        self.space = spaces.Box(-np.inf, np.inf, (len(self.labels),), dtype=np.float32)
+
+    @torch.no_grad()
+    def __call__(self, learner, context: Context) -> np.ndarray:
+        params = learner.parameters()
+        history = learner.gradient_history()
+        weights = torch.stack(torch._foreach_norm([params[n].detach() for n in self.names])).cpu().numpy()
+        if history:
+            grads = torch.stack(torch._foreach_norm([history[0][n] for n in self.names])).cpu().numpy()
+        else:
+            grads = np.zeros(len(self.names))
+        merged = {**context.losses, **context.stats}
+        stats = [merged.get(k, 0.0) for k in STAT_KEYS]
+        return _finite(np.concatenate([weights, grads, stats, [context.recent_return, context.budget_fraction]]))
+
+
+OBSERVERS = {"projection": ProjectionObserver, "statistics": StatisticsObserver}
+"""Observation parts by name."""
+
+
+def make_observers(names: Sequence[str], shapes: Mapping[str, tuple[int, ...]]) -> dict[str, object]:
+    if isinstance(names, str):
+        names = [names]
+    unknown = [n for n in names if n not in OBSERVERS]
+    if unknown or not names:
+        raise ValueError(f"observe must name one or more of {sorted(OBSERVERS)}, got {list(names)}")
+    return {n: OBSERVERS[n](shapes) for n in dict.fromkeys(names)}

@@ -1,0 +1,167 @@
+"""The Solver protocol and RunLog, the record of one solver's run on one lifetime."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepRecord:
+    """One hyper-step as a solver saw it."""
+
+    step: int
+    """hyper-step index within the lifetime, from 0"""
+    timesteps: int
+    """inner env steps spent by the end of this hyper-step"""
+    hyperparameters: dict[str, float]
+    """the decoded hyperparameters this step trained with"""
+    reward: float
+    """the hyper-reward"""
+    episode_returns: tuple[float, ...]
+    """returns of the inner episodes that ended during the step"""
+    wall_time: float
+    """seconds of the whole ``env.step`` call plus the solver's own decision time"""
+    diverged: bool = False
+    """True when the inner training diverged at this step (the lifetime then ends)"""
+
+
+@dataclass(kw_only=True)
+class RunLog:
+    """Per hyper-step record of a run; saved as JSON lines (a header line, then one line a step)."""
+
+    solver: str
+    env_id: str
+    seed: int
+    space: list[dict[str, Any]] = field(default_factory=list)
+    """the controlled hyperparameters (``name, low, high, log``), for plots"""
+    records: list[StepRecord] = field(default_factory=list)
+
+    def append(self, record: StepRecord) -> None:
+        self.records.append(record)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def timesteps(self) -> np.ndarray:
+        return np.array([r.timesteps for r in self.records])
+
+    def returns(self, window: int = 10) -> np.ndarray:
+        """Mean return of the last ``window`` inner episodes at each hyper-step (NaN before any)."""
+        seen: list[float] = []
+        out = []
+        for r in self.records:
+            seen.extend(r.episode_returns)
+            out.append(np.mean(seen[-window:]) if seen else np.nan)
+        return np.array(out)
+
+    def schedule(self) -> dict[str, np.ndarray]:
+        """Each hyperparameter's value over the hyper-steps."""
+        names = list(self.records[0].hyperparameters) if self.records else []
+        return {n: np.array([r.hyperparameters[n] for r in self.records]) for n in names}
+
+    def final_return(self, window: int = 10) -> float:
+        curve = self.returns(window)
+        return float(curve[-1]) if len(curve) else float("nan")
+
+    def save(self, path: str | Path) -> Path:
+        """Write JSON lines to ``path`` (parents created); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = {"solver": self.solver, "env_id": self.env_id, "seed": self.seed, "space": self.space}
+        with path.open("w") as f:
+            f.write(json.dumps({"header": header}) + "\n")
+            for r in self.records:
+                f.write(json.dumps(asdict(r)) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunLog:
+        lines = Path(path).read_text().splitlines()
+        if not lines or "header" not in json.loads(lines[0]):
+            raise ValueError(f"{path} is not a HyperRL RunLog: its first line has no header")
+        log = cls(**json.loads(lines[0])["header"])
+        for line in lines[1:]:
+            row = json.loads(line)
+            row["episode_returns"] = tuple(row["episode_returns"])
+            log.append(StepRecord(**row))
+        return log
+
+
+Callback = Callable[[StepRecord], None]
+
+
+@runtime_checkable
+class Solver(Protocol):
+    """A meta-controller: runs one lifetime of a hyper-environment and logs it."""
+
+    name: str
+
+    def run(self, env: gym.Env, *, seed: int, callback: Callback | None = None) -> RunLog: ...
+
+
+class EpisodeSolver:
+    """Template for solvers that act once per hyper-step (ask/tell).
+
+    ``run`` does the bookkeeping; subclasses fill ``begin`` (once per
+    lifetime), ``act`` (choose an action) and ``observe`` (learn from the
+    outcome).  Black-box: only ``reset``/``step`` and what they return.
+    """
+
+    name = "solver"
+
+    def begin(self, env: gym.Env, obs: Any, info: dict[str, Any], seed: int) -> None:
+        """Called after ``env.reset``."""
+
+    def act(self, obs: Any) -> Any:
+        raise NotImplementedError
+
+    def observe(self, action: Any, obs: Any, reward: float, done: bool, info: dict[str, Any]) -> None:
+        """Called after each ``env.step``."""
+
+    def run(self, env: gym.Env, *, seed: int, callback: Callback | None = None) -> RunLog:
+        log = RunLog(solver=self.name, env_id=env.spec.id if env.spec else type(env).__name__, seed=seed)
+        obs, info = env.reset(seed=seed)
+        self.begin(env, obs, info, seed)
+        done, step = False, 0
+        while not done:
+            start = time.perf_counter()
+            action = self.act(obs)
+            obs, reward, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            self.observe(action, obs, float(reward), done, info)
+            record = StepRecord(
+                step=step,
+                timesteps=int(info["timesteps"]),
+                hyperparameters=dict(info["hyperparameters"]),
+                reward=float(reward),
+                episode_returns=tuple(float(x) for x in info["episode_returns"]),
+                wall_time=time.perf_counter() - start,
+                diverged=bool(info.get("diverged", False)),
+            )
+            log.append(record)
+            if callback is not None:
+                callback(record)
+            step += 1
+        return log
+
+
+def describe_space(env: gym.Env) -> list[dict[str, Any]]:
+    """The controlled hyperparameters of a HyperRL env, for a RunLog header (empty if unknown)."""
+    try:
+        space = env.get_wrapper_attr("hparam_space")
+    except AttributeError:
+        return []
+    return [{"name": h.name, "low": h.low, "high": h.high, "log": h.log} for h in space.hyperparameters]
+
+
+def mean_or_nan(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")

@@ -1,0 +1,233 @@
+"""The ``hyperrl`` command: list ids, run a solver on one, plot runs, and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import hyperenvs
+from solvers import SOLVERS, make_solver
+from solvers.base import RunLog, StepRecord, describe_space
+from solvers.plots import plot_returns, plot_schedule
+
+console = Console()
+
+
+def _parse_hyperparameters(text: str | None) -> list[str] | dict[str, Any] | None:
+    """``lr,clip`` or ``lr=1e-5:1e-2,clip`` -> what ``gym.make(hyperparameters=...)`` takes."""
+    if not text:
+        return None
+    out: dict[str, Any] = {}
+    for part in text.split(","):
+        name, _, rng = part.partition("=")
+        if rng:
+            low, sep, high = rng.partition(":")
+            if not sep:
+                raise SystemExit(f"--hyperparameters: range for {name!r} must be LOW:HIGH, got {rng!r}")
+            out[name.strip()] = (float(low), float(high))
+        else:
+            out[name.strip()] = None
+    return out
+
+
+def make_env(args: argparse.Namespace, env_id: str | None = None) -> gym.Env:
+    kwargs: dict[str, Any] = {"action_type": args.action_type}
+    for key in ("total_timesteps", "iterations_per_step", "num_envs", "bins"):
+        if getattr(args, key, None) is not None:
+            kwargs[key] = getattr(args, key)
+    if getattr(args, "hyperparameters", None):
+        kwargs["hyperparameters"] = _parse_hyperparameters(args.hyperparameters)
+    kwargs["device"] = args.device
+    return gym.make(env_id or args.env_id, **kwargs)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("env steps"),
+        TimeElapsedColumn(),
+        TextColumn("return {task.fields[ret]}  {task.fields[hp]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def _format_hparams(hp: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.3g}" for k, v in hp.items())
+
+
+def run_one(solver_name: str, env: gym.Env, seed: int, progress: Progress) -> RunLog:
+    """One lifetime with a live progress bar; returns the RunLog."""
+    total = env.unwrapped.total_timesteps
+    task = progress.add_task(f"{solver_name} seed {seed}", total=total, ret="-", hp="")
+    seen: list[float] = []
+
+    def on_step(record: StepRecord) -> None:
+        seen.extend(record.episode_returns)
+        ret = f"{np.mean(seen[-10:]):8.1f}" if seen else "-"
+        progress.update(task, completed=record.timesteps, ret=ret, hp=_format_hparams(record.hyperparameters))
+
+    log = make_solver(solver_name).run(env, seed=seed, callback=on_step)
+    log.space = describe_space(env)
+    return log
+
+
+def _write_plots(logs: Sequence[RunLog], out: Path, stem: str) -> list[Path]:
+    return [plot_returns(logs, out / f"{stem}returns.png"), plot_schedule(logs, out / f"{stem}schedule.png")]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    table = Table(title=f"HyperRL ids ({len(hyperenvs.REGISTRY)})")
+    for col in ("id", "inner task", "budget", "controlled hyperparameters [range]"):
+        table.add_column(col)
+    for env_id, entry in hyperenvs.REGISTRY.items():
+        if args.filter and args.filter.lower() not in env_id.lower():
+            continue
+        hps = {h.name: h for h in entry.hyperparameters()}
+        ctrl = ", ".join(
+            f"{n} [{hps[n].low:g}, {hps[n].high:g}{' log' if hps[n].log else ''}]" 
+            for n in entry.algorithm.controlled
+        )
+        table.add_row(env_id, entry.task, f"{entry.total_timesteps:,}", ctrl)
+    console.print(table)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    logs = []
+    with _progress() as progress:
+        for seed in range(args.seed, args.seed + args.seeds):
+            env = make_env(args)
+            try:
+                log = run_one(args.solver, env, seed, progress)
+            finally:
+                env.close()
+            path = log.save(out / f"{args.solver}-seed{seed}.jsonl")
+            logs.append(log)
+            console.print(f"[green]saved[/] {path}  final return {log.final_return():.1f}")
+    for path in _write_plots(logs, out, f"{args.solver}-"):
+        console.print(f"[green]plot[/] {path}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    logs = [RunLog.load(p) for p in args.runs]
+    for path in _write_plots(logs, Path(args.out), ""):
+        console.print(f"[green]plot[/] {path}")
+    return 0
+
+
+def _summary(logs: Sequence[RunLog]) -> list[tuple[str, float, float, float]]:
+    """Per solver: mean final return, its std over seeds, and mean area under the return curve."""
+    rows = []
+    for solver in dict.fromkeys(log.solver for log in logs):
+        mine = [log for log in logs if log.solver == solver]
+        finals = np.array([log.final_return() for log in mine])
+        aucs = np.array([np.nanmean(log.returns()) for log in mine])
+        rows.append((solver, float(np.nanmean(finals)), float(np.nanstd(finals)), float(np.nanmean(aucs))))
+    return rows
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    logs: list[RunLog] = []
+    console.print(f"[bold]HyperRL demo[/]: {', '.join(args.solvers)} on {args.env_id}, seeds {args.seeds}")
+    with _progress() as progress:
+        for solver in args.solvers:
+            for seed in range(args.seeds):
+                env = make_env(args)
+                try:
+                    logs.append(run_one(solver, env, seed, progress))
+                finally:
+                    env.close()
+                logs[-1].save(out / "runs" / f"{solver}-seed{seed}.jsonl")
+    plots = _write_plots(logs, out, "")
+    rows = _summary(logs)
+    table = Table(title="final mean return (last 10 episodes)")
+    for col in ("solver", "final return", "std over seeds", "mean over lifetime"):
+        table.add_column(col)
+    for solver, final, std, auc in rows:
+        table.add_row(solver, f"{final:.1f}", f"{std:.1f}", f"{auc:.1f}")
+    console.print(table)
+    report = out / "report.md"
+    lines = [
+        f"# HyperRL demo: {args.env_id}",
+        "",
+        f"Solvers {', '.join(args.solvers)}; {args.seeds} seeds each; command: `hyperrl demo --out {args.out}`.",
+        "",
+        "| solver | final return | std over seeds | mean over lifetime |",
+        "| --- | --- | --- | --- |",
+        *(f"| {s} | {f:.1f} | {d:.1f} | {a:.1f} |" for s, f, d, a in rows),
+        "",
+        *(f"![{p.stem}]({p.name})" for p in plots),
+        "",
+    ]
+    report.write_text("\n".join(lines))
+    console.print(f"[bold green]report written to {report}[/]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hyperrl", description="Training runs of RL agents as Gymnasium environments.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the registered ids with their spaces and budgets")
+    p.add_argument("--filter", help="only ids containing this text")
+    p.set_defaults(func=cmd_list)
+
+    def env_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--total-timesteps", type=int, help="lifetime budget in inner env steps (id default)")
+        p.add_argument("--iterations-per-step", type=int, help="learner iterations per hyper-step (id default)")
+        p.add_argument("--num-envs", type=int, help="parallel inner environments (id default)")
+        p.add_argument("--hyperparameters", help="which to control: 'lr,clip' or 'lr=1e-5:1e-2,clip'")
+        p.add_argument("--action-type", choices=("continuous", "discrete"), default="continuous")
+        p.add_argument("--bins", type=int, help="bins per hyperparameter for discrete actions (default 5)")
+        p.add_argument("--device", default="cpu", help="torch device of the inner learner")
+
+    p = sub.add_parser("run", help="run a solver on one id", description=f"Solvers: {', '.join(sorted(SOLVERS))}.")
+    p.add_argument("solver", choices=sorted(SOLVERS), help="the solver")
+    p.add_argument("env_id", help="a HyperRL id, e.g. HyperRL/PPO-CartPole-v0")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--seeds", type=int, default=1, help="number of consecutive seeds to run")
+    p.add_argument("--out", default="runs", help="directory for RunLogs (JSON lines) and plots")
+    env_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plot", help="draw returns and schedules from saved RunLogs")
+    p.add_argument("runs", nargs="+", help="RunLog .jsonl files")
+    p.add_argument("--out", default="runs", help="directory for the PNGs")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("demo", help="solvers against each other on a small id, with a report")
+    p.add_argument("--env-id", default="HyperRL/PPO-CartPole-v0")
+    p.add_argument("--solvers", nargs="+", default=["static", "random"], choices=sorted(SOLVERS))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--out", default="reports/demo")
+    env_options(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, gym.error.Error) as err:
+        console.print(f"[bold red]error:[/] {err}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
