@@ -23,6 +23,7 @@ __all__ = [
     "HyperEnv",
     "Hyperparameter",
     "HyperparameterSpace",
+    "JointDiscreteAction",
     "RecordSchedule",
     "check_hyperenv",
     "flatten",
@@ -33,6 +34,7 @@ __all__ = [
 _LAZY = {
     "HyperEnv": "hyperenvs.env:HyperEnv",
     "RecordSchedule": "hyperenvs.wrappers:RecordSchedule",
+    "JointDiscreteAction": "hyperenvs.wrappers:JointDiscreteAction",
     "flatten": "hyperenvs.wrappers:flatten",
     "check_hyperenv": "hyperenvs.checks:check_hyperenv",
 }

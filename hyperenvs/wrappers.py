@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
 from gymnasium.wrappers import FlattenObservation
 
 
@@ -38,4 +40,29 @@ def flatten(env: gym.Env) -> gym.Env:
     return FlattenObservation(env)
 
 
-__all__ = ["RecordSchedule", "flatten"]
+class JointDiscreteAction(gym.ActionWrapper):
+    """``MultiDiscrete`` bins -> one ``Discrete`` over their Cartesian product (row-major).
+
+    For hyper-agents such as DQN that take a single discrete action; with
+    ``nvec = [3, 5]`` action ``7`` means bins ``(1, 2)``.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        if not isinstance(env.action_space, spaces.MultiDiscrete):
+            raise ValueError(f"JointDiscreteAction needs a MultiDiscrete action space, got {env.action_space}")
+        self.nvec = np.asarray(env.action_space.nvec, dtype=np.int64)
+        self.action_space = spaces.Discrete(int(np.prod(self.nvec)))
+
+    def action(self, action: Any) -> np.ndarray:
+        index = int(action)
+        if not 0 <= index < self.action_space.n:
+            raise ValueError(f"joint action {index} outside [0, {self.action_space.n - 1}]")
+        return np.array(np.unravel_index(index, tuple(self.nvec)), dtype=np.int64)
+
+    def joint_index(self, bins: Any) -> int:
+        """Inverse of ``action``: per-hyperparameter bins -> joint index."""
+        return int(np.ravel_multi_index(tuple(int(b) for b in bins), tuple(self.nvec)))
+
+
+__all__ = ["JointDiscreteAction", "RecordSchedule", "flatten"]

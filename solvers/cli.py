@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import hyperenvs
-from solvers import SOLVERS, make_solver
+from solvers import SOLVERS, default_action_type, make_solver
 from solvers.base import RunLog, StepRecord, describe_space
 from solvers.plots import plot_returns, plot_schedule
 
@@ -39,8 +39,10 @@ def _parse_hyperparameters(text: str | None) -> list[str] | dict[str, Any] | Non
     return out
 
 
-def make_env(args: argparse.Namespace, env_id: str | None = None) -> gym.Env:
-    kwargs: dict[str, Any] = {"action_type": args.action_type}
+def make_env(args: argparse.Namespace, env_id: str | None = None, solver: str | None = None) -> gym.Env:
+    """The env of ``args``; without ``--action-type``, the action type ``solver`` needs (EPGT, RND, DQN: discrete)."""
+    action_type = args.action_type or (default_action_type(solver) if solver else "continuous")
+    kwargs: dict[str, Any] = {"action_type": action_type}
     for key in ("total_timesteps", "iterations_per_step", "num_envs", "bins"):
         if getattr(args, key, None) is not None:
             kwargs[key] = getattr(args, key)
@@ -87,19 +89,33 @@ def _write_plots(logs: Sequence[RunLog], out: Path, stem: str) -> list[Path]:
     return [plot_returns(logs, out / f"{stem}returns.png"), plot_schedule(logs, out / f"{stem}schedule.png")]
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    table = Table(title=f"HyperRL ids ({len(hyperenvs.REGISTRY)})")
-    for col in ("id", "inner task", "budget", "controlled hyperparameters [range]"):
-        table.add_column(col)
+def _id_rows(text_filter: str | None) -> list[tuple[str, str, str, str]]:
+    rows = []
     for env_id, entry in hyperenvs.REGISTRY.items():
-        if args.filter and args.filter.lower() not in env_id.lower():
+        if text_filter and text_filter.lower() not in env_id.lower():
             continue
         hps = {h.name: h for h in entry.hyperparameters()}
         ctrl = ", ".join(
-            f"{n} [{hps[n].low:g}, {hps[n].high:g}{' log' if hps[n].log else ''}]" 
+            f"{n} [{hps[n].low:g}, {hps[n].high:g}{' log' if hps[n].log else ''}] = {hps[n].resolved_default:g}"
             for n in entry.algorithm.controlled
         )
-        table.add_row(env_id, entry.task, f"{entry.total_timesteps:,}", ctrl)
+        rows.append((env_id, entry.task, f"{entry.total_timesteps:,}", ctrl))
+    return rows
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    header = ("id", "inner task", "budget (env steps)", "controlled hyperparameters [range] = default")
+    rows = _id_rows(args.filter)
+    if args.markdown:
+        print("| " + " | ".join(header) + " |\n|" + " --- |" * len(header))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+        return 0
+    table = Table(title=f"HyperRL ids ({len(rows)})")
+    for col in header:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     return 0
 
@@ -109,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs = []
     with _progress() as progress:
         for seed in range(args.seed, args.seed + args.seeds):
-            env = make_env(args)
+            env = make_env(args, solver=args.solver)
             try:
                 log = run_one(args.solver, env, seed, progress)
             finally:
@@ -147,7 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with _progress() as progress:
         for solver in args.solvers:
             for seed in range(args.seeds):
-                env = make_env(args)
+                env = make_env(args, solver=solver)
                 try:
                     logs.append(run_one(solver, env, seed, progress))
                 finally:
@@ -185,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list the registered ids with their spaces and budgets")
     p.add_argument("--filter", help="only ids containing this text")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=cmd_list)
 
     def env_options(p: argparse.ArgumentParser) -> None:
@@ -192,7 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--iterations-per-step", type=int, help="learner iterations per hyper-step (id default)")
         p.add_argument("--num-envs", type=int, help="parallel inner environments (id default)")
         p.add_argument("--hyperparameters", help="which to control: 'lr,clip' or 'lr=1e-5:1e-2,clip'")
-        p.add_argument("--action-type", choices=("continuous", "discrete"), default="continuous")
+        p.add_argument(
+            "--action-type",
+            choices=("continuous", "discrete"),
+            help="action space of the env (default: what the solver needs: discrete for epgt, rnd, dqn; else continuous)",
+        )
         p.add_argument("--bins", type=int, help="bins per hyperparameter for discrete actions (default 5)")
         p.add_argument("--device", default="cpu", help="torch device of the inner learner")
 

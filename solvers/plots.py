@@ -71,10 +71,15 @@ def plot_schedule(logs: Sequence[RunLog], path: str | Path, title: str | None = 
     for ax, name in zip(axes[:, 0], names):
         for log in logs:
             ax.step(log.timesteps, log.schedule()[name], where="pre", color=colors[log.solver], alpha=0.7, lw=1.2)
-        if name in info:
-            ax.set_ylim(info[name]["low"], info[name]["high"])
+        if name in info:  # the full range, padded so values at its ends stay visible
+            low, high = info[name]["low"], info[name]["high"]
             if info[name]["log"]:
                 ax.set_yscale("log")
+                pad = (high / low) ** 0.04
+                ax.set_ylim(low / pad, high * pad)
+            else:
+                pad = 0.04 * (high - low)
+                ax.set_ylim(low - pad, high + pad)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=c, label=s) for s, c in colors.items()]
