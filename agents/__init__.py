@@ -1,17 +1,20 @@
 """Inner learners: what a hyper-environment trains.
 
 A learner is a collector (``rollout``), an objective (``ppo.PPOObjective``,
-``a2c.A2CObjective``) and a functional update rule (``optim``).
+``a2c.A2CObjective``, ``impala.IMPALAObjective``) and a functional update rule (``optim``).
 """
 
 from agents.a2c import A2CConfig, A2CHyperparams, A2CLearner, A2CObjective
 from agents.actor_critic import ActorCriticConfig, ActorCriticLearner
 from agents.base import Batch, IterationReport, Learner, Params
+from agents.es import ESConfig, ESHyperparams, ESLearner
+from agents.impala import IMPALAConfig, IMPALAHyperparams, IMPALALearner, IMPALANetwork, IMPALAObjective
 from agents.networks import ActorCritic
 from agents.optim import adam, clip_grad_norm, get_optimizer, rmsprop, sgd
 from agents.ppo import PPOConfig, PPOHyperparams, PPOLearner, PPOObjective
 from agents.returns import gae, lambda_returns
 from agents.rollout import Collector, make_vector_env
+from agents.vtrace import leaky_vtrace, vtrace
 
 __all__ = [
     "A2CConfig",
@@ -23,6 +26,14 @@ __all__ = [
     "ActorCriticLearner",
     "Batch",
     "Collector",
+    "ESConfig",
+    "ESHyperparams",
+    "ESLearner",
+    "IMPALAConfig",
+    "IMPALAHyperparams",
+    "IMPALALearner",
+    "IMPALANetwork",
+    "IMPALAObjective",
     "IterationReport",
     "Learner",
     "PPOConfig",
@@ -35,7 +46,9 @@ __all__ = [
     "gae",
     "get_optimizer",
     "lambda_returns",
+    "leaky_vtrace",
     "make_vector_env",
     "rmsprop",
     "sgd",
+    "vtrace",
 ]

@@ -60,7 +60,8 @@ class ActorCriticConfig:
 def _to_tensors(obj: Any) -> Any:
     """numpy arrays -> tensors, recursively, so ``torch.load(weights_only=True)`` can read the result."""
     if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj))
+        # np.array, not np.ascontiguousarray: the latter turns 0-d arrays (counters, flags) into shape (1,).
+        return torch.from_numpy(np.array(obj, order="C"))
     if isinstance(obj, dict):
         return {k: _to_tensors(v) for k, v in obj.items()}
     if isinstance(obj, list):

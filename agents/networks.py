@@ -8,6 +8,7 @@ updates without ``functional_call`` gymnastics.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -51,14 +52,20 @@ def init_mlp(prefix: str, sizes: list[int], out_gain: float, generator: torch.Ge
     return params
 
 
+@functools.cache
+def _layer_names(prefix: str, n_layers: int) -> tuple[tuple[str, str], ...]:
+    return tuple((f"{prefix}.{i}.weight", f"{prefix}.{i}.bias") for i in range(n_layers))
+
+
 def mlp(params: Params, prefix: str, x: torch.Tensor, n_layers: int, activation: str) -> torch.Tensor:
     """Evaluate the MLP ``prefix`` built by ``init_mlp`` on ``x`` of shape ``[N, in]``."""
     act = _ACTIVATIONS[activation]
-    for i in range(n_layers):
-        x = torch.addmm(params[f"{prefix}.{i}.bias"], x, params[f"{prefix}.{i}.weight"].T)
-        if i < n_layers - 1:
-            x = act(x)
-    return x
+    # F.linear on a 2-D input is addmm(bias, x, weight.t()): the same kernel, less Python per layer.
+    names = _layer_names(prefix, n_layers)
+    for weight, bias in names[:-1]:
+        x = act(F.linear(x, params[weight], params[bias]))
+    weight, bias = names[-1]
+    return F.linear(x, params[weight], params[bias])
 
 
 def nature_cnn_shapes(prefix: str, in_channels: int) -> dict[str, tuple[int, ...]]:

@@ -10,7 +10,7 @@ import torch
 from agents.actor_critic import ActorCriticConfig, ActorCriticLearner
 from agents.base import Batch, Params
 from agents.networks import ActorCritic, entropy, log_prob
-from agents.optim import clip_grad_norm
+from agents.optim import FlatSteps, clip_grad_norm
 from agents.returns import explained_variance, gae
 
 PPO_METRICS = ("policy", "value", "entropy", "approx_kl", "clip_fraction")
@@ -108,17 +108,31 @@ class PPOLearner(ActorCriticLearner):
         n = batch.num_steps
         size = max(1, min(hp.minibatch_size, n))
         meta = {"clip": hp.clip, "vf_coef": hp.vf_coef, "ent_coef": hp.ent_coef}
+        # The black-box fast path runs the stock update rules in place on flat buffers (same
+        # numbers); a replaced rule (``self._opt_update``, e.g. a learned optimizer) takes the pure path.
+        fast = FlatSteps(self._opt_update, self.params, self.opt_state, grads_kept=self.config.grad_history)
+        if not fast.supported:
+            fast = None
         metrics, norms = [], []
         for _ in range(hp.epochs):
             perm = torch.randperm(n, generator=self.generator, device=self.device)
+            # One gather per epoch; each minibatch is then a contiguous slice (the rows of flat[perm[slice]]).
+            shuffled = {k: v[perm] for k, v in flat.items()}
             for start in range(0, n - size + 1, size):
-                idx = perm[start : start + size]
-                loss, m = self.objective(self.params, {k: v[idx] for k, v in flat.items()}, meta)
-                grads = dict(zip(self.params, torch.autograd.grad(loss, list(self.params.values()))))
-                grads, norm = clip_grad_norm(grads, hp.max_grad_norm)
-                self._apply(grads, hp.lr)
+                minibatch = {k: v[start : start + size] for k, v in shuffled.items()}
+                if fast is not None:
+                    loss, m = self.objective(fast.params, minibatch, meta)
+                    norm = fast.step(torch.autograd.grad(loss, fast.leaves), max_norm=hp.max_grad_norm, lr=hp.lr)
+                else:
+                    loss, m = self.objective(self.params, minibatch, meta)
+                    grads = dict(zip(self.params, torch.autograd.grad(loss, list(self.params.values()))))
+                    grads, norm = clip_grad_norm(grads, hp.max_grad_norm)
+                    self._apply(grads, hp.lr)
                 metrics.append(m)
                 norms.append(norm)
+        if fast is not None:
+            self.params, self.opt_state = fast.result()
+            self._grads.extendleft(fast.recent_grads())
         mean = torch.stack(metrics).mean(0).tolist()
         with torch.no_grad():
             ev = explained_variance(batch.values.flatten(), flat["returns"]).item()

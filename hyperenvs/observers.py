@@ -121,7 +121,46 @@ class StatisticsObserver:
         return _finite(np.concatenate([weights, grads, stats, [context.recent_return, context.budget_fraction]]))
 
 
-OBSERVERS = {"projection": ProjectionObserver, "statistics": StatisticsObserver}
+def zscore_sorted(fitness: np.ndarray, quantiles: int) -> np.ndarray:
+    """A population's fitness vector, sorted and z-scored, read at ``quantiles`` evenly spaced ranks.
+
+    The quantile read-out gives every population size one length; with
+    ``quantiles == n`` it is exactly BiERL's sorted, z-scored vector.
+    """
+    f = np.sort(np.asarray(fitness, dtype=np.float64).ravel())
+    std = f.std()
+    z = (f - f.mean()) / std if std > 0 else np.zeros_like(f)
+    return np.interp(np.linspace(0, f.size - 1, quantiles), np.arange(f.size), z)
+
+
+class FitnessObserver:
+    """BiERL's population representation: the last ``k`` populations' fitness vectors.
+
+    Layout: ``k`` blocks of ``quantiles`` sorted, z-scored fitness values,
+    newest first (zeros before a population exists), then the unperturbed
+    policy's return and its rank among the newest population (fraction of
+    candidates it beats).  Needs an ES learner (``fitness_history()``).
+    """
+
+    name = "fitness"
+
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], *, k: int = 10, quantiles: int = 20) -> None:
+        if k < 1 or quantiles < 2:
+            raise ValueError(f"fitness observer needs k >= 1 and quantiles >= 2, got k={k}, quantiles={quantiles}")
+        self.k, self.quantiles = k, quantiles
+        self.space = spaces.Box(-np.inf, np.inf, (k * quantiles + 2,), dtype=np.float32)
+
+    def __call__(self, learner, context: Context) -> np.ndarray:
+        if not hasattr(learner, "fitness_history"):
+            raise TypeError(f"the fitness observer needs an ES learner; {type(learner).__name__} has no fitness history")
+        blocks = np.zeros((self.k, self.quantiles))
+        for i, fitness in enumerate(learner.fitness_history()[: self.k]):
+            blocks[i] = zscore_sorted(fitness, self.quantiles)
+        extra = [getattr(learner, "centre_return", 0.0), getattr(learner, "centre_rank", 0.0)]
+        return _finite(np.concatenate([blocks.ravel(), extra]))
+
+
+OBSERVERS = {"projection": ProjectionObserver, "statistics": StatisticsObserver, "fitness": FitnessObserver}
 """Observation parts by name."""
 
 

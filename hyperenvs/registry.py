@@ -177,6 +177,88 @@ _TASKS: tuple[tuple[str, str, str], ...] = (
 
 _ATARI_RANGES = {"minibatch_size": (64, 2048)}
 
+# IMPALA (Espeholt et al., 2018) with leaky V-trace: the inner learner of STAC/STACX
+# (Zahavy et al., 2020), whose metaparameters eta are gamma, lambda_, g_v, g_p, g_e, alpha.
+IMPALA = Algorithm(
+    name="IMPALA",
+    learner="agents.impala:IMPALALearner",
+    config="agents.impala:IMPALAConfig",
+    hparams="agents.impala:IMPALAHyperparams",
+    hyperparameters=(
+        Hyperparameter("lr", 1e-5, 1e-2, log=True, default=6e-4),
+        Hyperparameter("gamma", 0.8, 0.9999, default=0.99),
+        Hyperparameter("lambda_", 0.0, 1.0, default=1.0),
+        Hyperparameter("g_v", 0.0, 2.0, default=0.5),
+        Hyperparameter("g_p", 0.0, 2.0, default=1.0),
+        Hyperparameter("g_e", 0.0, 0.1, default=0.01),
+        Hyperparameter("alpha", 0.0, 1.0, default=1.0),
+        Hyperparameter("max_grad_norm", 0.1, 100.0, log=True, default=40.0),
+    ),
+    controlled=("gamma", "lambda_", "g_v", "g_p", "g_e", "alpha", "lr"),
+)
+
+# Unrolls of 20 steps, RMSProp; Atari: 16 envs, sign rewards, gamma 0.995 (STAC's setting).
+# Classic control and Box2D scale rewards (the shared torso otherwise drowns in value-loss
+# gradients: Acrobot stays at -500 for 100k steps without it, reaches about -100 with it).
+_IMPALA_FAMILIES: dict[str, tuple[dict, dict, int, int]] = {
+    "cartpole": ({"num_envs": 8}, {"lr": 1e-3}, 100_000, 10),
+    "classic": ({"num_envs": 8, "normalize_reward": True}, {"lr": 1e-3}, 200_000, 10),
+    "box2d": ({"num_envs": 16, "normalize_reward": True}, {"gamma": 0.995}, 1_000_000, 10),
+    "atari": ({"num_envs": 16, "sign_reward": True}, {"gamma": 0.995}, 10_000_000, 10),
+}
+
+_IMPALA_TASKS: tuple[tuple[str, str, str], ...] = (
+    ("CartPole", "CartPole-v1", "cartpole"),
+    ("Acrobot", "Acrobot-v1", "classic"),
+    ("MountainCar", "MountainCar-v0", "classic"),
+    ("LunarLander", "LunarLander-v3", "box2d"),
+    *((name, f"ALE/{name}-v5", "atari") for name in ("Pong", "Breakout", "SpaceInvaders", "Seaquest")),
+)
+
+
+# Evolution strategies, BiERL's inner level (Wang et al., 2023): OpenAI-ES with mirrored
+# sampling and rank shaping; sigma in [0.02, 0.08] as in BiERL.  n = 200 candidates an iteration,
+# episodes of at most 1000 steps, one iteration a hyper-step (BiERL meta-updates every 10).
+_ES_HPARAMS = (
+    Hyperparameter("sigma", 0.02, 0.08, default=0.05),
+    Hyperparameter("lr", 0.005, 0.5, log=True, default=0.05),
+)
+
+ES = Algorithm(
+    name="ES",
+    learner="agents.es:ESLearner",
+    config="agents.es:ESConfig",
+    hparams="agents.es:ESHyperparams",
+    hyperparameters=_ES_HPARAMS,
+    controlled=("sigma",),
+)
+
+_ES_TASKS: tuple[tuple[str, str], ...] = (
+    *((name, f"{name}-v5") for name in (
+        "HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer", "InvertedPendulum", "InvertedDoublePendulum",
+    )),
+    ("LunarLanderContinuous", "LunarLanderContinuous-v3"),
+    ("BipedalWalker", "BipedalWalker-v3"),
+)
+
+# 1000 iterations of 200 full episodes (plus the unperturbed policy's) bound the lifetime.
+_ES_BUDGET = 201_000_000
+
+
+def _es_entries(algorithm: Algorithm, tasks: tuple[tuple[str, str], ...]) -> dict[str, Entry]:
+    out = {}
+    for name, task in tasks:
+        entry = Entry(
+            algorithm=algorithm,
+            task=task,
+            name=name,
+            total_timesteps=_ES_BUDGET,
+            iterations_per_step=1,
+            observe=("fitness", "statistics"),
+        )
+        out[entry.id] = entry
+    return out
+
 
 def _build() -> dict[str, Entry]:
     table: dict[str, Entry] = {}
@@ -195,6 +277,19 @@ def _build() -> dict[str, Entry]:
                 ranges=MappingProxyType(ranges),
             )
             table[entry.id] = entry
+    for name, task, family in _IMPALA_TASKS:
+        config, defaults, budget, per_step = _IMPALA_FAMILIES[family]
+        entry = Entry(
+            algorithm=IMPALA,
+            task=task,
+            name=name,
+            total_timesteps=budget,
+            iterations_per_step=per_step,
+            config=MappingProxyType(config),
+            defaults=MappingProxyType(defaults),
+        )
+        table[entry.id] = entry
+    table.update(_es_entries(ES, _ES_TASKS))
     return table
 
 

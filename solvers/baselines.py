@@ -34,3 +34,10 @@ class RandomSolver(EpisodeSolver):
 
     def act(self, obs: Any) -> Any:
         return self._space.sample()
+
+
+class RndSolver(RandomSolver):
+    """EPGT's RND baseline: uniformly random over the same joint bins (a HyperRL env with ``action_type="discrete"``)."""
+
+    name = "rnd"
+    action_type = "discrete"

@@ -232,11 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("demo", help="solvers against each other on a small id, with a report")
-    p.add_argument("--env-id", default="HyperRL/PPO-CartPole-v0")
-    p.add_argument("--solvers", nargs="+", default=["static", "random"], choices=sorted(SOLVERS))
+    p.add_argument("--env-id", default="HyperRL/A2C-CartPole-v0")
+    p.add_argument("--solvers", nargs="+", default=["static", "random", "epgt"], choices=sorted(SOLVERS))
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--out", default="reports/demo")
     env_options(p)
+    # 5 A2C iterations (400 env steps) per hyper-step: 250 decisions a lifetime, enough for EPGT's memory to matter.
+    p.set_defaults(iterations_per_step=5)
     p.set_defaults(func=cmd_demo)
     return parser
 

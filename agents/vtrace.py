@@ -1,0 +1,113 @@
+"""V-trace (Espeholt et al., 2018) and leaky V-trace (Zahavy et al., 2020), pure and time-major.
+
+Every input is ``[T, B]``: ``v_tm1`` are the values of the states actions were
+taken in, ``v_t`` the values of the states that followed (``v_t[t] =
+v_tm1[t + 1]``, and the bootstrap value at ``t = T - 1``), ``r_t`` the rewards,
+``discount_t`` gamma times the continuation flag (0 where the episode ended at
+``t``) and ``log_rho_tm1 = log pi(a|x) - log mu(a|x)``.
+
+The targets carry no gradient into the values or the importance weights (the
+critic regresses towards them; they are not trained through them), but they
+do carry gradient into ``discount_t`` (gamma), ``lambda_`` and ``alpha``:
+that is what a metagradient through the inner loss differentiates.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class VTraceReturns(NamedTuple):
+    """What ``vtrace`` / ``leaky_vtrace`` return, both ``[T, B]``."""
+
+    vs: torch.Tensor
+    """value targets ``v_s`` (paper Eq. 4 / Eq. 8)"""
+    pg_advantages: torch.Tensor
+    """``rho_s (r_s + gamma v_{s+1} - V(x_s))``, the policy-gradient weights of Eq. 3"""
+
+
+def _check(
+    v_tm1: torch.Tensor, v_t: torch.Tensor, r_t: torch.Tensor, discount_t: torch.Tensor, log_rho_tm1: torch.Tensor
+) -> None:
+    if r_t.dim() != 2:
+        raise ValueError(f"r_t must be [T, B], got shape {tuple(r_t.shape)}")
+    for name, x in (("v_tm1", v_tm1), ("v_t", v_t), ("discount_t", discount_t), ("log_rho_tm1", log_rho_tm1)):
+        if x.shape != r_t.shape:
+            raise ValueError(f"{name} has shape {tuple(x.shape)}, expected [T, B] = {tuple(r_t.shape)} like r_t")
+
+
+def _reverse_scan(deltas: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
+    """``acc_t = deltas_t + decay_t acc_{t+1}`` (``acc_T = 0``), backwards over the time axis."""
+    acc = torch.zeros_like(deltas[0])
+    out = []
+    for t in range(deltas.shape[0] - 1, -1, -1):
+        acc = deltas[t] + decay[t] * acc
+        out.append(acc)
+    return torch.stack(out[::-1])
+
+
+def leaky_vtrace(
+    v_tm1: torch.Tensor,
+    v_t: torch.Tensor,
+    r_t: torch.Tensor,
+    discount_t: torch.Tensor,
+    log_rho_tm1: torch.Tensor,
+    *,
+    lambda_: float | torch.Tensor = 1.0,
+    alpha: float | torch.Tensor = 1.0,
+    clip_rho_threshold: float = 1.0,
+    clip_c_threshold: float = 1.0,
+    clip_pg_rho_threshold: float = 1.0,
+) -> VTraceReturns:
+    """Leaky V-trace targets and advantages (paper Eq. 8, one ``alpha = alpha_rho = alpha_c``).
+
+    With ``IS = exp(log_rho)``: ``rho~ = alpha min(rho_bar, IS) + (1 - alpha) IS``,
+    ``c~ = lambda (alpha min(c_bar, IS) + (1 - alpha) IS)``,
+    ``delta_t = rho~_t (r_t + discount_t v_t - v_tm1)`` and, backwards in time,
+    ``acc_t = delta_t + discount_t c~_t acc_{t+1}``; ``vs = v_tm1 + acc``.
+    ``alpha = 1`` is V-trace; ``alpha = 0`` is per-decision importance sampling.
+    """
+    _check(v_tm1, v_t, r_t, discount_t, log_rho_tm1)
+    v_tm1, v_t = v_tm1.detach(), v_t.detach()
+    is_ratio = log_rho_tm1.detach().exp()
+
+    def leak(threshold: float) -> torch.Tensor:
+        return alpha * torch.clamp(is_ratio, max=threshold) + (1 - alpha) * is_ratio
+
+    rho = leak(clip_rho_threshold)
+    c = lambda_ * leak(clip_c_threshold)
+    deltas = rho * (r_t + discount_t * v_t - v_tm1)
+    vs = _reverse_scan(deltas, discount_t * c) + v_tm1
+    # v_{s+1} of the policy-gradient target: the next target, and the bootstrap value after the last step.
+    vs_tp1 = torch.cat([vs[1:], v_t[-1:]], dim=0)
+    pg_rho = leak(clip_pg_rho_threshold)
+    return VTraceReturns(vs=vs, pg_advantages=pg_rho * (r_t + discount_t * vs_tp1 - v_tm1))
+
+
+def vtrace(
+    v_tm1: torch.Tensor,
+    v_t: torch.Tensor,
+    r_t: torch.Tensor,
+    discount_t: torch.Tensor,
+    log_rho_tm1: torch.Tensor,
+    *,
+    lambda_: float | torch.Tensor = 1.0,
+    clip_rho_threshold: float = 1.0,
+    clip_c_threshold: float = 1.0,
+    clip_pg_rho_threshold: float = 1.0,
+) -> VTraceReturns:
+    """V-trace (paper Eq. 4): truncated importance weights; leaky V-trace with ``alpha = 1``."""
+    return leaky_vtrace(
+        v_tm1,
+        v_t,
+        r_t,
+        discount_t,
+        log_rho_tm1,
+        lambda_=lambda_,
+        alpha=1.0,
+        clip_rho_threshold=clip_rho_threshold,
+        clip_c_threshold=clip_c_threshold,
+        clip_pg_rho_threshold=clip_pg_rho_threshold,
+    )

@@ -1,0 +1,96 @@
+"""BiERL: the look-ahead leaves no trace, NPM's BO proposes in range, PM's meta-network learns and round-trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from _helpers import make_tiny, obs_equal
+
+from solvers import SOLVERS, make_solver
+from solvers.bierl import BiERLNPM, BiERLPM, bo_propose
+
+ES_ID = "HyperRL/ES-InvertedPendulum-v0"
+
+
+def _env(hyper_steps: int = 6):
+    config = {"population": 4, "max_episode_steps": 10}
+    return make_tiny(ES_ID, config=config, total_timesteps=hyper_steps * 5 * 10)
+
+
+def _state(env) -> dict:
+    return env.unwrapped.learner.state_dict()
+
+
+def _assert_state_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            assert torch.equal(a[key], b[key]), key
+        elif isinstance(a[key], list):
+            assert len(a[key]) == len(b[key]) and all(torch.equal(x, y) for x, y in zip(a[key], b[key])), key
+        else:
+            assert a[key] == b[key], key
+
+
+def test_registered():
+    assert SOLVERS["bierl-pm"] == "solvers.bierl:BiERLPM" and SOLVERS["bierl-npm"] == "solvers.bierl:BiERLNPM"
+
+
+def test_look_ahead_leaves_no_trace():
+    env, reference = _env(), _env()
+    for e in (env, reference):
+        e.reset(seed=3)
+        e.step(e.action_space.sample() * 0)
+    solver = BiERLNPM(interval=1)
+    solver.begin(env, None, {}, seed=0)
+    before, obs_before = _state(env), env.unwrapped._observe()
+    scores = [solver.one_step_fitness({"sigma": s}) for s in (0.02, 0.08)]
+    assert all(np.isfinite(scores)) and solver.lookahead_env_steps > 0
+    _assert_state_equal(before, _state(env))
+    assert obs_equal(obs_before, env.unwrapped._observe())
+    action = env.unwrapped.hparam_space.encode({"sigma": 0.05})
+    a, b = env.step(action), reference.step(action)
+    assert obs_equal(a[0], b[0]) and a[1:4] == b[1:4]
+    env.close()
+    reference.close()
+
+
+def test_bo_propose_stays_in_the_unit_cube_and_is_seeded():
+    x = np.linspace(0, 1, 6)[:, None]
+    y = -((x[:, 0] - 0.3) ** 2)
+    p = bo_propose(x, y, seed=0, restarts=2, raw_samples=16)
+    assert p.shape == (1,) and 0.0 <= p[0] <= 1.0
+    np.testing.assert_array_equal(p, bo_propose(x, y, seed=0, restarts=2, raw_samples=16))
+
+
+def test_npm_sets_the_best_look_ahead_point_and_logs_it():
+    env = _env(hyper_steps=3)
+    solver = make_solver("bierl-npm", interval=2, init_points=2, bo_points=1)
+    log = solver.run(env, seed=0)
+    sigmas = log.schedule()["sigma"]
+    assert len(log) >= 3 and np.all((sigmas >= 0.02) & (sigmas <= 0.08))
+    assert solver.updates >= 1 and abs(sigmas[0] - solver.history[0]["sigma"]) < 1e-6  # float32 action round trip
+    env.close()
+
+
+def test_pm_meta_update_moves_the_network_and_round_trips(tmp_path):
+    env = _env(hyper_steps=3)
+    solver = BiERLPM(interval=2, meta_pairs=1, pretrained=None)
+    env.reset(seed=0)
+    solver.begin(env, None, {}, seed=0)
+    assert solver.representation().shape == (1, 10, 20)
+    env.step(solver.act(None))  # meta-update skipped: no population yet
+    before = torch.nn.utils.parameters_to_vector(solver.net.parameters()).clone()
+    env.step(solver.act(None))
+    solver.steps = 2
+    action = solver.act(None)  # step 2: a meta-update
+    after = torch.nn.utils.parameters_to_vector(solver.net.parameters())
+    assert not torch.equal(before, after)
+    sigma = env.unwrapped.hparam_space.decode(action)["sigma"]
+    assert 0.02 <= sigma <= 0.08
+    path = solver.save(tmp_path / "pm.pt")
+    other = BiERLPM(pretrained=path)
+    other.begin(env, None, {}, seed=1)
+    assert torch.equal(torch.nn.utils.parameters_to_vector(other.net.parameters()), after)
+    env.close()

@@ -1,0 +1,90 @@
+"""Divergence ends the lifetime with terminated=True and finite outputs; nothing raises."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from _helpers import make_tiny
+
+A2C = "HyperRL/A2C-CartPole-v0"
+
+
+def absurd_env() -> gym.Env:
+    # lr up to 1e8 with plain SGD and gradient clipping off (max_grad_norm <= 0): the value
+    # loss explodes and parameters become non-finite within a few updates.
+    return make_tiny(
+        A2C,
+        hyper_steps=50,
+        hyperparameters={"lr": (1e3, 1e8)},
+        config={"optimizer": "sgd"},
+        defaults={"max_grad_norm": 0.0},
+    )
+
+
+def run_until_done(env: gym.Env, action: np.ndarray, limit: int = 50):
+    for step in range(1, limit + 1):
+        obs, reward, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            return step, obs, reward, terminated, truncated, info
+    raise AssertionError(f"the lifetime did not end within {limit} hyper-steps")
+
+
+def test_absurd_lr_diverges_cleanly():
+    env = absurd_env()
+    env.reset(seed=0)
+    steps, obs, reward, terminated, truncated, info = run_until_done(env, np.ones(1, np.float32))
+    assert terminated is True and truncated is False
+    assert info["diverged"] is True
+    assert info["hyperparameters"]["lr"] == pytest.approx(1e8)
+    assert info["timesteps"] < env.unwrapped.total_timesteps  # ended by divergence, not the budget
+    assert isinstance(reward, float) and np.isfinite(reward)
+    assert env.observation_space.contains(obs)
+    for part in obs.values():
+        assert np.all(np.isfinite(part))
+    learner = env.unwrapped.learner
+    assert learner.diverged
+    # what the divergence flag means: a loss or a parameter (norm, in float32) is no longer finite
+    finite_params = all(torch.isfinite(torch.linalg.vector_norm(v.detach())) for v in learner.parameters().values())
+    finite_losses = all(np.isfinite(v) for v in info["losses"].values())
+    assert not (finite_params and finite_losses)
+    # the ended lifetime refuses further steps ...
+    with pytest.raises(RuntimeError, match="after the lifetime ended"):
+        env.step(np.ones(1, np.float32))
+    # ... and a reset starts a healthy one
+    obs, info = env.reset(seed=1)
+    assert all(np.isfinite(p).all() for p in obs.values())
+    _, _, terminated, _, info = env.step(-np.ones(1, np.float32))
+    assert info["diverged"] is False and not terminated
+    env.close()
+
+
+def test_divergence_is_deterministic():
+    outcomes = []
+    for _ in range(2):
+        env = absurd_env()
+        env.reset(seed=0)
+        steps, _, reward, *_, info = run_until_done(env, np.ones(1, np.float32))
+        outcomes.append((steps, reward, info["timesteps"]))
+        env.close()
+    assert outcomes[0] == outcomes[1]
+
+
+def test_diverged_learner_iterates_no_more():
+    env = absurd_env()
+    env.reset(seed=0)
+    run_until_done(env, np.ones(1, np.float32))
+    learner = env.unwrapped.learner
+    t = learner.timesteps
+    report = learner.iterate({"lr": 1e-3})
+    assert report.diverged and report.env_steps == 0 and learner.timesteps == t
+    env.close()
+
+
+def test_sane_lr_does_not_diverge():
+    env = make_tiny(A2C, hyper_steps=4)
+    env.reset(seed=0)
+    *_, terminated, truncated, info = run_until_done(env, np.zeros(1, np.float32))
+    assert truncated and not terminated and info["diverged"] is False
+    env.close()

@@ -1,0 +1,220 @@
+"""EPGT as a black-box solver: action encoding, epsilon, reward pairing, resume, registry and CLI."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from _helpers import CARTPOLE, make_tiny
+from gymnasium import spaces
+
+from hyperenvs.wrappers import JointDiscreteAction
+from solvers import SOLVERS, default_action_type, make_solver
+from solvers.epgt import EPGTSolver, JointActions, linear_epsilon
+
+REFERENCE_BINS = {
+    "lr": [1.5e-4, 3e-4, 6e-4],
+    "clip": [0.1, 0.2, 0.3, 0.4, 0.5],
+    "gae_lambda": [0.9, 0.925, 0.95, 0.975, 0.99],
+    "minibatch_size": [32, 64, 128],
+}
+
+
+def tiny_discrete(hyper_steps: int = 4, **kw) -> gym.Env:
+    return make_tiny(CARTPOLE, hyper_steps, action_type="discrete", **kw)
+
+
+def test_epsilon_falls_linearly_over_the_first_half_then_stays():
+    assert linear_epsilon(0, 1000) == 1.0
+    assert linear_epsilon(250, 1000) == pytest.approx(1 - 0.99 * 0.5)
+    assert linear_epsilon(500, 1000) == pytest.approx(0.01)
+    assert linear_epsilon(999, 1000) == pytest.approx(0.01)
+
+
+def test_solver_epsilon_follows_the_envs_budget_and_timesteps():
+    env = tiny_discrete(4)  # 64 env steps
+    solver = EPGTSolver()
+    obs, info = env.reset(seed=0)
+    solver.begin(env, obs, info, seed=0)
+    assert solver.budget == 64 and solver.epsilon() == 1.0
+    action = solver.act(obs)
+    obs, reward, term, trunc, info = env.step(action)
+    solver.observe(action, obs, reward, term or trunc, info)
+    assert info["timesteps"] == 16 and solver.epsilon() == pytest.approx(1 - 0.99 * 16 / 32)
+    env.close()
+
+
+def test_joint_index_round_trips_through_actions_and_hyperparameter_values():
+    env = tiny_discrete(
+        hyperparameters={"lr": (1e-5, 1e-2), "clip": None, "gae_lambda": None, "minibatch_size": None}, bins=REFERENCE_BINS
+    )
+    joint = JointActions.from_space(env.action_space)
+    space = env.get_wrapper_attr("hparam_space")
+    assert joint.n == 225
+    assert joint.to_action(0).tolist() == [0, 0, 0, 0] and joint.to_action(1).tolist() == [0, 0, 0, 1]
+    assert joint.to_action(224).tolist() == [2, 4, 4, 2]
+    assert space.decode(joint.to_action(224)) == {"lr": 6e-4, "clip": 0.5, "gae_lambda": 0.99, "minibatch_size": 128}
+    for index in range(joint.n):
+        values = space.decode(joint.to_action(index))
+        assert joint.to_index(space.encode(values)) == index
+    with pytest.raises(ValueError, match="outside"):
+        joint.to_action(225)
+    env.close()
+
+
+class FakeHyperEnv(gym.Env):
+    """Ten hyper-steps; step t finishes one inner episode of return 10 t, except step 3, which finishes none."""
+
+    observation_space = spaces.Dict({"projection": spaces.Box(-np.inf, np.inf, (6,), np.float32)})
+    action_space = spaces.MultiDiscrete([3, 2])
+    total_timesteps = 100
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {"timesteps": 0}
+
+    def _obs(self):
+        return {"projection": (np.linspace(-1, 1, 6) + 0.25 * self.t).astype(np.float32)}  # distinct, unsaturated
+
+    def step(self, action):
+        self.t += 1
+        returns = () if self.t == 3 else (10.0 * self.t,)
+        info = {"timesteps": 10 * self.t, "episode_returns": returns, "hyperparameters": {"a": float(action[0])}}
+        return self._obs(), float(np.mean(returns)) if returns else 0.0, False, self.t == 10, info
+
+
+def test_each_action_is_paired_with_the_return_measured_after_it():
+    solver = EPGTSolver(encoder="random", write_rule="max")  # max rule: no neighbour averaging blurs the check
+    log = solver.run(FakeHyperEnv(), seed=0)
+    assert len(log) == 10
+    mem = solver.memory
+    assert len(mem) == 9  # the last action has no measurement after it
+    # Action of step t gets the mean return of step t+1; step 3 finished nothing, so steps 2 and 3 both get step 4's.
+    expected = [20, 40, 40, 50, 60, 70, 80, 90, 100]
+    stored = [mem.values[slot][mem.known[slot]] for slot in mem.slot_order()]
+    assert [float(v[0]) for v in stored] == expected and all(len(v) == 1 for v in stored)
+
+
+def test_refuses_envs_without_multidiscrete_actions_or_projection():
+    env = make_tiny(CARTPOLE)  # continuous
+    obs, info = env.reset(seed=0)
+    with pytest.raises(ValueError, match="MultiDiscrete"):
+        EPGTSolver().begin(env, obs, info, seed=0)
+    env.close()
+    env = tiny_discrete(observe=["statistics"])
+    obs, info = env.reset(seed=0)
+    with pytest.raises(ValueError, match="projection"):
+        EPGTSolver().begin(env, obs, info, seed=0)
+    env.close()
+
+
+class NoUnwrapped(gym.Wrapper):
+    @property
+    def unwrapped(self):
+        raise AssertionError("the solver reached for env.unwrapped")
+
+
+def test_never_touches_env_unwrapped():
+    env = NoUnwrapped(tiny_discrete(3))
+    with pytest.raises(AssertionError):
+        env.unwrapped  # noqa: B018 - the guard itself works
+    log = EPGTSolver(train_prob=1.0).run(env, seed=0)
+    assert len(log) == 3
+    env.close()
+
+
+def _drive(solver, env, obs, steps):
+    actions = []
+    for _ in range(steps):
+        action = solver.act(obs)
+        obs, reward, term, trunc, info = env.step(action)
+        solver.observe(action, obs, reward, term or trunc, info)
+        actions.append(action.tolist())
+    return obs, actions
+
+
+def test_save_load_continue_makes_the_same_decisions_as_an_uninterrupted_run(tmp_path):
+    config = {"train_prob": 1.0, "episode_length": 2}  # VAE steps and re-keying every write; a pending buffer at the cut
+    env = tiny_discrete(10)
+    whole = EPGTSolver(**config)
+    obs, info = env.reset(seed=3)
+    whole.begin(env, obs, info, seed=3)
+    _, expected = _drive(whole, env, obs, 10)
+    env.close()
+
+    env = tiny_discrete(10)
+    first = EPGTSolver(**config)
+    obs, info = env.reset(seed=3)
+    first.begin(env, obs, info, seed=3)
+    obs, head = _drive(first, env, obs, 5)
+    assert first.vae_steps > 0 and first.episode  # the cut falls inside a learning episode
+    path = first.save(tmp_path / "epgt.pt")
+    del first
+    resumed = EPGTSolver.load(path)
+    _, tail = _drive(resumed, env, obs, 5)
+    env.close()
+    assert head + tail == expected
+    assert len(set(map(tuple, expected))) > 1  # the decisions are not all the same
+    np.testing.assert_array_equal(resumed.memory.values[: len(resumed.memory)], whole.memory.values[: len(whole.memory)])
+    for (name, a), b in zip(resumed.vae.state_dict().items(), whole.vae.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_loaded_memory_is_reused_in_a_new_lifetime(tmp_path):
+    solver = EPGTSolver()
+    solver.run(tiny_discrete(4), seed=0)
+    size = len(solver.memory)
+    assert size > 0
+    again = EPGTSolver.load(solver.save(tmp_path / "m.pt"))
+    again.run(tiny_discrete(4), seed=1)
+    assert len(again.memory) > size
+    with pytest.raises(ValueError, match="saved with"):
+        EPGTSolver(read_k=7).load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
+
+
+def test_registry_and_action_types():
+    assert {"epgt", "rnd", "dqn"} <= set(SOLVERS)
+    assert [default_action_type(n) for n in ("epgt", "rnd", "dqn", "static")] == ["discrete"] * 3 + ["continuous"]
+    env = tiny_discrete(3)
+    log = make_solver("rnd").run(env, seed=0)
+    grid = env.get_wrapper_attr("hparam_space").grids[0]
+    assert len(log) == 3 and all(r.hyperparameters["lr"] in grid for r in log.records)
+    env.close()
+
+
+def test_dqn_runs_one_lifetime_on_the_joint_discrete_action():
+    pytest.importorskip("stable_baselines3")
+    env = tiny_discrete(5)
+    assert JointDiscreteAction(env).action_space == spaces.Discrete(5**4)
+    log = make_solver("dqn", learning_starts=2).run(env, seed=0)
+    assert len(log) == 5 and log.records[-1].timesteps == 80
+    env.close()
+
+
+def test_cli_run_picks_the_discrete_action_type_for_epgt(tmp_path):
+    from solvers.cli import main
+
+    code = main(
+        [
+            "run",
+            "epgt",
+            CARTPOLE,
+            "--total-timesteps",
+            "64",
+            "--num-envs",
+            "1",
+            "--iterations-per-step",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    rows = (tmp_path / "epgt-seed0.jsonl").read_text().splitlines()
+    header = json.loads(rows[0])["header"]
+    assert header["solver"] == "epgt" and len(rows) == 3  # header + 2 hyper-steps of 32 env steps
+    assert (tmp_path / "epgt-returns.png").exists()

@@ -1,0 +1,139 @@
+"""ES learners: the maths (golden values, invariances), snapshots, and backend-independent results."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from agents.es import ESConfig, ESLearner, mirrored_gradient, rank_utilities
+from agents.es_workers import pair_noise, split
+
+TINY = dict(task="InvertedPendulum-v5", population=6, max_episode_steps=20, backend="serial")
+
+
+def test_rank_utilities_golden_values():
+    # n = 4: log2(3) - log2(rank) for ranks 1..4 -> [1.585, 0.585, 0, 0] (clipped), normalised, minus 1/4.
+    f = rank_utilities(np.array([10.0, -1.0, 3.0, 0.0]))
+    u = np.array([math.log2(3), 0.0, math.log2(3) - 1, 0.0])
+    np.testing.assert_allclose(f, u / u.sum() - 0.25, atol=1e-12)
+    np.testing.assert_allclose(f, [0.480423, -0.25, 0.019577, -0.25], atol=1e-5)
+    assert abs(f.sum()) < 1e-12
+
+
+def test_rank_utilities_invariant_to_monotone_transforms():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(50)
+    np.testing.assert_array_equal(rank_utilities(x), rank_utilities(np.exp(3 * x) + 7))
+
+
+def _quadratic_gradient(pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    dim, sigma = 20, 0.01
+    rng = np.random.default_rng(seed)
+    target = rng.standard_normal(dim)
+    theta = np.zeros(dim)
+    noise = rng.standard_normal((pairs, dim))
+    fitness = np.stack([-((theta + s * sigma * noise - target) ** 2).sum(axis=1) for s in (1, -1)], axis=1)
+    return mirrored_gradient(fitness, noise, sigma), 2 * (target - theta)
+
+
+def test_es_gradient_points_along_true_gradient_on_a_quadratic():
+    estimate, true = _quadratic_gradient(pairs=500)
+    cosine = estimate @ true / (np.linalg.norm(estimate) * np.linalg.norm(true))
+    assert cosine > 0.9
+
+
+def test_mirrored_sampling_is_unbiased():
+    # With raw (unshaped) fitness E[g] is the gradient of the Gaussian-smoothed quadratic, which equals
+    # the true gradient; the mean estimate over many independent populations converges to it.
+    dim, sigma, pairs = 5, 0.1, 20
+    target = np.arange(dim, dtype=float)
+    true = 2 * target
+    mean = np.zeros(dim)
+    for s in range(400):
+        noise = np.random.default_rng(s).standard_normal((pairs, dim))
+        fitness = np.stack([-((s_ * sigma * noise - target) ** 2).sum(axis=1) for s_ in (1, -1)], axis=1)
+        mean += mirrored_gradient(fitness, noise, sigma) / 400
+    assert np.linalg.norm(mean - true) / np.linalg.norm(true) < 0.05
+    # Mirroring cancels the even part of f exactly: a constant fitness gives a zero estimate.
+    noise = np.random.default_rng(0).standard_normal((pairs, dim))
+    assert np.allclose(mirrored_gradient(np.full((pairs, 2), 3.0), noise, sigma), 0.0)
+
+
+def test_noise_is_a_pure_function_of_its_key_and_chunks_cover_jobs():
+    np.testing.assert_array_equal(pair_noise(3, 4, 5, 10), pair_noise(3, 4, 5, 10))
+    assert not np.array_equal(pair_noise(3, 4, 5, 10), pair_noise(3, 4, 6, 10))
+    jobs = list(range(11))
+    assert [j for c in split(jobs, 3) for j in c] == jobs
+
+
+def _run(backend: str, iterations: int = 2, **kw) -> tuple[ESLearner, list]:
+    learner = ESLearner(ESConfig(**{**TINY, "backend": backend, **kw}), seed=5)
+    try:
+        reports = [learner.iterate({"sigma": 0.05, "lr": 0.05}) for _ in range(iterations)]
+        return learner.theta.copy(), [(r.timesteps, r.episode_returns, dict(r.stats)) for r in reports]
+    finally:
+        learner.close()
+
+
+def test_same_seed_same_result_serial_vs_processes():
+    serial = _run("serial")
+    procs = _run("process", workers=2)
+    np.testing.assert_array_equal(serial[0], procs[0])
+    assert serial[1] == procs[1]
+
+
+def test_same_seed_same_result_with_ray():
+    pytest.importorskip("ray", reason="Ray is not installed (the optional `distributed` extra)")
+    serial = _run("serial")
+    ray_run = _run("ray", workers=2)
+    np.testing.assert_array_equal(serial[0], ray_run[0])
+    assert serial[1] == ray_run[1]
+
+
+def test_process_workers_shut_down_on_close():
+    learner = ESLearner(ESConfig(**{**TINY, "backend": "process", "workers": 2}), seed=0)
+    procs = list(learner.backend.pool._pool)
+    learner.iterate()
+    learner.close()
+    for p in procs:
+        p.join(timeout=10)
+        assert not p.is_alive()
+
+
+def test_look_ahead_leaves_no_trace_and_state_loads_weights_only():
+    learner = ESLearner(ESConfig(**{**TINY, "optimizer": "adam"}), seed=1)
+    learner.iterate()
+    snap = learner.state_dict()
+    buf = io.BytesIO()
+    torch.save(snap, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)
+    reference = learner.iterate({"sigma": 0.03})
+    after = learner.state_dict()
+    for sigma in (0.02, 0.08):  # candidates of a look-ahead
+        learner.load_state_dict(loaded)
+        learner.iterate({"sigma": sigma})
+    learner.load_state_dict(loaded)
+    for key in ("theta", "adam_m", "adam_v"):
+        assert torch.equal(learner.state_dict()[key], snap[key])
+    assert (learner.timesteps, learner.iterations, learner._t) == (snap["timesteps"], snap["iterations"], snap["adam_t"])
+    again = learner.iterate({"sigma": 0.03})
+    assert (again.episode_returns, again.timesteps, again.stats) == (reference.episode_returns, reference.timesteps, reference.stats)
+    assert torch.equal(learner.state_dict()["theta"], after["theta"])
+    learner.close()
+
+
+def test_gradient_history_and_parameters_are_per_tensor():
+    learner = ESLearner(ESConfig(**TINY), seed=2)
+    assert torch.all(learner.parameters()["log_std"] == -3.5)
+    learner.iterate()
+    params, grads = learner.parameters(), learner.gradient_history()
+    assert set(params) == set(ESLearner.param_shapes(learner.config)) == set(grads[0])
+    assert all(tuple(params[k].shape) == s for k, s in ESLearner.param_shapes(learner.config).items())
+    assert len(learner.fitness_history()) == 1 and learner.fitness_history()[0].shape == (6,)
+    assert len(learner.evaluate(2)) == 2
+    learner.close()

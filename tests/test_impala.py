@@ -1,0 +1,213 @@
+"""IMPALA: the objective's metaparameters, the lagging behaviour policy, snapshots, and the asynchronous actors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+from _helpers import make_tiny, obs_equal, strip_timing
+from gymnasium.utils.env_checker import data_equivalence
+
+from agents.impala import META_KEYS, ActorError, IMPALAConfig, IMPALALearner, IMPALANetwork, IMPALAObjective
+from agents.networks import log_prob
+
+IMPALA_CARTPOLE = "HyperRL/IMPALA-CartPole-v0"
+TINY = dict(task="CartPole-v1", num_envs=2, num_steps=8)
+
+
+def test_network_heads_share_a_torso_and_head_zero_acts():
+    net = IMPALANetwork(obs_dim=4, action_dim=2, hidden=(16,), heads=3)
+    params = net.init(torch.Generator().manual_seed(0))
+    assert {k.split(".")[0] for k in params} == {"torso", "head0", "head1", "head2"}
+    assert set(net.shapes()) == set(params)
+    obs = torch.randn(5, 4)
+    logits, values = net.forward_heads(params, obs)
+    assert logits.shape == (3, 5, 2) and values.shape == (3, 5)
+    main_logits, main_value = net.forward(params, obs)
+    torch.testing.assert_close(main_logits, logits[0])
+    torch.testing.assert_close(main_value, values[0])
+    torch.testing.assert_close(net.value(params, obs), values[0])
+
+
+def test_objective_is_differentiable_in_every_metaparameter():
+    net = IMPALANetwork(obs_dim=4, action_dim=2, hidden=(8,), heads=2)
+    g = torch.Generator().manual_seed(1)
+    params = net.init(g)
+    t, b = 6, 3
+    batch = {
+        "obs": torch.randn(t, b, 4, generator=g),
+        "actions": torch.randint(0, 2, (t, b), generator=g),
+        "behaviour_log_probs": torch.log(torch.rand(t, b, generator=g) * 0.8 + 0.1),  # off-policy: alpha matters
+        "rewards": torch.randn(t, b, generator=g),
+        "discounts": torch.ones(t, b),
+        "bootstrap_obs": torch.randn(b, 4, generator=g),
+    }
+    meta = {k: torch.tensor([v, v * 0.9], requires_grad=True) for k, v in zip(META_KEYS, (0.99, 0.9, 0.5, 1.0, 0.01, 0.7))}
+    loss, metrics = IMPALAObjective(net)(params, batch, meta)
+    loss.backward()
+    for k, v in meta.items():
+        assert v.grad is not None and (v.grad.abs() > 0).all(), f"{k}: {v.grad}"
+    assert metrics.shape == (3,) and not metrics.requires_grad
+
+
+def test_behaviour_policy_lags_by_policy_lag_updates():
+    learner = IMPALALearner(IMPALAConfig(**TINY, policy_lag=2), seed=0)
+    history = [{k: v.detach().clone() for k, v in learner.parameters().items()}]
+    for n in range(5):
+        report = learner.iterate()
+        assert report.stats["policy_lag"] == min(n, 2)
+        batch = learner.last_batch
+        for k, v in learner.last_params.items():
+            assert torch.equal(v, history[n][k])  # the update started from the current parameters
+        behaviour = history[max(0, n - 2)]
+        logits, _ = learner.network.forward(behaviour, batch["obs"].flatten(0, 1))
+        mu = log_prob(logits, behaviour, batch["actions"].flatten(0, 1), True).reshape(batch["actions"].shape)
+        torch.testing.assert_close(batch["behaviour_log_probs"], mu, rtol=1e-5, atol=1e-6)
+        history.append({k: v.detach().clone() for k, v in learner.parameters().items()})
+    learner.close()
+
+
+def test_policy_lag_zero_is_on_policy():
+    learner = IMPALALearner(IMPALAConfig(**TINY, policy_lag=0), seed=0)
+    for _ in range(3):
+        report = learner.iterate()
+        assert report.stats["policy_lag"] == 0 and abs(report.stats["approx_kl"]) < 1e-6
+    learner.close()
+
+
+def test_rejects_continuous_actions():
+    with pytest.raises(ValueError, match="discrete actions only"):
+        IMPALALearner(IMPALAConfig(task="Pendulum-v1", num_envs=1, num_steps=4), seed=0)
+
+
+def _play(env, k, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(k):
+        obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+        out.append((obs, reward, terminated, truncated, strip_timing(info)))
+    return out
+
+
+def test_snapshot_restore_replays_bit_for_bit():
+    env = make_tiny(IMPALA_CARTPOLE, hyper_steps=8, config={"policy_lag": 2})
+    env.reset(seed=0)
+    _play(env, 3)
+    snap = env.unwrapped.snapshot()
+    at_snapshot = env.unwrapped._observe()
+    first = _play(env, 3, seed=1)
+    assert obs_equal(env.unwrapped.restore(snap), at_snapshot)
+    assert data_equivalence(first, _play(env, 3, seed=1), exact=True)
+    env.close()
+
+
+def test_same_seed_same_lifetime_other_seed_differs():
+    a, b = make_tiny(IMPALA_CARTPOLE), make_tiny(IMPALA_CARTPOLE)
+    a.reset(seed=3), b.reset(seed=3)
+    assert data_equivalence(_play(a, 3), _play(b, 3), exact=True)
+    a.reset(seed=4)
+    b.reset(seed=3)
+    assert not data_equivalence(_play(a, 3), _play(b, 3), exact=True)
+    a.close(), b.close()
+
+
+def test_state_dict_round_trip_through_weights_only_load(tmp_path):
+    config = IMPALAConfig(**TINY, policy_lag=2)
+    original = IMPALALearner(config, seed=1)
+    for _ in range(3):
+        original.iterate()
+    torch.save(original.state_dict(), tmp_path / "impala.pt")
+    fresh = IMPALALearner(config, seed=2)
+    fresh.load_state_dict(torch.load(tmp_path / "impala.pt", weights_only=True))
+    for _ in range(3):
+        a, b = original.iterate(), fresh.iterate()
+        assert a.losses == b.losses and a.episode_returns == b.episode_returns
+    for k, v in original.parameters().items():
+        assert torch.equal(v, fresh.parameters()[k])
+    original.close(), fresh.close()
+
+
+# -- asynchronous actors --------------------------------------------------------------------
+
+
+def _gone(pids, timeout=10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                with open(f"/proc/{pid}/stat") as f:  # a zombie is gone for our purposes
+                    if f.read().split()[2] != "Z":
+                        alive.append(pid)
+            except (ProcessLookupError, FileNotFoundError):
+                pass
+        if not alive:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+ASYNC = IMPALAConfig(**TINY, asynchronous=True, num_actors=2, actor_timeout=60.0)
+# The failure tests fork their actors: the same code path, without paying two interpreter start-ups.
+FORKED = IMPALAConfig(**TINY, asynchronous=True, num_actors=2, actor_timeout=60.0, start_method="fork")
+
+
+def test_async_runs_and_close_stops_the_actors():
+    learner = IMPALALearner(ASYNC, seed=0)
+    pids = learner._actors.alive()
+    assert len(pids) == 2
+    steps = 0
+    for _ in range(4):
+        report = learner.iterate()
+        assert not report.diverged and report.env_steps == 16
+        steps += report.env_steps
+    assert learner.timesteps == steps
+    assert learner.state_dict()["iterations"] == 4
+    learner.close()
+    assert _gone(pids), "actor processes survived close()"
+
+
+def test_async_actor_crash_raises_a_clear_error_and_stops_the_rest():
+    learner = IMPALALearner(FORKED, seed=0)
+    learner.iterate()
+    pids = learner._actors.alive()
+    os.kill(pids[0], signal.SIGKILL)
+    with pytest.raises(ActorError, match=r"IMPALA actor impala-actor-0 died with exit code -9; all actors stopped"):
+        for _ in range(50):  # unrolls already queued may still arrive first
+            learner.iterate()
+    assert _gone(pids)
+    learner.close()  # idempotent after an error
+
+
+def test_async_learner_error_stops_the_actors():
+    learner = IMPALALearner(FORKED, seed=0)
+    pids = learner._actors.alive()
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("boom")
+
+    learner.objective = broken
+    with pytest.raises(FloatingPointError, match="boom"):
+        learner.iterate()
+    assert _gone(pids)
+
+
+def test_async_actor_exception_is_reported_with_its_traceback(monkeypatch):
+    import agents.impala
+
+    def no_env(*args, **kwargs):
+        raise OSError("simulator missing")
+
+    monkeypatch.setattr(agents.impala, "make_vector_env", no_env)  # forked actors inherit the patch
+    learner = IMPALALearner(FORKED, seed=0)
+    pids = learner._actors.alive()
+    with pytest.raises(
+        ActorError, match=r"(?s)impala-actor-\d failed; all actors stopped. Its traceback:.*OSError: simulator missing"
+    ):
+        learner.iterate()
+    assert _gone(pids)

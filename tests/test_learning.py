@@ -1,0 +1,42 @@
+"""Inner training actually learns: PPO with the id's static defaults solves CartPole."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import gymnasium as gym
+import numpy as np
+
+import hyperenvs
+
+gym.register_envs(hyperenvs)
+
+SOLVED = 195.0
+BUDGET = 100_000
+
+
+def test_ppo_cartpole_static_defaults_learn():
+    env = gym.make("HyperRL/PPO-CartPole-v0", total_timesteps=BUDGET)
+    space = env.unwrapped.hparam_space
+    action = space.encode(space.defaults())
+    obs, info = env.reset(seed=0)
+    np.testing.assert_allclose(info["default_action"], action)
+    first_returns: list[float] = []
+    last10: deque[float] = deque(maxlen=10)
+    best = -np.inf
+    done = False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        assert not info["diverged"]
+        if not first_returns:
+            first_returns = list(info["episode_returns"])
+        last10.extend(info["episode_returns"])
+        step_mean = float(np.mean(info["episode_returns"])) if info["episode_returns"] else -np.inf
+        best = max(best, step_mean, float(np.mean(last10)) if len(last10) == 10 else -np.inf)
+        if best >= SOLVED:
+            break
+    env.close()
+    assert best >= SOLVED, f"mean return {best:.1f} < {SOLVED} after {info['timesteps']} env steps"
+    assert info["timesteps"] <= BUDGET
+    assert np.mean(first_returns) < 100, "the untrained policy should not already solve CartPole"

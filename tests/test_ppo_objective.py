@@ -1,0 +1,167 @@
+"""PPO's clipped surrogate on a hand-built batch whose log-probabilities are known exactly."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from agents.a2c import A2CObjective
+from agents.networks import ActorCritic, entropy, log_prob
+from agents.ppo import PPO_METRICS, PPOObjective
+
+CLIP = 0.2
+P0 = 0.75  # the policy's probability of action 0 in every state
+VALUE = 0.5  # the critic's value of every state
+
+
+def tiny_network() -> tuple[ActorCritic, dict[str, torch.Tensor]]:
+    """A linear 2-action policy and critic on 1-D observations, hand-set so that
+    pi(0) = 0.75, pi(1) = 0.25 and V = 0.5 for every observation."""
+    net = ActorCritic(obs_dim=1, action_dim=2, discrete=True, hidden=())
+    params = {
+        "actor.0.weight": torch.zeros(2, 1, dtype=torch.float64),
+        "actor.0.bias": torch.tensor([math.log(3.0), 0.0], dtype=torch.float64),  # softmax -> [3/4, 1/4]
+        "critic.0.weight": torch.zeros(1, 1, dtype=torch.float64),
+        "critic.0.bias": torch.tensor([VALUE], dtype=torch.float64),
+    }
+    assert set(params) == set(net.shapes())
+    return net, {k: v.requires_grad_() for k, v in params.items()}
+
+
+def batch(ratios, advantages, actions, returns=None):
+    """Old log-probs chosen so that pi_new / pi_old equals ``ratios`` exactly."""
+    actions = torch.tensor(actions)
+    new_logp = torch.tensor([math.log(P0) if a == 0 else math.log(1 - P0) for a in actions.tolist()], dtype=torch.float64)
+    n = len(ratios)
+    return {
+        "obs": torch.linspace(-1.0, 1.0, n, dtype=torch.float64).unsqueeze(1),
+        "actions": actions,
+        "log_probs": new_logp - torch.log(torch.tensor(ratios, dtype=torch.float64)),
+        "advantages": torch.tensor(advantages, dtype=torch.float64),
+        "returns": torch.tensor(returns if returns is not None else [VALUE] * n, dtype=torch.float64),
+    }
+
+
+# ratio, advantage: min(r A, clip(r, 0.8, 1.2) A)           clipped (|r - 1| > 0.2)?
+#   1.5, +1  -> min(1.5, 1.2)   = 1.2                       yes
+#   0.5, +1  -> min(0.5, 0.8)   = 0.5                       yes
+#   1.1, -2  -> min(-2.2, -2.2) = -2.2                      no
+#   1.5, -1  -> min(-1.5, -1.2) = -1.5                      yes
+RATIOS = [1.5, 0.5, 1.1, 1.5]
+ADVS = [1.0, 1.0, -2.0, -1.0]
+ACTIONS = [0, 1, 0, 1]
+POLICY_LOSS = -(1.2 + 0.5 - 2.2 - 1.5) / 4  # = 0.5
+CLIP_FRACTION = 3 / 4
+APPROX_KL = sum((r - 1) - math.log(r) for r in RATIOS) / 4
+ENTROPY = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))  # = 0.5623351446...
+
+
+def metrics_dict(m: torch.Tensor) -> dict[str, float]:
+    return dict(zip(PPO_METRICS, m.tolist()))
+
+
+def test_log_probs_of_the_hand_set_policy():
+    net, params = tiny_network()
+    b = batch(RATIOS, ADVS, ACTIONS)
+    out, value = net.forward(params, b["obs"])
+    logp = log_prob(out, params, b["actions"], discrete=True)
+    torch.testing.assert_close(logp, torch.tensor([math.log(0.75), math.log(0.25)] * 2, dtype=torch.float64))
+    torch.testing.assert_close(value, torch.full((4,), VALUE, dtype=torch.float64))
+    torch.testing.assert_close((logp - b["log_probs"]).exp(), torch.tensor(RATIOS, dtype=torch.float64))
+
+
+def test_policy_loss_and_clip_fraction_by_hand():
+    net, params = tiny_network()
+    returns = [1.5, 0.5, -0.5, 2.5]  # value errors 1, 0, -1, 2 -> 0.5 * mean(sq) = 0.5 * 6 / 4 = 0.75
+    loss, m = PPOObjective(net, normalize_advantages=False)(
+        params, batch(RATIOS, ADVS, ACTIONS, returns), {"clip": CLIP, "vf_coef": 0.5, "ent_coef": 0.01}
+    )
+    got = metrics_dict(m)
+    assert got["policy"] == pytest.approx(POLICY_LOSS, abs=1e-12)
+    assert POLICY_LOSS == pytest.approx(0.5)
+    assert got["clip_fraction"] == pytest.approx(CLIP_FRACTION, abs=0)
+    assert got["approx_kl"] == pytest.approx(APPROX_KL, abs=1e-12)
+    assert got["value"] == pytest.approx(0.75, abs=1e-12)
+    assert got["entropy"] == pytest.approx(ENTROPY, abs=1e-12)
+    assert loss.item() == pytest.approx(POLICY_LOSS + 0.5 * 0.75 - 0.01 * ENTROPY, abs=1e-12)
+    assert not m.requires_grad
+
+
+def test_normalized_advantages_by_hand():
+    net, params = tiny_network()
+    # ADVS = [1, 1, -2, -1]: mean -1/4; unbiased std sqrt(((5/4)^2 * 2 + (7/4)^2 + (3/4)^2) / 3) = sqrt(6.75 / 3) = 1.5
+    mean = sum(ADVS) / 4
+    std = math.sqrt(sum((a - mean) ** 2 for a in ADVS) / 3)
+    assert mean == -0.25 and std == 1.5
+    norm = [(a - mean) / (std + 1e-8) for a in ADVS]
+    clipped = [min(r * a, min(max(r, 1 - CLIP), 1 + CLIP) * a) for r, a in zip(RATIOS, norm)]
+    _, m = PPOObjective(net, normalize_advantages=True)(
+        params, batch(RATIOS, ADVS, ACTIONS), {"clip": CLIP, "vf_coef": 0.5, "ent_coef": 0.0}
+    )
+    assert metrics_dict(m)["policy"] == pytest.approx(-sum(clipped) / 4, abs=1e-9)
+
+
+def test_clip_fraction_counts_strictly_outside_the_range():
+    net, params = tiny_network()
+    # ratios 1.0 and 1.1 are inside [0.8, 1.2]; 1.3 and 0.7 are outside: 2 of 4.
+    _, m = PPOObjective(net, normalize_advantages=False)(
+        params, batch([1.0, 1.1, 1.3, 0.7], [1, 1, 1, 1], [0, 0, 1, 1]), {"clip": CLIP, "vf_coef": 0.0, "ent_coef": 0.0}
+    )
+    assert metrics_dict(m)["clip_fraction"] == 0.5
+    _, m = PPOObjective(net, normalize_advantages=False)(
+        params, batch([1.0, 1.1, 1.3, 0.7], [1, 1, 1, 1], [0, 0, 1, 1]), {"clip": 0.5, "vf_coef": 0.0, "ent_coef": 0.0}
+    )
+    assert metrics_dict(m)["clip_fraction"] == 0.0
+
+
+def test_clipped_samples_give_no_policy_gradient():
+    net, params = tiny_network()
+    # r > 1 + eps with A > 0 and r < 1 - eps with A < 0: the clamp is active, so no gradient.
+    loss, _ = PPOObjective(net, normalize_advantages=False)(
+        params, batch([1.5, 0.5], [1.0, -1.0], [0, 1]), {"clip": CLIP, "vf_coef": 0.0, "ent_coef": 0.0}
+    )
+    grads = torch.autograd.grad(loss, [params["actor.0.weight"], params["actor.0.bias"]])
+    for g in grads:
+        assert torch.count_nonzero(g) == 0
+    # The mirrored cases use the unclipped term and do move the policy.
+    loss, _ = PPOObjective(net, normalize_advantages=False)(
+        params, batch([1.5, 0.5], [-1.0, 1.0], [0, 1]), {"clip": CLIP, "vf_coef": 0.0, "ent_coef": 0.0}
+    )
+    (g_bias,) = torch.autograd.grad(loss, [params["actor.0.bias"]])
+    assert torch.count_nonzero(g_bias) > 0
+
+
+def test_metagradient_in_clip():
+    net, params = tiny_network()
+    clip = torch.tensor(CLIP, dtype=torch.float64, requires_grad=True)
+    loss, _ = PPOObjective(net, normalize_advantages=False)(
+        params, batch(RATIOS, ADVS, ACTIONS), {"clip": clip, "vf_coef": 0.0, "ent_coef": 0.0}
+    )
+    (g,) = torch.autograd.grad(loss, clip)
+    # Only sample 0 (r = 1.5, A = +1) takes the clipped term (1 + clip) * A: d(-mean)/dclip = -1/4.
+    assert g.item() == pytest.approx(-0.25, abs=1e-12)
+
+
+def test_gaussian_log_prob_and_entropy():
+    net = ActorCritic(obs_dim=1, action_dim=2, discrete=False, hidden=())
+    params = {k: torch.zeros(s, dtype=torch.float64) for k, s in net.shapes().items()}
+    params["actor.log_std"] = torch.tensor([0.0, math.log(2.0)], dtype=torch.float64)
+    out, _ = net.forward(params, torch.zeros(1, 1, dtype=torch.float64))
+    action = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    # N(1; 0, 1) and N(2; 0, 2): -0.5 - log sqrt(2 pi)  +  -0.5 - log 2 - log sqrt(2 pi)
+    expected = -1.0 - math.log(2.0) - math.log(2 * math.pi)
+    assert log_prob(out, params, action, discrete=False).item() == pytest.approx(expected, abs=1e-12)
+    # entropy of N(0, s^2) is 0.5 + log sqrt(2 pi) + log s, summed over dims
+    assert entropy(out, params, discrete=False).item() == pytest.approx(1.0 + math.log(2 * math.pi) + math.log(2.0), abs=1e-12)
+
+
+def test_a2c_objective_by_hand():
+    net, params = tiny_network()
+    b = batch(RATIOS, ADVS, ACTIONS, returns=[1.5, 0.5, -0.5, 2.5])
+    loss, m = A2CObjective(net)(params, b, {"vf_coef": 0.5, "ent_coef": 0.0})
+    logp = [math.log(0.75), math.log(0.25)] * 2
+    policy = -sum(lp * a for lp, a in zip(logp, ADVS)) / 4
+    assert m.tolist() == pytest.approx([policy, 0.75, ENTROPY], abs=1e-12)
+    assert loss.item() == pytest.approx(policy + 0.5 * 0.75, abs=1e-12)
