@@ -31,6 +31,7 @@ from agents.es_workers import (
     init_theta,
     make_backend,
     pair_noise,
+    process_cache,
 )
 
 
@@ -313,7 +314,7 @@ class ESLearner:
         if episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
         if self._eval_cache is None:
-            self._eval_cache = EnvCache()
+            self._eval_cache = process_cache()
         base = self.seed + 7919 * (1 + self._eval_count)
         self._eval_count += 1
         jobs = [Job(-1, 0)] * episodes
@@ -331,9 +332,7 @@ class ESLearner:
         if self.backend is not None:
             self.backend.close()
             self.backend = None
-        if self._eval_cache is not None:
-            self._eval_cache.close()
-            self._eval_cache = None
+        self._eval_cache = None
 
     def __del__(self) -> None:
         try:

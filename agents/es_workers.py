@@ -175,11 +175,30 @@ def evaluate_jobs(
 _WORKER_CACHE: EnvCache | None = None
 
 
-def _worker_evaluate(args: tuple) -> list[tuple[float, int, np.ndarray]]:
+def evaluate_thetas(
+    cache: EnvCache,
+    task: str,
+    max_steps: int | None,
+    spec: PolicySpec,
+    thetas: np.ndarray,
+    seeds: Sequence[tuple[int, int | None]],
+) -> list[tuple[float, int, np.ndarray]]:
+    """Explicit candidates (CMA-ES samples them itself), each with its (env seed, action seed)."""
+    env = cache.get(task, max_steps)
+    return [rollout(env, spec, theta, seed=s, action_seed=a) for theta, (s, a) in zip(thetas, seeds)]
+
+
+def process_cache() -> EnvCache:
+    """This process's env cache: rollouts reset their env with an explicit seed, so learners can share it."""
     global _WORKER_CACHE
     if _WORKER_CACHE is None:
         _WORKER_CACHE = EnvCache()
-    return evaluate_jobs(_WORKER_CACHE, *args)
+    return _WORKER_CACHE
+
+
+def _worker_call(item: tuple[Callable, tuple]) -> list[tuple[float, int, np.ndarray]]:
+    fn, args = item
+    return fn(process_cache(), *args)
 
 
 def split(jobs: Sequence[Job], parts: int) -> list[list[Job]]:
@@ -190,19 +209,19 @@ def split(jobs: Sequence[Job], parts: int) -> list[list[Job]]:
 
 
 class SerialBackend:
-    """Evaluates in the calling process."""
+    """Evaluates in the calling process, on the process-wide env cache (simulators load once)."""
 
     name = "serial"
 
     def __init__(self) -> None:
-        self.cache = EnvCache()
+        self.cache = process_cache()
         self.workers = 1
 
-    def map(self, chunks: list[tuple]) -> list[list[Any]]:
-        return [evaluate_jobs(self.cache, *c) for c in chunks]
+    def map(self, fn: Callable, chunks: list[tuple]) -> list[list[Any]]:
+        return [fn(self.cache, *c) for c in chunks]
 
     def close(self) -> None:
-        self.cache.close()
+        pass  # the shared cache outlives a learner
 
 
 class ProcessBackend:
@@ -218,8 +237,8 @@ class ProcessBackend:
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         self.pool = mp.get_context(method).Pool(self.workers)
 
-    def map(self, chunks: list[tuple]) -> list[list[Any]]:
-        return self.pool.map(_worker_evaluate, chunks, chunksize=1)
+    def map(self, fn: Callable, chunks: list[tuple]) -> list[list[Any]]:
+        return self.pool.map(_worker_call, [(fn, c) for c in chunks], chunksize=1)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -240,10 +259,10 @@ class RayBackend:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         self.ray = ray
         self.workers = int(workers or ray.cluster_resources().get("CPU", 1))
-        self.remote = ray.remote(_worker_evaluate)
+        self.remote = ray.remote(_worker_call)
 
-    def map(self, chunks: list[tuple]) -> list[list[Any]]:
-        return self.ray.get([self.remote.remote(c) for c in chunks])
+    def map(self, fn: Callable, chunks: list[tuple]) -> list[list[Any]]:
+        return self.ray.get([self.remote.remote((fn, c)) for c in chunks])
 
     def close(self) -> None:
         pass  # Ray's lifetime belongs to whoever started it; its worker processes are reused.
@@ -271,8 +290,6 @@ def evaluate_population(
     jobs: Sequence[Job],
 ) -> list[tuple[float, int, np.ndarray]]:
     chunks = split(jobs, backend.workers)
-    results = backend.map([(task, max_steps, spec, theta, sigma, seed, iteration, c) for c in chunks])
+    results = backend.map(evaluate_jobs, [(task, max_steps, spec, theta, sigma, seed, iteration, c) for c in chunks])
     return [r for chunk in results for r in chunk]
 
-
-Evaluator = Callable[..., list[tuple[float, int, np.ndarray]]]

@@ -233,6 +233,25 @@ ES = Algorithm(
     controlled=("sigma",),
 )
 
+NSRES = Algorithm(
+    name="NSRES",
+    learner="agents.nsres:NSRESLearner",
+    config="agents.es:ESConfig",
+    hparams="agents.es:ESHyperparams",
+    hyperparameters=_ES_HPARAMS,
+    controlled=("sigma",),
+)
+
+# CMA-ES adapts its own step sizes per coordinate; the hyper-agent sets the global sigma.
+CMAES = Algorithm(
+    name="CMAES",
+    learner="agents.cmaes:CMAESLearner",
+    config="agents.es:ESConfig",
+    hparams="agents.es:ESHyperparams",
+    hyperparameters=_ES_HPARAMS[:1],
+    controlled=("sigma",),
+)
+
 _ES_TASKS: tuple[tuple[str, str], ...] = (
     *((name, f"{name}-v5") for name in (
         "HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer", "InvertedPendulum", "InvertedDoublePendulum",
@@ -289,7 +308,8 @@ def _build() -> dict[str, Entry]:
             defaults=MappingProxyType(defaults),
         )
         table[entry.id] = entry
-    table.update(_es_entries(ES, _ES_TASKS))
+    for algorithm in (ES, NSRES, CMAES):
+        table.update(_es_entries(algorithm, _ES_TASKS))
     return table
 
 

@@ -137,3 +137,36 @@ def test_gradient_history_and_parameters_are_per_tensor():
     assert len(learner.fitness_history()) == 1 and learner.fitness_history()[0].shape == (6,)
     assert len(learner.evaluate(2)) == 2
     learner.close()
+
+
+def test_knn_novelty_golden_values():
+    from agents.nsres import knn_novelty
+
+    archive = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    # (0,0): nearest two are itself (0) and (3,4) (5) -> 2.5; (10,0) with k=1: nearest is (3,4) at sqrt(65).
+    np.testing.assert_allclose(knn_novelty(archive, np.array([[0.0, 0.0]]), 2), [2.5], rtol=1e-6)
+    np.testing.assert_allclose(knn_novelty(archive, np.array([[10.0, 0.0]]), 1), [math.sqrt(65)], rtol=1e-6)
+    assert knn_novelty(archive, np.zeros((1, 2)), 10).shape == (1,)  # k larger than the archive
+
+
+@pytest.mark.parametrize("cls_path", ["agents.nsres:NSRESLearner", "agents.cmaes:CMAESLearner"])
+def test_variants_snapshot_exactly_through_a_weights_only_file(cls_path):
+    import importlib
+
+    module, _, name = cls_path.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    learner = cls(ESConfig(**TINY), seed=4)
+    learner.iterate({"sigma": 0.05})
+    buf = io.BytesIO()
+    torch.save(learner.state_dict(), buf)
+    first = learner.iterate({"sigma": 0.03})
+    theta = learner.theta.copy()
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    fresh = cls(ESConfig(**TINY), seed=4)  # a new learner: CMA-ES must replay, not use the cache
+    fresh.load_state_dict(state)
+    again = fresh.iterate({"sigma": 0.03})
+    assert (again.episode_returns, again.stats) == (first.episode_returns, first.stats)
+    np.testing.assert_array_equal(fresh.theta, theta)
+    learner.close()
+    fresh.close()
