@@ -90,13 +90,20 @@ def env_seed(seed: int, iteration: int, pair: int) -> int:
 
 
 class EnvCache:
-    """One env per task, built on first use and reused across rollouts."""
+    """One env per task, built on first use and reused across rollouts.
+
+    Box2D envs keep one ``b2World`` for their whole life, so an episode depends
+    on the episodes before it (contact ordering); they are rebuilt for every
+    rollout so that a candidate's result depends on its key alone.
+    """
 
     def __init__(self) -> None:
         self.envs: dict[tuple[str, int | None], gym.Env] = {}
 
     def get(self, task: str, max_steps: int | None) -> gym.Env:
         key = (task, max_steps)
+        if key in self.envs and hasattr(self.envs[key].unwrapped, "world"):
+            self.envs.pop(key).close()
         if key not in self.envs:
             kwargs = {} if max_steps is None else {"max_episode_steps": int(max_steps)}
             self.envs[key] = gym.make(task, **kwargs)
@@ -123,16 +130,24 @@ def rollout(
     """
     layers = spec.unflatten(theta)
     n_layers = len(spec.hidden) + 1
+    weights = [(layers[f"pi.{i}.weight"], layers[f"pi.{i}.bias"]) for i in range(n_layers)]
+    hidden, (w_out, b_out) = weights[:-1], weights[-1]
     std = np.exp(layers["log_std"])
     rng = None if action_seed is None else np.random.default_rng(action_seed)
     low, high = np.asarray(spec.low), np.asarray(spec.high)
     obs, _ = env.reset(seed=seed)
     total, length = 0.0, 0
+    block = np.empty((0, spec.act_dim))
     while True:
-        action = policy_mean(layers, n_layers, np.asarray(obs, dtype=np.float64))
+        x = np.asarray(obs, dtype=np.float64)
+        for w, b in hidden:
+            x = np.tanh(w @ x + b)
+        action = w_out @ x + b_out
         if rng is not None:
-            action = action + std * rng.standard_normal(spec.act_dim)
-        obs, reward, terminated, truncated, _ = env.step(np.clip(action, low, high))
+            if length % 256 == 0:  # action noise drawn in blocks: one generator call per 256 steps
+                block = rng.standard_normal((256, spec.act_dim))
+            action += std * block[length % 256]
+        obs, reward, terminated, truncated, _ = env.step(np.minimum(np.maximum(action, low), high))
         total += float(reward)
         length += 1
         if terminated or truncated:
@@ -158,9 +173,9 @@ def evaluate_jobs(
     iteration: int,
     jobs: Sequence[Job],
 ) -> list[tuple[float, int, np.ndarray]]:
-    env = cache.get(task, max_steps)
     out = []
     for job in jobs:
+        env = cache.get(task, max_steps)
         if job.sign == 0:
             # The unperturbed policy acts with its mean action on a fresh seed of its own.
             out.append(rollout(env, spec, theta, seed=env_seed(seed, iteration, -1), action_seed=None))
@@ -184,8 +199,9 @@ def evaluate_thetas(
     seeds: Sequence[tuple[int, int | None]],
 ) -> list[tuple[float, int, np.ndarray]]:
     """Explicit candidates (CMA-ES samples them itself), each with its (env seed, action seed)."""
-    env = cache.get(task, max_steps)
-    return [rollout(env, spec, theta, seed=s, action_seed=a) for theta, (s, a) in zip(thetas, seeds)]
+    return [
+        rollout(cache.get(task, max_steps), spec, theta, seed=s, action_seed=a) for theta, (s, a) in zip(thetas, seeds)
+    ]
 
 
 def process_cache() -> EnvCache:

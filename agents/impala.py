@@ -224,26 +224,42 @@ class IMPALAObjective:
         ``returns``: precomputed targets to use instead (they carry no gradient into the
         parameters anyway; fixing them turns the pseudo-loss into a plain function).
         """
+        policy, value, ent = self._terms(logits, values, bootstrap, batch, meta, returns)
+        policy_loss, value_loss, ent = policy.mean(), value.mean(), ent.mean()
+        loss = meta["g_p"] * policy_loss + meta["g_v"] * value_loss - meta["g_e"] * ent
+        return loss, torch.stack([policy_loss, value_loss, ent]).detach()
+
+    def _terms(self, logits, values, bootstrap, batch, meta, returns=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-step policy, value and entropy terms, ``[T, B]`` each."""
         logp_all = torch.log_softmax(logits, -1)
         logp = logp_all.gather(-1, batch["actions"].long().unsqueeze(-1)).squeeze(-1)
         if returns is None:
             returns = self.targets(logp, values, bootstrap, batch, meta)
-        policy_loss = -(logp * returns.pg_advantages).mean()
-        value_loss = 0.5 * (returns.vs - values).square().mean()
-        ent = -(logp_all.exp() * logp_all).sum(-1).mean()
-        loss = meta["g_p"] * policy_loss + meta["g_v"] * value_loss - meta["g_e"] * ent
-        return loss, torch.stack([policy_loss, value_loss, ent]).detach()
+        return -logp * returns.pg_advantages, 0.5 * (returns.vs - values).square(), -(logp_all.exp() * logp_all).sum(-1)
 
     def __call__(
         self, params: Params, batch: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         logits, values, bootstrap = self.forward(params, batch)
-        total, main_metrics = 0.0, None
-        for h in range(logits.shape[0]):
-            loss, metrics = self.head_loss(logits[h], values[h], bootstrap[h], batch, head_meta(meta, h))
-            total = total + loss
-            main_metrics = metrics if main_metrics is None else main_metrics
-        return total, main_metrics
+        heads, t, b = values.shape
+        if heads == 1:
+            return self.head_loss(logits[0], values[0], bootstrap[0], batch, head_meta(meta, 0))
+
+        # All heads in one pass: head h's unroll becomes columns h*B .. h*B + B - 1 (one V-trace scan, not H).
+        def wide(x: torch.Tensor) -> torch.Tensor:  # [H, T, B, ...] -> [T, H*B, ...]
+            return x.movedim(0, 1).reshape(t, heads * b, *x.shape[3:])
+
+        columns = {k: batch[k].repeat(1, heads) for k in ("actions", "behaviour_log_probs", "rewards", "discounts")}
+        per_column = {k: v.repeat_interleave(b) if isinstance(v, torch.Tensor) and v.dim() == 1 else v for k, v in meta.items()}
+        terms = self._terms(wide(logits), wide(values), bootstrap.reshape(heads * b), columns, per_column)
+        policy, value, ent = (x.reshape(t, heads, b).mean((0, 2)) for x in terms)  # per head, [H]
+
+        def weight(key: str) -> torch.Tensor | float:
+            v = meta[key]
+            return v if isinstance(v, torch.Tensor) and v.dim() == 1 else torch.full((heads,), 1.0, dtype=value.dtype) * v
+
+        loss = (weight("g_p") * policy + weight("g_v") * value - weight("g_e") * ent).sum()
+        return loss, torch.stack([policy[0], value[0], ent[0]]).detach()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -487,8 +503,12 @@ def _actor_main(index, config, seed, shared, shapes, version, gamma, lock, out, 
         )
         collector.reset(seed=seed)
         while not stop.is_set() and os.getppid() == parent_pid:
-            with lock:
+            if not lock.acquire(timeout=1.0):  # a sibling killed while holding it must not hang us
+                continue
+            try:
                 params, ver, g = _unflat(shared.clone(), shapes), version.value, gamma.value
+            finally:
+                lock.release()
             batch, episodes = collector.collect(params, config.num_steps, g)
             item = (
                 "unroll",
@@ -593,9 +613,15 @@ class _ActorPool:
 
     def publish(self, params: Params) -> None:
         flat = _flat(params)
-        with self.lock:
+        if not self.lock.acquire(timeout=10.0):
+            dead = [p.name for p in self.procs if not p.is_alive()]
+            self.shutdown()
+            raise ActorError(f"cannot publish parameters: the lock is held (dead actors: {dead}); all actors stopped")
+        try:
             self.shared.copy_(flat)
             self.version.value += 1
+        finally:
+            self.lock.release()
 
     def get(self, device: torch.device, gamma: float, learner_version: int) -> tuple[dict, list[Episode], dict]:
         """The next unroll; ``ActorError`` when an actor failed or died."""

@@ -240,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     # 5 A2C iterations (400 env steps) per hyper-step: 250 decisions a lifetime, enough for EPGT's memory to matter.
     p.set_defaults(iterations_per_step=5)
     p.set_defaults(func=cmd_demo)
+
+    from solvers.bierl import pretrain as bierl_pretrain  # light: torch loads only when the command runs
+
+    p = sub.add_parser("bierl-pretrain", help="meta-train BiERL-PM's network on a simple task (warm start)")
+    bierl_pretrain.add_arguments(p)
+    p.set_defaults(func=bierl_pretrain.command)
     return parser
 
 

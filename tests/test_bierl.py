@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from _helpers import make_tiny, obs_equal
 
 from solvers import SOLVERS, make_solver
@@ -93,4 +92,36 @@ def test_pm_meta_update_moves_the_network_and_round_trips(tmp_path):
     other = BiERLPM(pretrained=path)
     other.begin(env, None, {}, seed=1)
     assert torch.equal(torch.nn.utils.parameters_to_vector(other.net.parameters()), after)
+    env.close()
+
+
+def test_fitness_observer_layout():
+    from hyperenvs.observers import FitnessObserver, zscore_sorted
+
+    z = zscore_sorted(np.array([3.0, 1.0, 2.0]), 3)
+    np.testing.assert_allclose(z, [-1.224745, 0.0, 1.224745], atol=1e-6)
+    assert np.allclose(zscore_sorted(np.ones(4), 5), 0.0)  # a flat population is all zeros, not NaN
+    env = _env()
+    obs, _ = env.reset(seed=0)
+    assert obs["fitness"].shape == (10 * 20 + 2,) and not obs["fitness"].any()
+    obs = env.step(env.action_space.sample())[0]
+    learner = env.unwrapped.learner
+    np.testing.assert_allclose(obs["fitness"][:20], zscore_sorted(learner.fitness_history()[0], 20), atol=1e-6)
+    assert not obs["fitness"][20:200].any()
+    assert obs["fitness"][-2] == np.float32(learner.centre_return) and 0 <= obs["fitness"][-1] <= 1
+    assert isinstance(env.unwrapped.observers["fitness"], FitnessObserver)
+    env.close()
+
+
+def test_pm_loads_the_packaged_warm_start_by_default():
+    from solvers.bierl.pm import pretrained_path
+
+    path = pretrained_path()
+    assert path is not None, "solvers/bierl/pretrained_pm.pt is missing from the package"
+    env = _env()
+    env.reset(seed=0)
+    solver = BiERLPM()
+    solver.begin(env, None, {}, seed=0)
+    state = torch.load(path, weights_only=True)
+    assert all(torch.equal(v, solver.net.state_dict()[k]) for k, v in state.items())
     env.close()

@@ -34,7 +34,7 @@ def test_unknown_id_is_gymnasiums_error():
         ({"total_timesteps": 1.5}, r"total_timesteps must be a positive integer, got 1.5"),
         ({"iterations_per_step": 0}, r"iterations_per_step must be a positive integer, got 0"),
         ({"num_envs": 0}, r"num_envs must be a positive integer, got 0"),
-        ({"observe": ["projection", "histogram"]}, r"observe must name one or more of \['projection', 'statistics'\]"),
+        ({"observe": ["projection", "histogram"]}, r"observe must name one or more of \['fitness', 'projection', 'statistics'\]"),
         ({"observe": []}, r"observe must name one or more of"),
         ({"reward": "sharpe"}, r"reward must be one of \['final_return', 'improvement', 'mean_return'\], got 'sharpe'"),
         ({"config": {"num_layers": 3}}, r"unknown config fields \['num_layers'\]; PPOConfig has \["),

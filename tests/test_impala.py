@@ -12,7 +12,7 @@ import torch
 from _helpers import make_tiny, obs_equal, strip_timing
 from gymnasium.utils.env_checker import data_equivalence
 
-from agents.impala import META_KEYS, ActorError, IMPALAConfig, IMPALALearner, IMPALANetwork, IMPALAObjective
+from agents.impala import META_KEYS, ActorError, IMPALAConfig, IMPALALearner, IMPALANetwork, IMPALAObjective, head_meta
 from agents.networks import log_prob
 
 IMPALA_CARTPOLE = "HyperRL/IMPALA-CartPole-v0"
@@ -52,6 +52,29 @@ def test_objective_is_differentiable_in_every_metaparameter():
     for k, v in meta.items():
         assert v.grad is not None and (v.grad.abs() > 0).all(), f"{k}: {v.grad}"
     assert metrics.shape == (3,) and not metrics.requires_grad
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["per-head-meta", "shared-meta"])
+def test_all_heads_in_one_pass_equal_the_sum_of_head_losses(shared):
+    net = IMPALANetwork(obs_dim=4, action_dim=3, hidden=(8,), heads=3)
+    g = torch.Generator().manual_seed(2)
+    params = {k: v.double() for k, v in net.init(g).items()}
+    t, b = 6, 4
+    batch = {
+        "obs": torch.randn(t, b, 4, generator=g, dtype=torch.float64),
+        "actions": torch.randint(0, 3, (t, b), generator=g),
+        "behaviour_log_probs": torch.log(torch.rand(t, b, generator=g, dtype=torch.float64) * 0.8 + 0.1),
+        "rewards": torch.randn(t, b, generator=g, dtype=torch.float64),
+        "discounts": (torch.rand(t, b, generator=g) > 0.2).double(),
+        "bootstrap_obs": torch.randn(b, 4, generator=g, dtype=torch.float64),
+    }
+    meta = {k: (0.6 if shared else torch.rand(3, generator=g, dtype=torch.float64)) for k in META_KEYS}
+    objective = IMPALAObjective(net)
+    loss, metrics = objective(params, batch, meta)
+    logits, values, boot = objective.forward(params, batch)
+    per_head = [objective.head_loss(logits[h], values[h], boot[h], batch, head_meta(meta, h)) for h in range(3)]
+    torch.testing.assert_close(loss, sum(x[0] for x in per_head), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(metrics, per_head[0][1], rtol=1e-12, atol=1e-12)
 
 
 def test_behaviour_policy_lags_by_policy_lag_updates():

@@ -62,7 +62,8 @@ def plain_es(task: str, population: int, steps: int, iterations: int, workers: i
             total_steps += sum(r[1] for r in flat)
             returns = np.array([r[0] for r in flat])
             ranks = returns.argsort().argsort() / (len(returns) - 1) - 0.5
-            grad = sum(ranks[i] * seeds[i][1] * np.random.default_rng(seeds[i][0]).standard_normal(theta.size) for i in range(len(seeds)))
+            noise = [sign * np.random.default_rng(seed).standard_normal(theta.size) for seed, sign in seeds]
+            grad = sum(r * eps for r, eps in zip(ranks, noise))
             theta = theta + 0.01 * grad / (len(seeds) * 0.05)
         return total_steps / (time.perf_counter() - start)
 
@@ -113,7 +114,8 @@ def main() -> None:
     print(f"  HyperRL ESLearner : {ours:8.0f} env-steps/s (repeat {ours2:.0f})")
     print(f"  plain numpy ES    : {plain:8.0f} env-steps/s")
     times = bo_time()
-    print(f"NPM proposal (2-d, 30 points): {np.median(times):.2f} s median of {len(times)} ({', '.join(f'{t:.2f}' for t in times)})")
+    each = ", ".join(f"{t:.2f}" for t in times)
+    print(f"NPM proposal (2-d, 30 points): {np.median(times):.2f} s median of {len(times)} ({each})")
 
 
 if __name__ == "__main__":

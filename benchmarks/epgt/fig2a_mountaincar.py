@@ -47,6 +47,32 @@ def steps_to_threshold(log) -> float:
     return float(log.timesteps[hit[0]]) if len(hit) else float(log.timesteps[-1])
 
 
+def plot_smoothed_schedules(logs, path: Path, window: int = 100) -> Path:
+    """The paper's Fig. 2a right panel: lr of the first 3 seeds, averaged over a sliding window of hyper-steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    solvers = [s for s in ("epgt", "rnd", "dqn") if any(log.solver == s for log in logs)]
+    fig, axes = plt.subplots(1, len(solvers), figsize=(4 * len(solvers), 3), sharey=True, squeeze=False)
+    for ax, solver in zip(axes[0], solvers):
+        for log in sorted((x for x in logs if x.solver == solver and x.seed < 3), key=lambda x: x.seed):
+            lr = log.schedule()["lr"]
+            smooth = np.convolve(lr, np.ones(window) / window, mode="valid")
+            ax.plot(log.timesteps[window - 1:], smooth, label=f"seed {log.seed}")
+        ax.set_yscale("log")
+        ax.set_title(f"{solver}: lr, mean over {window} hyper-steps")
+        ax.set_xlabel("inner environment steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=20_000)
@@ -89,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         str(plot_returns(logs, args.out / "returns.png", title=f"A2C MountainCarContinuous, {args.steps:,} env steps")),
         str(plot_schedule([log for log in logs if log.solver in ("epgt", "rnd", "dqn") and log.seed < 3],
                           args.out / "schedule_first3.png", title="lr schedules, first 3 seeds")),
+        str(plot_smoothed_schedules(logs, args.out / "schedule_first3_smoothed.png")),
     ]
     write_json(
         args.out / "results.json",

@@ -63,7 +63,7 @@ class BiERLNPM(LookAheadSolver):
         d = len(self.space)
         xs = list(self.rng.uniform(size=(self.init_points, d)))
         ys = [self.one_step_fitness(self._values(x)) for x in xs]
-        for i in range(self.bo_points):
+        for _ in range(self.bo_points):
             x = bo_propose(np.array(xs), np.array(ys), seed=int(self.rng.integers(2**31 - 1)))
             xs.append(x)
             ys.append(self.one_step_fitness(self._values(x)))

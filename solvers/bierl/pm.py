@@ -84,11 +84,24 @@ class BiERLPM(LookAheadSolver):
                 self.net = MetaNetwork(quantiles=self.quantiles, hidden=self.hidden, outputs=outputs)
             path = pretrained_path() if self.pretrained == "auto" else self.pretrained
             if path is not None:
-                self.load(path)
+                try:
+                    self.load(path)
+                except ValueError:
+                    if self.pretrained != "auto":
+                        raise
+                    # The packaged warm start sets sigma alone; other spaces start from scratch.
         self.rng = np.random.default_rng([seed, 0x93])
 
     def load(self, path: str | Path) -> None:
-        self.net.load_state_dict(torch.load(path, weights_only=True))
+        state = torch.load(path, weights_only=True)
+        mine = self.net.state_dict()
+        shapes = {k: tuple(v.shape) for k, v in state.items()}
+        if shapes != {k: tuple(v.shape) for k, v in mine.items()}:
+            raise ValueError(
+                f"{path} holds a meta-network of shapes {shapes}, which does not fit this solver "
+                f"(quantiles={self.quantiles}, hidden={self.hidden}, {len(self.space)} controlled hyperparameters)"
+            )
+        self.net.load_state_dict(state)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
