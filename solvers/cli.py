@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import hyperenvs
-from solvers import SOLVERS, default_action_type, make_solver
+from solvers import SOLVERS, default_action_type, make_solver, solver_class
 from solvers.base import RunLog, StepRecord, describe_space
 from solvers.plots import plot_returns, plot_schedule
 
@@ -48,8 +49,25 @@ def make_env(args: argparse.Namespace, env_id: str | None = None, solver: str | 
             kwargs[key] = getattr(args, key)
     if getattr(args, "hyperparameters", None):
         kwargs["hyperparameters"] = _parse_hyperparameters(args.hyperparameters)
+    config = {**(getattr(solver_class(solver), "env_config", {}) if solver else {}), **_parse_config(args.config)}
+    if config:
+        kwargs["config"] = config
     kwargs["device"] = args.device
     return gym.make(env_id or args.env_id, **kwargs)
+
+
+def _parse_config(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["num_steps=64", "normalize_obs=true"]`` -> learner config overrides (JSON values, else strings)."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--config takes KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def _progress() -> Progress:
@@ -216,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--bins", type=int, help="bins per hyperparameter for discrete actions (default 5)")
         p.add_argument("--device", default="cpu", help="torch device of the inner learner")
+        p.add_argument(
+            "--config", action="append", metavar="KEY=VALUE", help="learner config override, e.g. num_steps=64 (repeatable)"
+        )
 
     p = sub.add_parser("run", help="run a solver on one id", description=f"Solvers: {', '.join(sorted(SOLVERS))}.")
     p.add_argument("solver", choices=sorted(SOLVERS), help="the solver")

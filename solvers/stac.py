@@ -295,3 +295,5 @@ class STACXSolver(STACSolver):
 
     name = "stacx"
     heads_default = 2
+    env_config = {"aux_heads": 2}
+    """learner config the env needs (the command line applies it): the auxiliary heads"""

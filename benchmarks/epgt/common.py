@@ -62,10 +62,15 @@ def _job(args: tuple[str, int, str, dict[str, Any], dict[str, Any], str]) -> str
         log.space = describe_space(env)
     finally:
         env.close()
-    path = log.save(Path(out) / f"{solver_name}-seed{seed}.jsonl")
+    path = log.save(Path(out) / run_file_name(solver_name, seed))
     took = time.perf_counter() - start
     print(f"{solver_name} seed {seed}: {len(log)} hyper-steps, final {log.final_return():.1f}, {took:.0f} s", flush=True)
     return str(path)
+
+
+def run_file_name(solver_name: str, seed: int) -> str:
+    """``fixed:default lr 7e-4``, 3 -> ``default_lr_7e-4-seed3.jsonl`` (no spaces in file names)."""
+    return f"{solver_name.removeprefix('fixed:').replace(' ', '_')}-seed{seed}.jsonl"
 
 
 def run_jobs(jobs: Sequence[tuple[str, int, str, dict, dict, str]], workers: int) -> list[str]:

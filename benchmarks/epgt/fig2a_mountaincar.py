@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, auc, markdown_table, rliable_backend, run_jobs, summarise, write_json  # noqa: E402
+from common import RESULTS, auc, markdown_table, rliable_backend, run_file_name, run_jobs, summarise, write_json  # noqa: E402
 
 ENV_ID = "HyperRL/A2C-MountainCarContinuous-v0"
 LR_RANGE = (4e-5, 1e-2)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 jobs.append((s, seed, ENV_ID, discrete, {}, str(runs)))
     if args.analyse:
-        paths = [str(runs / f"{j[0].removeprefix('fixed:')}-seed{j[1]}.jsonl") for j in jobs]
+        paths = [str(runs / run_file_name(j[0], j[1])) for j in jobs]
     else:
         paths = run_jobs(jobs, args.workers)
 
