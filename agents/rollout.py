@@ -137,8 +137,10 @@ class Collector:
             done = terminated | truncated
             self._record(reward, done, episodes)
             scaled = self._scale_rewards(reward, done, gamma)
-            if truncated.any():
-                scaled = scaled + gamma * self._final_values(params, info, truncated & ~terminated)
+            # An episode can end both ways at once (a fall on the time limit's last step): no bootstrap then.
+            bootstrap = truncated & ~terminated
+            if bootstrap.any():
+                scaled = scaled + gamma * self._final_values(params, info, bootstrap)
             rew_buf[t] = scaled
             disc_buf[t] = ~done
             self._obs = next_obs
