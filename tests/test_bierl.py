@@ -125,3 +125,13 @@ def test_pm_loads_the_packaged_warm_start_by_default():
     state = torch.load(path, weights_only=True)
     assert all(torch.equal(v, solver.net.state_dict()[k]) for k, v in state.items())
     env.close()
+
+
+def test_es_ids_also_serve_the_projection_observer():
+    config = {"population": 4, "max_episode_steps": 10}
+    env = make_tiny(ES_ID, config=config, total_timesteps=500, observe=["projection", "statistics", "fitness"])
+    obs, _ = env.reset(seed=0)
+    for _ in range(2):
+        obs = env.step(env.action_space.sample())[0]
+    assert env.observation_space.contains(obs) and np.abs(obs["projection"]).sum() > 0
+    env.close()

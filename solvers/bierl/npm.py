@@ -64,7 +64,11 @@ class BiERLNPM(LookAheadSolver):
         xs = list(self.rng.uniform(size=(self.init_points, d)))
         ys = [self.one_step_fitness(self._values(x)) for x in xs]
         for _ in range(self.bo_points):
-            x = bo_propose(np.array(xs), np.array(ys), seed=int(self.rng.integers(2**31 - 1)))
+            seed = int(self.rng.integers(2**31 - 1))
+            if np.ptp(ys) == 0:  # a flat landscape gives the GP nothing to fit: explore at random
+                x = self.rng.uniform(size=d)
+            else:
+                x = bo_propose(np.array(xs), np.array(ys), seed=seed)
             xs.append(x)
             ys.append(self.one_step_fitness(self._values(x)))
         self.values = self._values(xs[int(np.argmax(ys))])
