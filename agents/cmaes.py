@@ -108,28 +108,7 @@ class CMAESLearner(ESLearner):
         self.theta = np.asarray(self.es.mean, dtype=np.float64).copy()
         shift = self.theta - old
         self._grads.appendleft(shift)
-        self.timesteps += steps
-        self.iterations += 1
-        self._fitness.appendleft(returns.copy())
-        self.centre_rank = float(np.mean(returns < self.centre_return))
-        self.diverged = not (np.isfinite(self.theta).all() and np.isfinite(returns).all())
-        return IterationReport(
-            timesteps=self.timesteps,
-            env_steps=steps,
-            episode_returns=(self.centre_return,),
-            episode_lengths=(int(results[-1][1]),),
-            losses={"policy": -float(returns.mean())},
-            stats={
-                "grad_norm": float(np.linalg.norm(shift)),
-                "fitness_mean": float(returns.mean()),
-                "fitness_max": float(returns.max()),
-                "fitness_std": float(returns.std()),
-                "centre_rank": self.centre_rank,
-                "sigma": hp.sigma,
-            },
-            diverged=self.diverged,
-            wall_time=time.perf_counter() - start,
-        )
+        return self._finish(returns, shift, steps, int(results[-1][1]), hp, start)
 
     def gradient_history(self) -> list:
         """The most recent mean shifts (CMA-ES has no gradient estimate), newest first."""

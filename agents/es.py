@@ -209,23 +209,28 @@ class ESLearner:
         self.centre_return = float(results[-1][0])
         fitness = self._fitness_values(returns, results)
         grad = self.step_theta(fitness, hp)
+        return self._finish(returns.ravel(), grad, steps, int(results[-1][1]), hp, start)
+
+    def _finish(
+        self, returns: np.ndarray, shift: np.ndarray, steps: int, centre_length: int, hp: ESHyperparams, start: float
+    ) -> IterationReport:
+        """Bookkeeping shared by every ES variant once the population is scored and theta moved."""
         self.timesteps += steps
         self.iterations += 1
-        flat = returns.ravel()
-        self._fitness.appendleft(flat.copy())
-        self.centre_rank = float(np.mean(flat < self.centre_return))
-        self.diverged = not (np.isfinite(self.theta).all() and np.isfinite(flat).all())
+        self._fitness.appendleft(returns.copy())
+        self.centre_rank = float(np.mean(returns < self.centre_return))
+        self.diverged = not (np.isfinite(self.theta).all() and np.isfinite(returns).all())
         return IterationReport(
             timesteps=self.timesteps,
             env_steps=steps,
             episode_returns=(self.centre_return,),
-            episode_lengths=(int(results[-1][1]),),
-            losses={"policy": -float(flat.mean())},
+            episode_lengths=(centre_length,),
+            losses={"policy": -float(returns.mean())},
             stats={
-                "grad_norm": float(np.linalg.norm(grad)),
-                "fitness_mean": float(flat.mean()),
-                "fitness_max": float(flat.max()),
-                "fitness_std": float(flat.std()),
+                "grad_norm": float(np.linalg.norm(shift)),
+                "fitness_mean": float(returns.mean()),
+                "fitness_max": float(returns.max()),
+                "fitness_std": float(returns.std()),
                 "centre_rank": self.centre_rank,
                 "sigma": hp.sigma,
             },
