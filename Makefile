@@ -28,6 +28,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agents hyperenvs solvers tests benchmarks
+	$(VENV)/bin/ruff format --check agents hyperenvs solvers tests benchmarks
 
 clean:
 	rm -rf $(VENV) reports

@@ -94,6 +94,7 @@ class ActorCriticLearner:
 
     Hyperparams: ClassVar[type]
     """the algorithm's hyperparameter dataclass (set by subclasses)"""
+    uses_vector_env: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -79,6 +79,9 @@ class Learner(Protocol):
     device: torch.device
     timesteps: int
     diverged: bool
+    uses_vector_env: bool
+    """whether the learner collects from the ``envs`` vector env the hyper-env builds and passes in
+    (False for ES, which runs its population in its own backend, so none is built)"""
 
     def iterate(self, hparams: Mapping[str, float] | None = None) -> IterationReport:
         """Collect one batch, then update with these hyperparameters."""

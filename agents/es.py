@@ -141,6 +141,7 @@ class ESLearner:
     """OpenAI-ES (Salimans et al., 2017) with mirrored sampling and rank shaping."""
 
     Hyperparams = ESHyperparams
+    uses_vector_env = False  # the population runs in the backend's own envs
 
     def __init__(
         self,
@@ -190,8 +191,15 @@ class ESLearner:
     # -- one iteration --------------------------------------------------------------
     def _evaluate(self, theta: np.ndarray, sigma: float, jobs: list[Job]) -> list[tuple[float, int, np.ndarray]]:
         return evaluate_population(
-            self.backend, self.config.task, self.config.max_episode_steps, self.spec, theta, sigma,
-            self.seed, self.iterations, jobs,
+            self.backend,
+            self.config.task,
+            self.config.max_episode_steps,
+            self.spec,
+            theta,
+            sigma,
+            self.seed,
+            self.iterations,
+            jobs,
         )
 
     def iterate(self, hparams: Mapping[str, float] | ESHyperparams | None = None) -> IterationReport:
@@ -326,9 +334,17 @@ class ESLearner:
         out = []
         for i, job in enumerate(jobs):
             out.extend(
-                r[0] for r in evaluate_jobs(
-                    self._eval_cache, self.config.task, self.config.max_episode_steps, self.spec, self.theta, 0.0,
-                    base, i, [job],
+                r[0]
+                for r in evaluate_jobs(
+                    self._eval_cache,
+                    self.config.task,
+                    self.config.max_episode_steps,
+                    self.spec,
+                    self.theta,
+                    0.0,
+                    base,
+                    i,
+                    [job],
                 )
             )
         return out

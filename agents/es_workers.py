@@ -199,9 +199,7 @@ def evaluate_thetas(
     seeds: Sequence[tuple[int, int | None]],
 ) -> list[tuple[float, int, np.ndarray]]:
     """Explicit candidates (CMA-ES samples them itself), each with its (env seed, action seed)."""
-    return [
-        rollout(cache.get(task, max_steps), spec, theta, seed=s, action_seed=a) for theta, (s, a) in zip(thetas, seeds)
-    ]
+    return [rollout(cache.get(task, max_steps), spec, theta, seed=s, action_seed=a) for theta, (s, a) in zip(thetas, seeds)]
 
 
 def process_cache() -> EnvCache:
@@ -308,4 +306,3 @@ def evaluate_population(
     chunks = split(jobs, backend.workers)
     results = backend.map(evaluate_jobs, [(task, max_steps, spec, theta, sigma, seed, iteration, c) for c in chunks])
     return [r for chunk in results for r in chunk]
-

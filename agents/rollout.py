@@ -29,9 +29,7 @@ def make_vector_env(task: str, num_envs: int) -> gym.vector.VectorEnv:
 
         game = "".join("_" + c.lower() if c.isupper() else c for c in task[4:].split("-")[0]).lstrip("_")
         # Rewards are clipped by the learner so that reported returns stay the game's score.
-        return AtariVectorEnv(
-            game=game, num_envs=num_envs, autoreset_mode=AutoresetMode.SAME_STEP, reward_clipping=False
-        )
+        return AtariVectorEnv(game=game, num_envs=num_envs, autoreset_mode=AutoresetMode.SAME_STEP, reward_clipping=False)
     return gym.make_vec(
         task, num_envs=num_envs, vectorization_mode="sync", vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}
     )

@@ -116,13 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     clean = not any(m in loaded for m in ("torch", "mujoco"))
     print()
     print(f"target: import hyperenvs < {TARGET_S} s with neither torch nor mujoco loaded")
-    print(f"  cold (everything it pulls in): {med:.3f} s -> {'met' if med < TARGET_S and clean else 'NOT met'}"
-          f"{'' if med < TARGET_S else f' (gymnasium alone takes {base_med:.3f} s on this machine now)'}")
+    print(
+        f"  cold (everything it pulls in): {med:.3f} s -> {'met' if med < TARGET_S and clean else 'NOT met'}"
+        f"{'' if med < TARGET_S else f' (gymnasium alone takes {base_med:.3f} s on this machine now)'}"
+    )
     print(f"  hyperenvs' own share:          {own_med:.3f} s -> {'met' if own_med < TARGET_S and clean else 'NOT met'}")
     assert "torch" not in loaded, "import hyperenvs imported torch"
     assert "mujoco" not in loaded, "import hyperenvs imported mujoco"
     assert ids > 0, "no HyperRL ids registered"
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

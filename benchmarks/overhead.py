@@ -109,8 +109,11 @@ def measure(env: Any, direct: Any, action: Any, hparams: dict[str, float], round
             for v in out.values():
                 v.clear()
             continue
-        print(f"  round {r}/{rounds}: env.step {out['step'][-1]:.3f} s  iterate {out['iterate'][-1]:.3f} s  "
-              f"outside iterate {1e3 * (out['step'][-1] - out['inside'][-1]):.2f} ms", flush=True)
+        print(
+            f"  round {r}/{rounds}: env.step {out['step'][-1]:.3f} s  iterate {out['iterate'][-1]:.3f} s  "
+            f"outside iterate {1e3 * (out['step'][-1] - out['inside'][-1]):.2f} ms",
+            flush=True,
+        )
     return out
 
 
@@ -138,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     env, direct, action, hparams = build(args)
     cfg = env.unwrapped.config
-    print(f"{args.env_id}: {cfg.num_envs} env(s) x {cfg.num_steps} steps per iteration, "
-          f"{env.unwrapped.iterations_per_step} iteration(s) per hyper-step; torch threads {torch.get_num_threads()}")
+    print(
+        f"{args.env_id}: {cfg.num_envs} env(s) x {cfg.num_steps} steps per iteration, "
+        f"{env.unwrapped.iterations_per_step} iteration(s) per hyper-step; torch threads {torch.get_num_threads()}"
+    )
     t = measure(env, direct, action, hparams, args.rounds)
     same = all(torch.equal(a, b) for a, b in zip(env.unwrapped.learner.params.values(), direct.params.values()))
     parts = micro(env, action)
@@ -156,19 +161,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'env.step (s)':<32} {step:>10.3f} {min(t['step']):>10.3f} {max(t['step']):>10.3f}")
     print(f"{'learner.iterate, direct (s)':<32} {it:>10.3f} {min(t['iterate']):>10.3f} {max(t['iterate']):>10.3f}")
     print(f"{'side-by-side overhead (%)':<32} {statistics.median(paired):>10.2f} {min(paired):>10.2f} {max(paired):>10.2f}")
-    print(f"{'side-by-side by CPU time (%)':<32} {statistics.median(paired_cpu):>10.2f} {min(paired_cpu):>10.2f} "
-          f"{max(paired_cpu):>10.2f}")
-    print(f"{'in-step, outside iterate (ms)':<32} {1e3 * statistics.median(outside):>10.2f} "
-          f"{1e3 * min(outside):>10.2f} {1e3 * max(outside):>10.2f}")
-    print(f"{'in-step overhead (%)':<32} {statistics.median(outside_pct):>10.3f} "
-          f"{min(outside_pct):>10.3f} {max(outside_pct):>10.3f}")
+    print(
+        f"{'side-by-side by CPU time (%)':<32} {statistics.median(paired_cpu):>10.2f} {min(paired_cpu):>10.2f} "
+        f"{max(paired_cpu):>10.2f}"
+    )
+    print(
+        f"{'in-step, outside iterate (ms)':<32} {1e3 * statistics.median(outside):>10.2f} "
+        f"{1e3 * min(outside):>10.2f} {1e3 * max(outside):>10.2f}"
+    )
+    print(
+        f"{'in-step overhead (%)':<32} {statistics.median(outside_pct):>10.3f} "
+        f"{min(outside_pct):>10.3f} {max(outside_pct):>10.3f}"
+    )
     print()
     print("parts of a step, each alone (median ms): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
     print(f"identical parameters on both sides after {len(t['step']) + 1} iterations (same work): {same}")
     pct = statistics.median(outside_pct)
-    print(f"target <= {TARGET_PCT:.0f}% (in-step): {'met' if pct <= TARGET_PCT else 'NOT met'}; "
-          f"side by side {statistics.median(paired):+.2f}% "
-          f"(IQR {np.percentile(paired, 25):+.2f} .. {np.percentile(paired, 75):+.2f}, noise-dominated)")
+    print(
+        f"target <= {TARGET_PCT:.0f}% (in-step): {'met' if pct <= TARGET_PCT else 'NOT met'}; "
+        f"side by side {statistics.median(paired):+.2f}% "
+        f"(IQR {np.percentile(paired, 25):+.2f} .. {np.percentile(paired, 75):+.2f}, noise-dominated)"
+    )
     return 0 if same else 1
 
 

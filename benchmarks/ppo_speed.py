@@ -72,8 +72,15 @@ def make_ours(args: argparse.Namespace) -> Callable[[int], None]:
         normalize_reward=normalize,
     )
     hparams = PPOHyperparams(
-        lr=3e-4, clip=0.2, gae_lambda=0.95, minibatch_size=args.minibatch, epochs=args.epochs,
-        gamma=0.99, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
+        lr=3e-4,
+        clip=0.2,
+        gae_lambda=0.95,
+        minibatch_size=args.minibatch,
+        epochs=args.epochs,
+        gamma=0.99,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
     )
     learner = PPOLearner(config, seed=args.seed, hparams=hparams)
 
@@ -148,30 +155,42 @@ def report(sps: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> 
     import torch
 
     print()
-    print(f"PPO speed on {args.task}: {args.num_envs} envs x {args.num_steps} steps, minibatch {args.minibatch}, "
-          f"{args.epochs} epochs, 64-64 tanh")
-    print(f"normalisation: {'off for both' if args.no_normalize else 'obs + reward, VecNormalize recipe, both'}; "
-          f"torch threads: {torch.get_num_threads()}; torch {torch.__version__}; "
-          f"{os.cpu_count()} CPUs; python {platform.python_version()}")
-    print(f"{args.rounds} interleaved rounds x {args.iters} iteration(s) per side; "
-          f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"PPO speed on {args.task}: {args.num_envs} envs x {args.num_steps} steps, minibatch {args.minibatch}, "
+        f"{args.epochs} epochs, 64-64 tanh"
+    )
+    print(
+        f"normalisation: {'off for both' if args.no_normalize else 'obs + reward, VecNormalize recipe, both'}; "
+        f"torch threads: {torch.get_num_threads()}; torch {torch.__version__}; "
+        f"{os.cpu_count()} CPUs; python {platform.python_version()}"
+    )
+    print(
+        f"{args.rounds} interleaved rounds x {args.iters} iteration(s) per side; "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.1f}"
+    )
     print()
     per_iter = args.num_envs * args.num_steps
     print(f"{'learner':<10} {'median SPS':>11} {'min':>7} {'max':>7} {'s/iter':>7}   {'SPS by CPU time':>16}")
     for name, v in sps.items():
         med = statistics.median(v["wall"])
-        print(f"{name:<10} {med:>11.0f} {min(v['wall']):>7.0f} {max(v['wall']):>7.0f} {per_iter / med:>7.3f}   "
-              f"{statistics.median(v['cpu']):>16.0f}")
+        print(
+            f"{name:<10} {med:>11.0f} {min(v['wall']):>7.0f} {max(v['wall']):>7.0f} {per_iter / med:>7.3f}   "
+            f"{statistics.median(v['cpu']):>16.0f}"
+        )
     if "SB3" not in sps:
         return None
     ratios = {k: [o / s for o, s in zip(sps["HyperRL"][k], sps["SB3"][k])] for k in ("wall", "cpu")}
     ratio = statistics.median(ratios["wall"])
     print()
-    print(f"ratio HyperRL / SB3 (wall clock): median of per-round ratios {ratio:.2f}x "
-          f"(range {min(ratios['wall']):.2f} .. {max(ratios['wall']):.2f}); ratio of medians "
-          f"{statistics.median(sps['HyperRL']['wall']) / statistics.median(sps['SB3']['wall']):.2f}x")
-    print(f"ratio HyperRL / SB3 (CPU time, less sensitive to other jobs): {statistics.median(ratios['cpu']):.2f}x "
-          f"(range {min(ratios['cpu']):.2f} .. {max(ratios['cpu']):.2f})")
+    print(
+        f"ratio HyperRL / SB3 (wall clock): median of per-round ratios {ratio:.2f}x "
+        f"(range {min(ratios['wall']):.2f} .. {max(ratios['wall']):.2f}); ratio of medians "
+        f"{statistics.median(sps['HyperRL']['wall']) / statistics.median(sps['SB3']['wall']):.2f}x"
+    )
+    print(
+        f"ratio HyperRL / SB3 (CPU time, less sensitive to other jobs): {statistics.median(ratios['cpu']):.2f}x "
+        f"(range {min(ratios['cpu']):.2f} .. {max(ratios['cpu']):.2f})"
+    )
     print(f"target >= {TARGET_RATIO:.1f}x (wall clock): {'met' if ratio >= TARGET_RATIO else 'NOT met'}")
     return ratio
 

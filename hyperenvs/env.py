@@ -125,10 +125,10 @@ class HyperEnv(gym.Env):
         super().reset(seed=seed)
         if self.learner is not None:
             self.learner.close()
-        if self._inner_envs is None:
+        learner_cls = registry.load(self.entry.algorithm.learner)
+        if self._inner_envs is None and getattr(learner_cls, "uses_vector_env", True):
             # Built once per HyperEnv: lifetimes re-seed it rather than pay the simulator start-up.
             self._inner_envs = registry.load("agents.rollout:make_vector_env")(self.config.task, self.config.num_envs)
-        learner_cls = registry.load(self.entry.algorithm.learner)
         hparams_cls = registry.load(self.entry.algorithm.hparams)
         learner_seed = int(self.np_random.integers(2**31 - 1))
         self.learner = learner_cls(

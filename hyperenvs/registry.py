@@ -169,9 +169,19 @@ _TASKS: tuple[tuple[str, str, str], ...] = (
     ("LunarLander", "LunarLander-v3", "box2d"),
     ("LunarLanderContinuous", "LunarLanderContinuous-v3", "box2d"),
     ("BipedalWalker", "BipedalWalker-v3", "box2d"),
-    *((name, f"{name}-v5", "mujoco") for name in (
-        "HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer", "InvertedPendulum", "InvertedDoublePendulum",
-    )),
+    *(
+        (name, f"{name}-v5", "mujoco")
+        for name in (
+            "HalfCheetah",
+            "Hopper",
+            "Walker2d",
+            "Ant",
+            "Humanoid",
+            "Swimmer",
+            "InvertedPendulum",
+            "InvertedDoublePendulum",
+        )
+    ),
     *((name, f"ALE/{name}-v5", "atari") for name in ("Pong", "Breakout", "Alien", "MsPacman", "SpaceInvaders", "Seaquest")),
 )
 
@@ -253,9 +263,18 @@ CMAES = Algorithm(
 )
 
 _ES_TASKS: tuple[tuple[str, str], ...] = (
-    *((name, f"{name}-v5") for name in (
-        "HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer", "InvertedPendulum", "InvertedDoublePendulum",
-    )),
+    *(
+        (name, f"{name}-v5")
+        for name in (
+            "HalfCheetah",
+            "Hopper",
+            "Walker2d",
+            "Ant",
+            "Swimmer",
+            "InvertedPendulum",
+            "InvertedDoublePendulum",
+        )
+    ),
     ("LunarLanderContinuous", "LunarLanderContinuous-v3"),
     ("BipedalWalker", "BipedalWalker-v3"),
 )

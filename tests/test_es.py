@@ -172,3 +172,20 @@ def test_variants_snapshot_exactly_through_a_weights_only_file(cls_path):
     np.testing.assert_array_equal(fresh.theta, theta)
     learner.close()
     fresh.close()
+
+
+def test_es_hyper_env_builds_no_inner_vector_env():
+    import gymnasium as gym
+
+    import hyperenvs
+
+    gym.register_envs(hyperenvs)
+    env = gym.make("HyperRL/ES-InvertedPendulum-v0", config={"population": 4, "max_episode_steps": 10}, total_timesteps=200)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    assert env.unwrapped._inner_envs is None  # the population runs in the backend's own envs
+    env.close()
+    ppo = gym.make("HyperRL/PPO-CartPole-v0", num_envs=1, total_timesteps=256)
+    ppo.reset(seed=0)
+    assert ppo.unwrapped._inner_envs is not None
+    ppo.close()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
 
 from agents.returns import lambda_returns
 from agents.vtrace import leaky_vtrace, vtrace
+
+scans = importlib.import_module("agents.vtrace")  # the module (``agents.vtrace`` is also the function)
 
 
 def explicit_vtrace(v, boot, r, disc, is_ratio, lam, alpha, rho_bar=1.0, c_bar=1.0):
@@ -136,3 +140,29 @@ def test_shape_checks_name_the_argument():
         leaky_vtrace(x, x, x, torch.zeros(3), x)
     with pytest.raises(ValueError, match=r"r_t must be \[T, B\], got shape \(3,\)"):
         leaky_vtrace(x, x, torch.zeros(3), x, x)
+
+
+@pytest.mark.parametrize("t, b", [(1, 3), (7, 4), (20, 8)])
+def test_closed_form_scan_equals_the_loop_in_value_and_gradient(t, b):
+    g = torch.Generator().manual_seed(t)
+    deltas = torch.randn(t, b, dtype=torch.float64, generator=g).requires_grad_()
+    decay = torch.rand(t, b, dtype=torch.float64, generator=g)
+    decay[t // 2] = 0.0  # an episode boundary: a zero in the running product
+    decay.requires_grad_()
+    closed, loop = scans._reverse_scan(deltas, decay), scans._reverse_loop(deltas, decay)
+    torch.testing.assert_close(closed, loop, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(t, b, dtype=torch.float64, generator=g)
+    grads_closed = torch.autograd.grad((closed * weights).sum(), (deltas, decay))
+    grads_loop = torch.autograd.grad((loop * weights).sum(), (deltas, decay))
+    for got, want in zip(grads_closed, grads_loop):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_long_unrolls_fall_back_to_the_loop(monkeypatch):
+    deltas, decay = torch.randn(6, 2, dtype=torch.float64), torch.rand(6, 2, dtype=torch.float64)
+    want = scans._reverse_scan(deltas, decay)
+    monkeypatch.setattr(scans, "_CLOSED_FORM_MAX", 1)
+    called = []
+    monkeypatch.setattr(scans, "_reverse_loop", lambda d, c: called.append(1) or want)
+    scans._reverse_scan(deltas, decay)
+    assert called == [1]

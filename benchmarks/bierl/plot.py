@@ -1,6 +1,6 @@
 """Draw a BiERL reproduction's JSON: return curves per method and sigma over training (paper Fig. 7c-d).
 
-    python benchmarks/bierl/plot.py benchmarks/bierl/results/HalfCheetah.json
+python benchmarks/bierl/plot.py benchmarks/bierl/results/HalfCheetah.json
 """
 
 from __future__ import annotations

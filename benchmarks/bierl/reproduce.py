@@ -1,6 +1,12 @@
-"""BiERL-PM and -NPM against vanilla ES with fixed sigma, at a small CPU budget.
+"""BiERL-PM and -NPM against vanilla ES with fixed sigma, and NSR-ES with and without them, at a small CPU budget.
 
     python benchmarks/bierl/reproduce.py --task HalfCheetah --seeds 3 --iterations 30
+    python benchmarks/bierl/reproduce.py --task Hopper --methods nsres-0.05 nsres+bierl-pm   # adds to Hopper.json
+
+A method is ``[nsres+]es-SIGMA`` / ``nsres-SIGMA`` (fixed sigma) or
+``[nsres+]bierl-{pm,npm}``; the ``nsres`` prefix runs the inner NSR-ES learner
+(``HyperRL/NSRES-*``) instead of OpenAI-ES.  Runs of methods not named are kept
+from an existing results file, so methods can be added without re-running the rest.
 
 Scores are the unperturbed policy's mean return over the last 5 iterations
 (one deterministic episode each); rliable's IQM with 95% stratified
@@ -14,12 +20,26 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-METHODS = ("es-0.02", "es-0.05", "es-0.08", "bierl-npm", "bierl-pm")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.aggregate import iqm_ci  # noqa: E402
+
+METHODS = ("es-0.02", "es-0.05", "es-0.08", "bierl-npm", "bierl-pm", "nsres-0.05", "nsres+bierl-npm", "nsres+bierl-pm")
+
+
+def parse_method(method: str) -> tuple[str, str]:
+    """``"nsres+bierl-pm"`` -> ``("NSRES", "bierl-pm")``; ``"nsres-0.05"`` -> ``("NSRES", "fixed-0.05")``."""
+    algorithm, _, meta = method.rpartition("+")
+    if method.startswith("nsres-") or method.startswith("es-"):
+        algorithm, meta = method.split("-")[0], "fixed-" + method.split("-", 1)[1]
+    if algorithm not in ("", "es", "nsres") or not (meta in ("bierl-pm", "bierl-npm") or meta.startswith("fixed-")):
+        raise ValueError(f"unknown method {method!r}; e.g. {', '.join(METHODS)}")
+    return (algorithm or "es").upper(), meta
 
 
 def run_one(args: tuple) -> dict:
@@ -32,10 +52,11 @@ def run_one(args: tuple) -> dict:
     gym.register_envs(hyperenvs)
     config = {"population": opts["population"], "max_episode_steps": opts["episode_steps"], "backend": "serial"}
     budget = opts["iterations"] * (opts["population"] + 1) * opts["episode_steps"]
-    env = gym.make(f"HyperRL/ES-{opts['task']}-v0", config=config, total_timesteps=budget)
-    if method.startswith("es-"):
-        solver = _Fixed(float(method[3:]))
-    elif method == "bierl-npm":
+    algorithm, meta = parse_method(method)
+    env = gym.make(f"HyperRL/{algorithm}-{opts['task']}-v0", config=config, total_timesteps=budget)
+    if meta.startswith("fixed-"):
+        solver = _Fixed(float(meta.removeprefix("fixed-")))
+    elif meta == "bierl-npm":
         solver = make_solver("bierl-npm", interval=opts["interval"], init_points=3, bo_points=3)
     else:
         solver = make_solver("bierl-pm", interval=opts["interval"], meta_pairs=opts["meta_pairs"], pretrained=opts["pretrained"])
@@ -92,6 +113,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--out", default="benchmarks/bierl/results")
     opts = vars(parser.parse_args())
+    for method in opts["methods"]:
+        parse_method(method)  # fail before any run
     if opts["pretrained"] == "none":
         opts["pretrained"] = None
     jobs = [(m, s, opts) for s in range(opts["seeds"]) for m in opts["methods"]]
@@ -101,35 +124,25 @@ def main() -> None:
     out = Path(opts["out"])
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{opts['task']}.json"
+    if path.exists():  # keep the other methods' runs
+        kept = [r for r in json.loads(path.read_text())["runs"] if r["method"] not in opts["methods"]]
+        rows = kept + rows
+        opts = {**opts, "methods": list(dict.fromkeys(r["method"] for r in rows))}
     path.write_text(json.dumps({"options": opts, "runs": rows, "wall_time": time.perf_counter() - start}))
     summarise(rows)
     print(f"wrote {path} in {time.perf_counter() - start:.0f} s")
 
 
-def iqm_ci(values: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """rliable's IQM and a 95% percentile-bootstrap CI over runs.
-
-    ``rliable.library`` needs ``arch``, which does not import in this venv, so the
-    (single-task, hence unstratified) bootstrap is drawn here with rliable's IQM.
-    """
-    from rliable import metrics
-
-    scores = np.asarray(values, dtype=np.float64).reshape(-1, 1)
-    draws = np.random.default_rng(seed).integers(0, len(scores), size=(reps, len(scores)))
-    stats = np.array([metrics.aggregate_iqm(scores[d]) for d in draws])
-    return float(metrics.aggregate_iqm(scores)), float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
-
-
 def summarise(rows: list[dict]) -> None:
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    print(f"{'method':<11} {'IQM':>9}  {'95% CI':>21}  {'mean':>9}  seeds  look-ahead steps  wall s")
+    print(f"{'method':<16} {'IQM':>9}  {'95% CI':>21}  {'mean':>9}  seeds  look-ahead steps  wall s")
     for m in methods:
         runs = [r for r in rows if r["method"] == m]
         scores = np.array([r["score"] for r in runs])
-        point, lo, hi = iqm_ci(np.nan_to_num(scores, nan=-1e9))
+        point, lo, hi = iqm_ci(scores)
         look = np.mean([r["lookahead_env_steps"] for r in runs])
         wall = np.mean([r["wall_time"] for r in runs])
-        print(f"{m:<11} {point:9.1f}  [{lo:9.1f}, {hi:9.1f}]  {scores.mean():9.1f}  {len(runs):5d}  {look:16.0f}  {wall:6.0f}")
+        print(f"{m:<16} {point:9.1f}  [{lo:9.1f}, {hi:9.1f}]  {scores.mean():9.1f}  {len(runs):5d}  {look:16.0f}  {wall:6.0f}")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,7 @@
 
 Each job builds its env in its own process (one torch thread), runs one
 lifetime and saves the RunLog; the summary is the IQM over seeds with a 95%
-bootstrap confidence interval.  rliable's ``get_interval_estimates`` needs the
-``arch`` package, which does not import under pandas 3 in this environment; in
-that case the same percentile bootstrap (2,000 resamples of the runs) is done
-here around rliable's ``aggregate_iqm``, and the JSON says which was used.
+bootstrap confidence interval (``benchmarks/aggregate.py``, rliable).
 """
 
 from __future__ import annotations
@@ -18,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.aggregate import iqm_ci
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -81,31 +80,6 @@ def run_jobs(jobs: Sequence[tuple[str, int, str, dict, dict, str]], workers: int
         return pool.map(_job, jobs, chunksize=1)
 
 
-def _bootstrap_iqm(scores: np.ndarray, reps: int, seed: int) -> tuple[float, float, float]:
-    from rliable import metrics
-
-    scores = scores.reshape(-1, 1)
-    try:
-        from rliable import library as rly
-
-        point, ci = rly.get_interval_estimates({"x": scores}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps)
-        return float(point["x"][0]), float(ci["x"][0, 0]), float(ci["x"][1, 0])
-    except Exception:  # arch fails to import here; same percentile bootstrap by hand
-        rng = np.random.default_rng(seed)
-        draws = rng.integers(0, len(scores), (reps, len(scores)))
-        stats = np.array([metrics.aggregate_iqm(scores[d]) for d in draws])
-        return float(metrics.aggregate_iqm(scores)), float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
-
-
-def rliable_backend() -> str:
-    try:
-        from rliable import library  # noqa: F401
-
-        return "rliable.library.get_interval_estimates"
-    except Exception:
-        return "rliable.metrics.aggregate_iqm + percentile bootstrap over runs (arch unavailable)"
-
-
 def summarise(logs_by_solver: dict[str, list[Any]], metrics: dict[str, Callable[[Any], float]], reps: int = 2000) -> dict:
     """``{solver: {metric: {iqm, ci_low, ci_high, per_seed}}}``."""
     out: dict[str, dict] = {}
@@ -113,16 +87,9 @@ def summarise(logs_by_solver: dict[str, list[Any]], metrics: dict[str, Callable[
         out[solver] = {}
         for name, fn in metrics.items():
             values = np.array([fn(log) for log in logs], dtype=np.float64)
-            values = np.nan_to_num(values, nan=np.nanmin(values) if np.isfinite(values).any() else 0.0)
-            iqm, low, high = _bootstrap_iqm(values, reps, seed=0)
+            iqm, low, high = iqm_ci(values, reps=reps)
             out[solver][name] = {"iqm": iqm, "ci_low": low, "ci_high": high, "per_seed": values.tolist()}
     return out
-
-
-def auc(log: Any) -> float:
-    """Mean of the return curve over the lifetime's hyper-steps (area under curve / length); NaN steps skipped."""
-    curve = log.returns()
-    return float(np.nanmean(curve)) if np.isfinite(curve).any() else float("nan")
 
 
 def markdown_table(summary: dict, metric_names: Sequence[str]) -> str:

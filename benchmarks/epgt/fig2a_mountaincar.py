@@ -28,7 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, auc, markdown_table, rliable_backend, run_file_name, run_jobs, summarise, write_json  # noqa: E402
+from common import RESULTS, markdown_table, run_file_name, run_jobs, summarise, write_json  # noqa: E402
+
+from benchmarks.aggregate import CI_METHOD, auc  # noqa: E402
 
 ENV_ID = "HyperRL/A2C-MountainCarContinuous-v0"
 LR_RANGE = (4e-5, 1e-2)
@@ -61,7 +63,7 @@ def plot_smoothed_schedules(logs, path: Path, window: int = 100) -> Path:
         for log in sorted((x for x in logs if x.solver == solver and x.seed < 3), key=lambda x: x.seed):
             lr = log.schedule()["lr"]
             smooth = np.convolve(lr, np.ones(window) / window, mode="valid")
-            ax.plot(log.timesteps[window - 1:], smooth, label=f"seed {log.seed}")
+            ax.plot(log.timesteps[window - 1 :], smooth, label=f"seed {log.seed}")
         ax.set_yscale("log")
         ax.set_title(f"{solver}: lr, mean over {window} hyper-steps")
         ax.set_xlabel("inner environment steps")
@@ -84,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS / "fig2a_mountaincar")
     p.add_argument("--analyse", action="store_true", help="skip the runs: summarise those saved under --out")
     args = p.parse_args(argv)
-    base = {"hyperparameters": {"lr": LR_RANGE}, "total_timesteps": args.steps, "num_envs": args.num_envs,
-            "iterations_per_step": 1}
+    base = {
+        "hyperparameters": {"lr": LR_RANGE},
+        "total_timesteps": args.steps,
+        "num_envs": args.num_envs,
+        "iterations_per_step": 1,
+    }
     if args.quick:
         args.seeds, base["total_timesteps"] = 2, 400
     discrete = {**base, "action_type": "discrete", "bins": LR_BINS}
@@ -113,8 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown_table(summary, list(metrics))
     plots = [
         str(plot_returns(logs, args.out / "returns.png", title=f"A2C MountainCarContinuous, {args.steps:,} env steps")),
-        str(plot_schedule([log for log in logs if log.solver in ("epgt", "rnd", "dqn") and log.seed < 3],
-                          args.out / "schedule_first3.png", title="lr schedules, first 3 seeds")),
+        str(
+            plot_schedule(
+                [log for log in logs if log.solver in ("epgt", "rnd", "dqn") and log.seed < 3],
+                args.out / "schedule_first3.png",
+                title="lr schedules, first 3 seeds",
+            )
+        ),
         str(plot_smoothed_schedules(logs, args.out / "schedule_first3_smoothed.png")),
     ]
     write_json(
@@ -126,10 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             "lr_bins": LR_BINS,
             "seeds": args.seeds,
             "summary": summary,
-            "ci_method": rliable_backend(),
+            "ci_method": CI_METHOD,
             "schedules_first3": {
                 f"{log.solver}-seed{log.seed}": log.schedule()["lr"].tolist()
-                for log in logs if log.solver in ("epgt", "rnd", "dqn") and log.seed < 3
+                for log in logs
+                if log.solver in ("epgt", "rnd", "dqn") and log.seed < 3
             },
             "plots": plots,
             "quick": args.quick,

@@ -105,18 +105,20 @@ def main(argv: list[str] | None = None) -> int:
         replay_log, t_replay, _ = lifetime(Replay(actions), seed)
         assert [r.hyperparameters for r in replay_log.records] == [r.hyperparameters for r in log.records]
         _, t_static, _ = lifetime(StaticSolver(), seed)
-        rows.append({
-            "seed": seed,
-            "env_steps": int(log.records[-1].timesteps),
-            "hyper_steps": len(log),
-            "wall_epgt_s": t_epgt,
-            "wall_replay_s": t_replay,
-            "wall_static_s": t_static,
-            "epgt_own_s": epgt.own,
-            "overhead_vs_replay_pct": 100 * (t_epgt - t_replay) / t_replay,
-            "epgt_own_share_pct": 100 * epgt.own / (t_epgt - epgt.own),
-            "vae_steps": epgt.vae_steps,
-        })
+        rows.append(
+            {
+                "seed": seed,
+                "env_steps": int(log.records[-1].timesteps),
+                "hyper_steps": len(log),
+                "wall_epgt_s": t_epgt,
+                "wall_replay_s": t_replay,
+                "wall_static_s": t_static,
+                "epgt_own_s": epgt.own,
+                "overhead_vs_replay_pct": 100 * (t_epgt - t_replay) / t_replay,
+                "epgt_own_share_pct": 100 * epgt.own / (t_epgt - epgt.own),
+                "vae_steps": epgt.vae_steps,
+            }
+        )
         print(rows[-1], flush=True)
     total = {k: sum(r[k] for r in rows) for k in ("wall_epgt_s", "wall_replay_s", "wall_static_s", "epgt_own_s")}
     summary = {

@@ -8,6 +8,7 @@ value (lr 3e-4, minibatch 64): 225 joint hyper-actions.  EPGT vs default PPO
     python benchmarks/epgt/table2_hopper.py                 # 200k env steps, 3 seeds
     python benchmarks/epgt/table2_hopper.py --steps 100000 --workers 2
     python benchmarks/epgt/table2_hopper.py --quick         # seconds: pipeline check only
+    python benchmarks/epgt/table2_hopper.py --analyse       # summaries and plots from the saved runs only
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, auc, markdown_table, rliable_backend, run_jobs, summarise, write_json  # noqa: E402
+from common import RESULTS, markdown_table, run_file_name, run_jobs, summarise, write_json  # noqa: E402
+
+from benchmarks.aggregate import CI_METHOD, auc  # noqa: E402
 
 ENV_ID = "HyperRL/PPO-Hopper-v0"
 BASE_LR, BASE_MINIBATCH = 3e-4, 64
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="parallel processes")
     p.add_argument("--quick", action="store_true", help="tiny budget, 2 seeds: checks the pipeline, not the claim")
     p.add_argument("--out", type=Path, default=RESULTS / "table2_hopper")
+    p.add_argument("--analyse", action="store_true", help="skip the runs: summarise those saved under --out")
     args = p.parse_args(argv)
     env_kwargs = {"hyperparameters": RANGES, "action_type": "discrete", "bins": BINS, "total_timesteps": args.steps}
     if args.quick:
@@ -49,12 +53,16 @@ def main(argv: list[str] | None = None) -> int:
         env_kwargs.update(total_timesteps=256, num_envs=1, config={"num_steps": 64}, defaults={"epochs": 1})
     runs = args.out / "runs"
     jobs = [(s, seed, ENV_ID, env_kwargs, {}, str(runs)) for seed in range(args.seeds) for s in args.solvers]
-    paths = run_jobs(jobs, args.workers)
+    paths = [str(runs / run_file_name(j[0], j[1])) for j in jobs] if args.analyse else run_jobs(jobs, args.workers)
 
     from solvers.base import RunLog
     from solvers.plots import plot_returns, plot_schedule
 
     logs = [RunLog.load(path) for path in paths]
+    made_with = {int(log.timesteps[-1]) for log in logs if len(log)}
+    # a lifetime ends within one hyper-step (one 2048-step rollout here) past its budget
+    if args.analyse and made_with and not args.steps <= max(made_with) < args.steps + 2048:
+        p.error(f"the runs under {args.out} were made with --steps {max(made_with)}, not {args.steps}")
     by_solver = {s: [log for log in logs if log.solver == s] for s in args.solvers}
     metrics = {
         "final": lambda log: log.final_return(),
@@ -75,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": args.seeds,
             "hyper_steps": {s: [len(log) for log in ls] for s, ls in by_solver.items()},
             "summary": summary,
-            "ci_method": rliable_backend(),
+            "ci_method": CI_METHOD,
             "plots": plots,
             "quick": args.quick,
         },

@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.aggregate import auc, iqm_ci  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 SOLVER_ENV = {"impala": {}, "stac": {}, "stacx": {"config": {"aux_heads": 2}}}
 """solver -> extra gym.make kwargs (STACX needs the auxiliary heads in the network)"""
@@ -68,28 +70,6 @@ def _job(job: tuple[str, str, int, int, str, str]) -> str:
     log.save(path)
     print(f"{env_id} {solver} seed {seed}: final {log.final_return():.1f}, {time.perf_counter() - start:.0f} s", flush=True)
     return str(path)
-
-
-def iqm_ci(values: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """IQM with a 95% percentile-bootstrap CI over runs (rliable's estimator, resampled here)."""
-    from rliable import metrics
-
-    scores = np.asarray(values, dtype=np.float64).reshape(-1, 1)
-    try:
-        from rliable import library as rly
-
-        point, ci = rly.get_interval_estimates({"x": scores}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps)
-        return float(point["x"][0]), float(ci["x"][0, 0]), float(ci["x"][1, 0])
-    except Exception:  # rliable.library needs `arch`, which may not import; same bootstrap by hand
-        rng = np.random.default_rng(seed)
-        draws = rng.integers(0, len(scores), (reps, len(scores)))
-        stats = np.array([metrics.aggregate_iqm(scores[d]) for d in draws])
-        return float(metrics.aggregate_iqm(scores)), float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
-
-
-def _auc(log: Any) -> float:
-    curve = log.returns()
-    return float(np.nanmean(curve)) if np.isfinite(curve).any() else float("nan")
 
 
 def plot_metaparameters(logs: list, path: Path, title: str) -> Path:
@@ -169,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         for solver in args.solvers:
             runs_ = [log for log in mine if log.solver == solver]
             finals = np.array([log.final_return() for log in runs_])
-            aucs = np.array([_auc(log) for log in runs_])
+            aucs = np.array([auc(log) for log in runs_])
             row = {}
             for metric, values in (("final_return", finals), ("mean_return_over_lifetime", aucs)):
-                iqm, low, high = iqm_ci(np.nan_to_num(values, nan=np.nanmin(values)))
+                iqm, low, high = iqm_ci(values)
                 row[metric] = {"iqm": iqm, "ci_low": low, "ci_high": high, "per_seed": values.tolist()}
             row["wall_time_per_run_s"] = float(np.mean([sum(r.wall_time for r in log.records) for log in runs_]))
             summary[task][solver] = row

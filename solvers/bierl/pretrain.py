@@ -39,8 +39,10 @@ def pretrain(
         env = gym.make(env_id, config=config, total_timesteps=iterations * (population + 1) * episode_steps)
         log = solver.run(env, seed=seed + i)
         env.close()
-        print(f"lifetime {i}: {len(log)} iterations, final return {log.final_return(5):.1f}, "
-              f"sigma {log.schedule()['sigma'][-1]:.4f}")
+        print(
+            f"lifetime {i}: {len(log)} iterations, final return {log.final_return(5):.1f}, "
+            f"sigma {log.schedule()['sigma'][-1]:.4f}"
+        )
     return solver.save(out)
 
 
@@ -58,8 +60,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     path = pretrain(
-        args.env_id, out=args.out, lifetimes=args.lifetimes, seed=args.seed, iterations=args.iterations,
-        population=args.population, episode_steps=args.episode_steps, interval=args.interval, meta_pairs=args.meta_pairs,
+        args.env_id,
+        out=args.out,
+        lifetimes=args.lifetimes,
+        seed=args.seed,
+        iterations=args.iterations,
+        population=args.population,
+        episode_steps=args.episode_steps,
+        interval=args.interval,
+        meta_pairs=args.meta_pairs,
     )
     print(f"wrote {path}")
     return 0
