@@ -252,11 +252,12 @@ class ActorCriticLearner:
         self.iterations = int(state["iterations"])
         self.diverged = bool(state["diverged"])
         self._grads = deque((_clone(g) for g in state["grad_history"]), maxlen=self.config.grad_history)
-        if "envs" in state:
+        restored = "envs" in state
+        if restored:
             envstate.restore(self.envs, _to_numpy(state["envs"]))
         else:
             self.collector.reset(seed=self.seed * 1_000_003 + self.timesteps)
-        self.collector.load_state_dict(_to_numpy(state["collector"]))
+        self.collector.load_state_dict(_to_numpy(state["collector"]), episodes=restored)
 
     # -- evaluation ---------------------------------------------------------
     @torch.no_grad()

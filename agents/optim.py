@@ -42,6 +42,13 @@ def clip_grad_norm(grads: Params, max_norm: float) -> tuple[Params, torch.Tensor
     return dict(zip(grads, torch._foreach_mul(list(grads.values()), scale))), total
 
 
+def _addcdiv(params: list[torch.Tensor], num: list[torch.Tensor], den: list[torch.Tensor], scale: float | torch.Tensor):
+    """``p + scale * num / den`` per tensor; a tensor ``scale`` (a learning rate being differentiated) stays in the graph."""
+    if isinstance(scale, torch.Tensor):
+        return [p + scale * (n / d) for p, n, d in zip(params, num, den)]
+    return torch._foreach_addcdiv(params, num, den, value=scale)
+
+
 def sgd_init(params: Params) -> OptState:
     return {"step": 0}
 
@@ -63,7 +70,7 @@ def adam(
     grads: Params,
     state: OptState,
     *,
-    lr: float,
+    lr: float | torch.Tensor,
     beta1: float = 0.9,
     beta2: float = 0.999,
     eps: float = 1e-8,
@@ -77,7 +84,7 @@ def adam(
     bias1 = 1 - beta1**step
     bias2 = 1 - beta2**step
     denom = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(v), bias2**0.5), eps)
-    new = torch._foreach_addcdiv(list(params.values()), m, denom, value=-lr / bias1)
+    new = _addcdiv(list(params.values()), m, denom, -lr / bias1)
     names = list(params)
     return dict(zip(names, new)), {"step": step, "exp_avg": dict(zip(names, m)), "exp_avg_sq": dict(zip(names, v))}
 
@@ -87,14 +94,14 @@ def rmsprop_init(params: Params) -> OptState:
 
 
 def rmsprop(
-    params: Params, grads: Params, state: OptState, *, lr: float, alpha: float = 0.99, eps: float = 1e-5
+    params: Params, grads: Params, state: OptState, *, lr: float | torch.Tensor, alpha: float = 0.99, eps: float = 1e-5
 ) -> tuple[Params, OptState]:
     """RMSProp as in A2C/IMPALA: ``theta - lr * g / (sqrt(E[g^2]) + eps)``."""
     _check(params, grads)
     g = list(grads.values())
     sq = torch._foreach_addcmul(torch._foreach_mul(list(state["square_avg"].values()), alpha), g, g, value=1 - alpha)
     denom = torch._foreach_add(torch._foreach_sqrt(sq), eps)
-    new = torch._foreach_addcdiv(list(params.values()), g, denom, value=-lr)
+    new = _addcdiv(list(params.values()), g, denom, -lr)
     names = list(params)
     return dict(zip(names, new)), {"step": state["step"] + 1, "square_avg": dict(zip(names, sq))}
 
@@ -134,7 +141,7 @@ def adam_(
     grad: torch.Tensor,
     state: OptState,
     *,
-    lr: float,
+    lr: float | torch.Tensor,
     beta1: float = 0.9,
     beta2: float = 0.999,
     eps: float = 1e-8,

@@ -82,12 +82,14 @@ class Collector:
         self._ep_return = np.zeros(self.num_envs)
         self._ep_length = np.zeros(self.num_envs, dtype=np.int64)
         self._disc_return = np.zeros(self.num_envs)
+        self._obs_counted = False  # whether obs_rms has already seen ``self._obs``
 
     def reset(self, seed: int) -> None:
         self._obs, _ = self.envs.reset(seed=seed)
         self._ep_return[:] = 0
         self._ep_length[:] = 0
         self._disc_return[:] = 0
+        self._obs_counted = False
 
     def normalize(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
         if self.obs_rms is None:
@@ -120,7 +122,9 @@ class Collector:
         rew_buf = np.zeros((num_steps, n), dtype=np.float32)
         disc_buf = np.ones((num_steps, n), dtype=np.float32)
         episodes: list[Episode] = []
-        obs = self._tensor(self.normalize(self._obs, update=True))
+        # The last observation of the previous batch was counted when it arrived: count each once.
+        obs = self._tensor(self.normalize(self._obs, update=not self._obs_counted))
+        self._obs_counted = True
         for t in range(num_steps):
             policy_out, value = net.forward(params, obs)
             action = sample(policy_out, params, net.discrete, self.generator)
@@ -178,6 +182,7 @@ class Collector:
             "ep_return": self._ep_return.copy(),
             "ep_length": self._ep_length.copy(),
             "disc_return": self._disc_return.copy(),
+            "obs_counted": np.array(self._obs_counted),
         }
         for name in ("obs_rms", "ret_rms"):
             rms = getattr(self, name)
@@ -185,11 +190,19 @@ class Collector:
                 state[name] = {"mean": np.array(rms.mean), "var": np.array(rms.var), "count": np.array(rms.count)}
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._obs = np.asarray(state["obs"]).copy()
-        self._ep_return = np.asarray(state["ep_return"], dtype=np.float64).copy()
-        self._ep_length = np.asarray(state["ep_length"], dtype=np.int64).copy()
-        self._disc_return = np.asarray(state["disc_return"], dtype=np.float64).copy()
+    def load_state_dict(self, state: dict[str, Any], *, episodes: bool = True) -> None:
+        """Restore normalisation statistics and, with ``episodes``, the episodes in progress.
+
+        ``episodes=False`` keeps the current inner episodes (a fresh reset, when the
+        engine could not restore the envs' own state): the saved observation and
+        counters belong to episodes those envs no longer run.
+        """
+        if episodes:
+            self._obs = np.asarray(state["obs"]).copy()
+            self._ep_return = np.asarray(state["ep_return"], dtype=np.float64).copy()
+            self._ep_length = np.asarray(state["ep_length"], dtype=np.int64).copy()
+            self._disc_return = np.asarray(state["disc_return"], dtype=np.float64).copy()
+            self._obs_counted = bool(state.get("obs_counted", True))
         for name in ("obs_rms", "ret_rms"):
             rms = getattr(self, name)
             if rms is not None:

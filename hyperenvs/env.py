@@ -68,7 +68,7 @@ class HyperEnv(gym.Env):
         self.entry = registry.get(entry)
         self.total_timesteps = _positive_int("total_timesteps", total_timesteps, self.entry.total_timesteps)
         self.iterations_per_step = _positive_int("iterations_per_step", iterations_per_step, self.entry.iterations_per_step)
-        self.device = device
+        self.device = _check_device(device)
         self.timing = timing
         self.config = self._make_config(config, num_envs)
         all_hparams = HyperparameterSpace(self.entry.hyperparameters(), action_type=action_type)
@@ -76,8 +76,9 @@ class HyperEnv(gym.Env):
         self.hparam_space = HyperparameterSpace(chosen, action_type=action_type, bins=bins)
         self.defaults = self._make_defaults(all_hparams, defaults)
         self.action_space = self.hparam_space.action_space
-        shapes = registry.load(self.entry.algorithm.learner).param_shapes(self.config)
-        self.observers = make_observers(list(observe) if observe is not None else list(self.entry.observe), shapes)
+        learner_cls = registry.load(self.entry.algorithm.learner)
+        parts = observe if observe is not None else self.entry.observe
+        self.observers = make_observers(parts, learner_cls.param_shapes(self.config), learner=learner_cls)
         self.observation_space = spaces.Dict({name: obs.space for name, obs in self.observers.items()})
         self.reward_fn = make_reward(reward)
         self.learner = None
@@ -116,7 +117,7 @@ class HyperEnv(gym.Env):
         for name, value in (overrides or {}).items():
             if name not in fields:
                 raise ValueError(f"unknown hyperparameter {name!r} in defaults; {hparams_cls.__name__} has {sorted(fields)}")
-            values[name] = float(value)
+            values[name] = _check_default(name, value, space)
         return values
 
     # -- the Gymnasium API ---------------------------------------------------
@@ -233,6 +234,33 @@ def _positive_int(name: str, value: int | None, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _check_device(device: str) -> str:
+    """Fail at ``gym.make`` rather than at ``reset`` when ``device`` cannot be used."""
+    import torch  # here, not at import: importing hyperenvs stays free of torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from err
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device here; use device='cpu'")
+    return device
+
+
+def _check_default(name: str, value: Any, space: HyperparameterSpace) -> float:
+    """A fixed hyperparameter value: finite and non-negative; positive where the id declares it log-scaled."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"defaults[{name!r}] must be a number, got {value!r}") from err
+    declared = {h.name: h for h in space.hyperparameters}.get(name)
+    positive = declared is not None and declared.log
+    if not np.isfinite(value) or value < 0 or (positive and value == 0):
+        need = "> 0" if positive else ">= 0"
+        raise ValueError(f"defaults[{name!r}] must be finite and {need}, got {value}")
+    return value
 
 
 def _typed(cls: type, values: Mapping[str, float]) -> dict[str, float | int]:

@@ -143,6 +143,8 @@ class FitnessObserver:
     """
 
     name = "fitness"
+    requires = "fitness_history"
+    """the learner method this observer reads: only ES learners have it"""
 
     def __init__(self, shapes: Mapping[str, tuple[int, ...]], *, k: int = 10, quantiles: int = 20) -> None:
         if k < 1 or quantiles < 2:
@@ -164,10 +166,17 @@ OBSERVERS = {"projection": ProjectionObserver, "statistics": StatisticsObserver,
 """Observation parts by name."""
 
 
-def make_observers(names: Sequence[str], shapes: Mapping[str, tuple[int, ...]]) -> dict[str, object]:
-    if isinstance(names, str):
-        names = [names]
+def make_observers(
+    names: str | Sequence[str], shapes: Mapping[str, tuple[int, ...]], *, learner: type | None = None
+) -> dict[str, object]:
+    """Observers by name; with ``learner`` (the learner class), parts it cannot feed are rejected here."""
+    names = [names] if isinstance(names, str) else list(names)
     unknown = [n for n in names if n not in OBSERVERS]
     if unknown or not names:
-        raise ValueError(f"observe must name one or more of {sorted(OBSERVERS)}, got {list(names)}")
+        raise ValueError(f"observe must name one or more of {sorted(OBSERVERS)}, got {names}")
+    if learner is not None:
+        unfit = [n for n in names if not hasattr(learner, getattr(OBSERVERS[n], "requires", "parameters"))]
+        if unfit:
+            fit = sorted(n for n in OBSERVERS if hasattr(learner, getattr(OBSERVERS[n], "requires", "parameters")))
+            raise ValueError(f"observe parts {unfit} do not fit a {learner.__name__}; it can give {fit}")
     return {n: OBSERVERS[n](shapes) for n in dict.fromkeys(names)}

@@ -38,11 +38,15 @@ class RunLog:
     """Per hyper-step record of a run; saved as JSON lines (a header line, then one line a step)."""
 
     solver: str
+    """the solver's registered name (``static``, ``epgt``, ...)"""
     env_id: str
+    """the hyper-env's id, e.g. ``HyperRL/PPO-CartPole-v0``"""
     seed: int
+    """the seed the lifetime was reset with"""
     space: list[dict[str, Any]] = field(default_factory=list)
     """the controlled hyperparameters (``name, low, high, log``), for plots"""
     records: list[StepRecord] = field(default_factory=list)
+    """one record per hyper-step, in order"""
 
     def append(self, record: StepRecord) -> None:
         self.records.append(record)

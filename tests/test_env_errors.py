@@ -36,6 +36,14 @@ def test_unknown_id_is_gymnasiums_error():
         ({"num_envs": 0}, r"num_envs must be a positive integer, got 0"),
         ({"observe": ["projection", "histogram"]}, r"observe must name one or more of \['fitness', 'projection', 'statistics'\]"),
         ({"observe": []}, r"observe must name one or more of"),
+        (
+            {"observe": ["fitness"]},
+            r"observe parts \['fitness'\] do not fit a PPOLearner; it can give \['projection', 'statistics'\]",
+        ),
+        ({"defaults": {"lr": -1.0}}, r"defaults\['lr'\] must be finite and > 0, got -1.0"),
+        ({"defaults": {"gamma": float("nan")}}, r"defaults\['gamma'\] must be finite and >= 0, got nan"),
+        ({"defaults": {"ent_coef": "much"}}, r"defaults\['ent_coef'\] must be a number, got 'much'"),
+        ({"device": "tpu:x"}, r"device must be a torch device such as 'cpu' or 'cuda', got 'tpu:x'"),
         ({"reward": "sharpe"}, r"reward must be one of \['final_return', 'improvement', 'mean_return'\], got 'sharpe'"),
         ({"config": {"num_layers": 3}}, r"unknown config fields \['num_layers'\]; PPOConfig has \["),
         ({"config": {"optimizer": "lamb"}}, r"optimizer must be one of \['adam', 'rmsprop', 'sgd'\], got 'lamb'"),
@@ -47,6 +55,18 @@ def test_unknown_id_is_gymnasiums_error():
 def test_bad_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
         gym.make(CARTPOLE, **kwargs)
+
+
+def test_observe_may_be_one_name():
+    env = make_tiny(observe="statistics")
+    assert list(env.observation_space.spaces) == ["statistics"]
+    env.close()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_a_gpu_fails_at_make():
+    with pytest.raises(ValueError, match=r"device 'cuda' asked for, but torch sees no CUDA device here; use device='cpu'"):
+        gym.make(CARTPOLE, device="cuda")
 
 
 def test_step_before_reset():

@@ -32,11 +32,11 @@ def test_ppo_cartpole_static_defaults_learn():
         if not first_returns:
             first_returns = list(info["episode_returns"])
         last10.extend(info["episode_returns"])
-        step_mean = float(np.mean(info["episode_returns"])) if info["episode_returns"] else -np.inf
-        best = max(best, step_mean, float(np.mean(last10)) if len(last10) == 10 else -np.inf)
+        # Solved means the mean of the last 10 episodes, not one lucky hyper-step's few episodes.
+        best = max(best, float(np.mean(last10)) if len(last10) == 10 else -np.inf)
         if best >= SOLVED:
             break
     env.close()
-    assert best >= SOLVED, f"mean return {best:.1f} < {SOLVED} after {info['timesteps']} env steps"
+    assert best >= SOLVED, f"mean return of 10 consecutive episodes {best:.1f} < {SOLVED} after {info['timesteps']} env steps"
     assert info["timesteps"] <= BUDGET
     assert np.mean(first_returns) < 100, "the untrained policy should not already solve CartPole"

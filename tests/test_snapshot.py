@@ -142,3 +142,29 @@ def test_evaluate_leaves_training_untouched():
     with pytest.raises(ValueError, match="episodes must be >= 1, got 0"):
         a.evaluate(0)
     a.close(), b.close()
+
+
+def test_restore_without_engine_state_starts_fresh_episodes():
+    """Box2D cannot save its state: a restore resets the inner envs and drops the old episodes' bookkeeping."""
+    env = make_tiny("HyperRL/PPO-LunarLander-v0", hyper_steps=8)
+    env.reset(seed=0)
+    play(env, actions(env, 2))
+    snap = env.unwrapped.snapshot()
+    assert "envs" not in snap["learner"]
+    learner = env.unwrapped.learner
+    env.unwrapped.restore(snap)
+    collector = learner.collector
+    fresh_obs, _ = learner.envs.reset(seed=learner.seed * 1_000_003 + learner.timesteps)
+    np.testing.assert_array_equal(collector._obs, fresh_obs)  # the first action sees the envs' real observation
+    assert not collector._ep_return.any() and not collector._ep_length.any()
+    # normalisation statistics still come from the snapshot
+    saved = snap["learner"]["collector"]
+    if collector.obs_rms is not None:
+        np.testing.assert_array_equal(collector.obs_rms.mean, saved["obs_rms"]["mean"].numpy())
+    # and the fork is still deterministic
+    acts = actions(env, 2)
+    env.unwrapped.restore(snap)
+    first = play(env, acts)
+    env.unwrapped.restore(snap)
+    assert data_equivalence(first, play(env, acts), exact=True)
+    env.close()
