@@ -5,7 +5,8 @@ One ``iterate(hparams)`` samples ``population`` mirrored candidates
 backend from ``agents.es_workers``, shapes their returns by rank and steps
 ``theta`` along the ES gradient estimate (paper Eq. 2-3).  All randomness is
 derived from ``(seed, iteration, index)``, so a learner holds no RNG state and
-snapshots are exact.
+snapshots are exact; ``noise_stream`` shifts those keys for look-aheads that
+repeat one iteration with independent noise.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -23,9 +25,11 @@ import torch
 
 from agents.base import IterationReport, Params
 from agents.es_workers import (
+    CENTRE,
     EnvCache,
     Job,
     PolicySpec,
+    Rollout,
     evaluate_jobs,
     evaluate_population,
     init_theta,
@@ -33,6 +37,9 @@ from agents.es_workers import (
     pair_noise,
     process_cache,
 )
+
+STREAM_STRIDE = 2**32
+"""key offset between noise streams: no lifetime reaches 2**32 iterations or evaluation episodes"""
 
 
 # -- the maths -------------------------------------------------------------------
@@ -171,6 +178,7 @@ class ESLearner:
         self.centre_rank = 0.0
         self._eval_count = 0
         self._eval_cache: EnvCache | None = None
+        self._stream = 0
         self.backend = make_backend(config.backend, config.workers)
 
     @classmethod
@@ -188,8 +196,37 @@ class ESLearner:
             raise ValueError(f"unknown hyperparameters {sorted(unknown)} for {type(self).__name__}; known: {sorted(known)}")
         return replace(self.default_hparams, **{k: float(v) for k, v in hparams.items()})
 
+    def checked_hparams(self, hparams: Mapping[str, float] | ESHyperparams | None) -> ESHyperparams:
+        """``resolve_hparams``, then a clear error for a sigma no Gaussian can have."""
+        hp = self.resolve_hparams(hparams)
+        if not (hp.sigma > 0 and math.isfinite(hp.sigma)):
+            raise ValueError(f"sigma must be positive and finite, got {hp.sigma}")
+        return hp
+
+    # -- random keys --------------------------------------------------------------------
+    def key(self, index: int) -> int:
+        """Iteration (or evaluation episode) ``index`` as it enters the random keys of the current noise stream."""
+        return index + self._stream * STREAM_STRIDE
+
+    @contextmanager
+    def noise_stream(self, stream: int) -> Iterator[None]:
+        """Draw the keys of the iterations and evaluations run inside from stream ``stream`` (0: the lifetime's own).
+
+        BiERL's look-ahead repeats one inner step ``l`` times from one snapshot (paper
+        Eq. 5): repeat ``i`` runs in stream ``i``, so the repeats see independent noise and
+        episodes, while every candidate's ``i``-th repeat sees the same ones (common random
+        numbers across candidates).  Stream 0 is what the lifetime itself would draw next.
+        """
+        if stream < 0:
+            raise ValueError(f"stream must be >= 0, got {stream}")
+        saved, self._stream = self._stream, int(stream)
+        try:
+            yield
+        finally:
+            self._stream = saved
+
     # -- one iteration --------------------------------------------------------------
-    def _evaluate(self, theta: np.ndarray, sigma: float, jobs: list[Job]) -> list[tuple[float, int, np.ndarray]]:
+    def _evaluate(self, theta: np.ndarray, sigma: float, jobs: list[Job]) -> list[Rollout]:
         return evaluate_population(
             self.backend,
             self.config.task,
@@ -198,26 +235,28 @@ class ESLearner:
             theta,
             sigma,
             self.seed,
-            self.iterations,
+            self.key(self.iterations),
             jobs,
         )
 
     def iterate(self, hparams: Mapping[str, float] | ESHyperparams | None = None) -> IterationReport:
-        hp = self.resolve_hparams(hparams)
-        if not (hp.sigma > 0 and math.isfinite(hp.sigma)):
-            raise ValueError(f"sigma must be positive and finite, got {hp.sigma}")
+        hp = self.checked_hparams(hparams)
         start = time.perf_counter()
         if self.diverged:
             return IterationReport(timesteps=self.timesteps, env_steps=0, diverged=True)
         pairs = self.config.population // 2
-        jobs = [Job(p, s) for p in range(pairs) for s in (1, -1)] + [Job(-1, 0)]
-        results = self._evaluate(self.theta, hp.sigma, jobs)
-        returns = np.array([r[0] for r in results[:-1]]).reshape(pairs, 2)
-        steps = sum(r[1] for r in results)
-        self.centre_return = float(results[-1][0])
-        fitness = self._fitness_values(returns, results)
+        candidates, centre, steps = self._score_population(hp.sigma, pairs)
+        returns = np.array([r[0] for r in candidates]).reshape(pairs, 2)
+        self.centre_return = float(centre[0])
+        fitness = self._fitness_values(returns, candidates, centre)
         grad = self.step_theta(fitness, hp)
-        return self._finish(returns.ravel(), grad, steps, int(results[-1][1]), hp, start)
+        return self._finish(returns.ravel(), grad, steps, int(centre[1]), hp, start)
+
+    def _score_population(self, sigma: float, pairs: int) -> tuple[list[Rollout], Rollout, int]:
+        """The candidates' rollouts (pair-major, ``+eps`` first), the unperturbed policy's, and the env steps spent."""
+        jobs = [Job(pair=p, sign=s) for p in range(pairs) for s in (1, -1)] + [CENTRE]
+        results = self._evaluate(self.theta, sigma, jobs)
+        return results[:-1], results[-1], sum(r[1] for r in results)
 
     def _finish(
         self, returns: np.ndarray, shift: np.ndarray, steps: int, centre_length: int, hp: ESHyperparams, start: float
@@ -246,7 +285,7 @@ class ESLearner:
             wall_time=time.perf_counter() - start,
         )
 
-    def _fitness_values(self, returns: np.ndarray, results: list) -> np.ndarray:
+    def _fitness_values(self, returns: np.ndarray, candidates: list[Rollout], centre: Rollout) -> np.ndarray:
         """The fitness the update ranks (the returns for OpenAI-ES)."""
         return returns
 
@@ -254,7 +293,8 @@ class ESLearner:
         """Rank-shape ``fitness`` ([pairs, 2]), estimate the gradient, update theta; returns the estimate."""
         pairs = fitness.shape[0]
         shaped = rank_utilities(fitness.ravel()).reshape(pairs, 2)
-        noise = np.stack([pair_noise(self.seed, self.iterations, p, self.theta.size) for p in range(pairs)])
+        key = self.key(self.iterations)
+        noise = np.stack([pair_noise(self.seed, key, p, self.theta.size) for p in range(pairs)])
         grad = mirrored_gradient(shaped, noise, hp.sigma)
         self._grads.appendleft(grad)
         self.theta = self._update(self.theta, grad, hp.lr)
@@ -324,29 +364,21 @@ class ESLearner:
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, episodes: int = 10) -> list[float]:
         """Returns of the mean-action policy on fresh seeds; training state is untouched."""
+        return [ret for ret, _ in self.evaluate_episodes(episodes)]
+
+    def evaluate_episodes(self, episodes: int = 10) -> list[tuple[float, int]]:
+        """``(return, length)`` of ``episodes`` mean-action episodes on fresh seeds (look-aheads count the steps)."""
         if episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
         if self._eval_cache is None:
             self._eval_cache = process_cache()
         base = self.seed + 7919 * (1 + self._eval_count)
         self._eval_count += 1
-        jobs = [Job(-1, 0)] * episodes
         out = []
-        for i, job in enumerate(jobs):
-            out.extend(
-                r[0]
-                for r in evaluate_jobs(
-                    self._eval_cache,
-                    self.config.task,
-                    self.config.max_episode_steps,
-                    self.spec,
-                    self.theta,
-                    0.0,
-                    base,
-                    i,
-                    [job],
-                )
-            )
+        for i in range(episodes):
+            args = (self.config.task, self.config.max_episode_steps, self.spec, self.theta, 0.0, base, self.key(i))
+            ret, length, _ = evaluate_jobs(self._eval_cache, *args, [CENTRE])[0]
+            out.append((ret, length))
         return out
 
     def close(self) -> None:

@@ -7,6 +7,11 @@ mean distance of a candidate's behaviour characterisation (its episode's
 final observation) to its ``novelty_k`` nearest neighbours in the archive
 (faiss, exact L2).  The archive gains the behaviour of the policy being
 updated every iteration.
+
+The members' unperturbed rollouts that the selection needs run in one backend
+call, and the chosen member's doubles as the iteration's centre rollout (same
+policy, same key), so an iteration costs ``population + meta_population``
+episodes, all counted in its ``env_steps``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch
 
 from agents.base import IterationReport
 from agents.es import ESConfig, ESHyperparams, ESLearner, rank_utilities
-from agents.es_workers import Job, init_theta
+from agents.es_workers import Job, Rollout, env_seed, evaluate_policies, init_theta
 
 
 def knn_novelty(archive: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -46,33 +51,45 @@ class NSRESLearner(ESLearner):
         self.steps_taken = np.zeros(members, dtype=np.int64)
         self.archive = np.zeros((0, self.spec.obs_dim))
         self.current = 0
+        self._centres: list[Rollout] = []
 
-    def _select(self) -> int:
-        bcs = [self._evaluate(theta, 0.0, [Job(-1, 0)])[0] for theta in self.thetas]
-        self.timesteps += sum(r[1] for r in bcs)
+    def _select(self) -> tuple[int, list[Rollout]]:
+        """The member to update (drawn with probability proportional to novelty), and every member's centre rollout."""
+        key = self.key(self.iterations)
+        # The keys of ``evaluate_jobs``' centre job, so the chosen member's rollout is its centre rollout.
+        seeds = [(env_seed(self.seed, key, -1), None)] * len(self.thetas)
+        cfg = self.config
+        centres = evaluate_policies(self.backend, cfg.task, cfg.max_episode_steps, self.spec, self.thetas, seeds)
+        bcs = np.stack([r[2] for r in centres])
         if self.archive.shape[0] == 0:
-            self.archive = np.stack([r[2] for r in bcs])
-        novelty = knn_novelty(self.archive, np.stack([r[2] for r in bcs]), self.config.novelty_k) + 1e-8
-        rng = np.random.default_rng([self.seed, self.iterations, 9])
-        return int(rng.choice(len(self.thetas), p=novelty / novelty.sum()))
+            self.archive = bcs
+        novelty = knn_novelty(self.archive, bcs, cfg.novelty_k) + 1e-8
+        rng = np.random.default_rng([self.seed, key, 9])
+        return int(rng.choice(len(self.thetas), p=novelty / novelty.sum())), centres
 
     def iterate(self, hparams: Mapping[str, float] | ESHyperparams | None = None) -> IterationReport:
         if self.diverged:
             return super().iterate(hparams)
-        self.resolve_hparams(hparams)  # fail on bad names before spending any steps
-        m = self._select()
+        self.checked_hparams(hparams)  # fail on bad values before spending any steps
+        m, self._centres = self._select()
         self.current = m
         self.theta = self.thetas[m].copy()
         self._m, self._v, self._t = self.moments[m, 0].copy(), self.moments[m, 1].copy(), int(self.steps_taken[m])
         report = super().iterate(hparams)
         self.thetas[m] = self.theta
         self.moments[m, 0], self.moments[m, 1], self.steps_taken[m] = self._m, self._v, self._t
-        self.archive = np.concatenate([self.archive, self._centre_bc[None]])
+        self.archive = np.concatenate([self.archive, self._centres[m][2][None]])
         return report
 
-    def _fitness_values(self, returns: np.ndarray, results: list) -> np.ndarray:
-        self._centre_bc = results[-1][2]
-        bcs = np.stack([r[2] for r in results[:-1]])
+    def _score_population(self, sigma: float, pairs: int) -> tuple[list[Rollout], Rollout, int]:
+        """The perturbed candidates only: the chosen member's centre rollout is reused from ``_select``."""
+        jobs = [Job(pair=p, sign=s) for p in range(pairs) for s in (1, -1)]
+        candidates = self._evaluate(self.theta, sigma, jobs)
+        steps = sum(r[1] for r in candidates) + sum(r[1] for r in self._centres)
+        return candidates, self._centres[self.current], steps
+
+    def _fitness_values(self, returns: np.ndarray, candidates: list[Rollout], centre: Rollout) -> np.ndarray:
+        bcs = np.stack([r[2] for r in candidates])
         novelty = knn_novelty(self.archive, bcs, self.config.novelty_k)
         w = self.config.novelty_weight
         mixed = w * rank_utilities(novelty) + (1 - w) * rank_utilities(returns.ravel())

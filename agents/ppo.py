@@ -27,7 +27,8 @@ class PPOHyperparams:
     gae_lambda: float = 0.95
     """GAE bias-variance trade-off; usual range 0.9 .. 0.99"""
     minibatch_size: int = 64
-    """transitions per gradient step; usual range 32 .. 4096"""
+    """transitions per gradient step; usual range 32 .. 4096.  A remainder smaller than one minibatch
+    is left out of that epoch; the batch is reshuffled every epoch, so it is rarely the same rows"""
     epochs: int = 10
     """passes over each batch; usual range 3 .. 30"""
     gamma: float = 0.99

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pytest
 import torch
 from _helpers import make_tiny, obs_equal
 
@@ -134,4 +137,55 @@ def test_es_ids_also_serve_the_projection_observer():
     for _ in range(2):
         obs = env.step(env.action_space.sample())[0]
     assert env.observation_space.contains(obs) and np.abs(obs["projection"]).sum() > 0
+    env.close()
+
+
+def _manual_look_ahead(env, values: dict, stream: int) -> tuple[float, int, np.ndarray]:
+    """One look-ahead by hand: (score, env steps it cost, theta after the inner step); restores the lifetime."""
+    unwrapped = env.unwrapped
+    learner, snap = unwrapped.learner, unwrapped.snapshot()
+    before = learner.timesteps
+    with learner.noise_stream(stream):
+        learner.iterate({**unwrapped.defaults, **values})
+        [(ret, length)] = learner.evaluate_episodes(1)
+    theta = learner.theta.copy()
+    cost = learner.timesteps - before + length
+    unwrapped.restore(snap)
+    return ret, cost, theta
+
+
+def test_look_ahead_repeats_eq5_and_counts_its_evaluation_episodes():
+    # HalfCheetah: real-valued returns, so distinct repeats give distinct scores.
+    env = make_tiny("HyperRL/ES-HalfCheetah-v0", config={"population": 4, "max_episode_steps": 10}, total_timesteps=300)
+    env.reset(seed=3)
+    env.step(env.action_space.sample() * 0)
+    values = {"sigma": 0.03}
+    first, second = (_manual_look_ahead(env, values, stream) for stream in (0, 1))
+    assert first[0] != second[0] and not np.array_equal(first[2], second[2])  # independent repeats
+    before = _state(env)
+    one = BiERLNPM(interval=1)
+    one.begin(env, None, {}, seed=0)
+    assert one.one_step_fitness(values) == first[0]  # repeat 0 is the lifetime's own next draw
+    assert one.lookahead_env_steps == first[1]  # the inner iteration and the scoring episode
+    two = BiERLNPM(interval=1, lookahead_repeats=2)
+    two.begin(env, None, {}, seed=0)
+    assert two.one_step_fitness(values) == np.mean([first[0], second[0]])
+    assert two.lookahead_env_steps == first[1] + second[1]
+    _assert_state_equal(before, _state(env))
+    env.close()
+
+
+def test_pm_warns_when_the_packaged_warm_start_does_not_fit():
+    from solvers.bierl.pm import pretrained_path
+
+    config = {"population": 4, "max_episode_steps": 10}
+    env = make_tiny(ES_ID, config=config, total_timesteps=300, hyperparameters=["sigma", "lr"])
+    env.reset(seed=0)
+    with pytest.warns(UserWarning, match=r"without its warm start.*sigma, lr"):
+        BiERLPM().begin(env, None, {}, seed=0)
+    with pytest.raises(ValueError, match="does not fit"):  # a file asked for by name still fails loudly
+        BiERLPM(pretrained=pretrained_path()).begin(env, None, {}, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BiERLPM(pretrained=None).begin(env, None, {}, seed=0)  # no warm start asked for: no warning
     env.close()

@@ -70,27 +70,47 @@ def test_noise_is_a_pure_function_of_its_key_and_chunks_cover_jobs():
     assert [j for c in split(jobs, 3) for j in c] == jobs
 
 
-def _run(backend: str, iterations: int = 2, **kw) -> tuple[ESLearner, list]:
-    learner = ESLearner(ESConfig(**{**TINY, "backend": backend, **kw}), seed=5)
+LEARNERS = {"ES": "agents.es:ESLearner", "NSRES": "agents.nsres:NSRESLearner", "CMAES": "agents.cmaes:CMAESLearner"}
+
+
+def _learner_cls(name: str) -> type:
+    import importlib
+
+    module, _, attr = LEARNERS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _run(backend: str, iterations: int = 2, algorithm: str = "ES", **kw) -> tuple[np.ndarray, list]:
+    learner = _learner_cls(algorithm)(ESConfig(**{**TINY, "backend": backend, **kw}), seed=5)
+    hparams = {"sigma": 0.05} if algorithm == "CMAES" else {"sigma": 0.05, "lr": 0.05}  # CMA-ES has no lr
     try:
-        reports = [learner.iterate({"sigma": 0.05, "lr": 0.05}) for _ in range(iterations)]
+        reports = [learner.iterate(hparams) for _ in range(iterations)]
         return learner.theta.copy(), [(r.timesteps, r.episode_returns, dict(r.stats)) for r in reports]
     finally:
         learner.close()
 
 
-@pytest.mark.parametrize("task", ["InvertedPendulum-v5", "LunarLanderContinuous-v3"])  # MuJoCo and Box2D
-def test_same_seed_same_result_serial_vs_processes(task):
-    serial = _run("serial", task=task)
-    procs = _run("process", workers=2, task=task)
+@pytest.mark.parametrize(
+    "algorithm, task",
+    [
+        ("ES", "InvertedPendulum-v5"),
+        ("ES", "LunarLanderContinuous-v3"),  # MuJoCo and Box2D
+        ("NSRES", "InvertedPendulum-v5"),
+        ("CMAES", "InvertedPendulum-v5"),
+    ],
+)
+def test_same_seed_same_result_serial_vs_processes(algorithm, task):
+    serial = _run("serial", algorithm=algorithm, task=task)
+    procs = _run("process", algorithm=algorithm, workers=2, task=task)
     np.testing.assert_array_equal(serial[0], procs[0])
     assert serial[1] == procs[1]
 
 
-def test_same_seed_same_result_with_ray():
+@pytest.mark.parametrize("algorithm", sorted(LEARNERS))
+def test_same_seed_same_result_with_ray(algorithm):
     pytest.importorskip("ray", reason="Ray is not installed (the optional `distributed` extra)")
-    serial = _run("serial")
-    ray_run = _run("ray", workers=2)
+    serial = _run("serial", algorithm=algorithm)
+    ray_run = _run("ray", algorithm=algorithm, workers=2)
     np.testing.assert_array_equal(serial[0], ray_run[0])
     assert serial[1] == ray_run[1]
 
@@ -189,3 +209,94 @@ def test_es_hyper_env_builds_no_inner_vector_env():
     ppo.reset(seed=0)
     assert ppo.unwrapped._inner_envs is not None
     ppo.close()
+
+
+def test_config_records_are_keyword_only():
+    from agents.es_workers import Job, PolicySpec
+
+    with pytest.raises(TypeError):
+        Job(0, 1)
+    with pytest.raises(TypeError):
+        PolicySpec(3, 1, (4,), (-1.0,), (1.0,))
+    assert Job(pair=0, sign=1).sign == 1
+
+
+def test_noise_stream_zero_is_the_lifetime_and_others_are_independent():
+    def first_iteration(stream: int | None) -> tuple:
+        learner = ESLearner(ESConfig(**TINY), seed=3)
+        if stream is None:
+            report = learner.iterate()
+        else:
+            with learner.noise_stream(stream):
+                report = learner.iterate()
+        assert learner._stream == 0  # the context restores the lifetime's stream
+        return report.stats, learner.theta.copy(), learner.evaluate_episodes(1)
+
+    plain, zero, one = first_iteration(None), first_iteration(0), first_iteration(1)
+    assert plain[0] == zero[0] and np.array_equal(plain[1], zero[1]) and plain[2] == zero[2]
+    assert not np.array_equal(plain[1], one[1])
+
+
+def test_nsres_scores_its_members_in_one_call_and_reuses_the_chosen_centre():
+    from agents.es_workers import CENTRE, Job, evaluate_jobs, process_cache
+    from agents.nsres import NSRESLearner
+
+    learner = NSRESLearner(ESConfig(**TINY), seed=6)
+    calls = []
+    backend_map = learner.backend.map
+
+    def counting_map(fn, chunks):
+        calls.append(sum(len(c[-1]) for c in chunks))  # jobs or (env, action) seeds in this call
+        return backend_map(fn, chunks)
+
+    learner.backend.map = counting_map
+    thetas = learner.thetas.copy()
+    report = learner.iterate({"sigma": 0.05})
+    assert calls == [3, 6]  # the three members in one call, then the six candidates: no centre rerun
+    chosen = learner._centres[learner.current]
+    jobs = [Job(pair=p, sign=s) for p in range(3) for s in (1, -1)] + [CENTRE]
+    direct = evaluate_jobs(process_cache(), TINY["task"], 20, learner.spec, thetas[learner.current], 0.05, 6, 0, jobs)
+    assert report.episode_returns == (chosen[0],) == (direct[-1][0],) and report.episode_lengths == (direct[-1][1],)
+    np.testing.assert_array_equal(learner.fitness_history()[0], [r[0] for r in direct[:-1]])
+    steps = sum(r[1] for r in learner._centres) + sum(r[1] for r in direct[:-1])
+    assert report.env_steps == learner.timesteps == steps  # every member's rollout counted once, in this iteration
+    learner.close()
+
+
+def test_cmaes_cache_entry_under_a_colliding_token_is_not_trusted():
+    from agents.cmaes import CMAESLearner
+
+    learner = CMAESLearner(ESConfig(**TINY), seed=4)
+    learner.iterate({"sigma": 0.05})
+    state = learner.state_dict()
+    learner._new_es = lambda: pytest.fail("its own cached state should load without a replay")
+    learner.load_state_dict(state)
+    expected = learner.iterate({"sigma": 0.03})
+    # A fresh learner (another process, say) whose cache holds a different lifetime at the
+    # same iteration count under the very token the state carries.
+    other = CMAESLearner(ESConfig(**TINY), seed=4)
+    other.iterate({"sigma": 0.07})
+    other.state_dict()
+    (stale,) = other._cache.values()
+    other._cache.clear()
+    other._cache[state["cma_token"]] = stale
+    other.load_state_dict(state)
+    again = other.iterate({"sigma": 0.03})
+    assert (again.episode_returns, again.stats) == (expected.episode_returns, expected.stats)
+    np.testing.assert_array_equal(other.theta, learner.theta)
+    learner.close()
+    other.close()
+
+
+def test_cmaes_refuses_a_learning_rate():
+    from agents.cmaes import CMAESLearner
+    from agents.es import ESHyperparams
+
+    with pytest.raises(ValueError, match="lr=0.1 was given to CMA-ES"):
+        CMAESLearner(ESConfig(**TINY), seed=0, hparams=ESHyperparams(lr=0.1))
+    learner = CMAESLearner(ESConfig(**TINY), seed=0)
+    with pytest.raises(ValueError, match="no learning rate"):
+        learner.iterate({"sigma": 0.05, "lr": 0.05})
+    assert learner.timesteps == 0  # refused before any rollout
+    assert learner.iterate({"sigma": 0.05}).env_steps > 0
+    learner.close()

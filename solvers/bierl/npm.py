@@ -1,6 +1,7 @@
 """BiERL-NPM: the nonparametric meta-level, Bayesian optimisation of the one-step fitness (Eq. 7).
 
-Every ``interval`` hyper-steps: score ``init_points`` random settings and
+Every ``interval`` hyper-steps (= inner iterations on ``HyperRL/ES-*`` ids, see
+``LookAheadSolver``): score ``init_points`` random settings and
 ``bo_points`` more chosen by a botorch ``SingleTaskGP`` with
 ``LogExpectedImprovement`` (the reference used 10 + 20 with bayes_opt), all
 in the controlled hyperparameters' unit cube, and keep the best.
@@ -45,8 +46,8 @@ class BiERLNPM(LookAheadSolver):
 
     name = "bierl-npm"
 
-    def __init__(self, *, interval: int = 10, init_points: int = 10, bo_points: int = 20, lookahead_episodes: int = 1) -> None:
-        super().__init__(interval=interval, lookahead_episodes=lookahead_episodes)
+    def __init__(self, *, interval: int = 10, init_points: int = 10, bo_points: int = 20, lookahead_repeats: int = 1) -> None:
+        super().__init__(interval=interval, lookahead_repeats=lookahead_repeats)
         if init_points < 1 or bo_points < 0:
             raise ValueError(f"need init_points >= 1 and bo_points >= 0, got {init_points}, {bo_points}")
         self.init_points, self.bo_points = init_points, bo_points

@@ -4,12 +4,14 @@ The encoder reads the last ``k`` populations' fitness vectors (sorted,
 z-scored; read at ``quantiles`` ranks, see ``hyperenvs.observers``), an MLP
 head maps its last state to each controlled hyperparameter through a
 sigmoid onto its range (sigma = 0.02 + 0.06 sigmoid(.)).  Every ``interval``
-hyper-steps the network's weights take one meta-ES step (paper Eq. 6) whose
-candidates are scored by the one-step look-ahead fitness (Eq. 4-5).
+hyper-steps (= inner iterations on ``HyperRL/ES-*`` ids, see ``LookAheadSolver``)
+the network's weights take one meta-ES step (paper Eq. 6) whose candidates are
+scored by the one-step look-ahead fitness (Eq. 4-5).
 """
 
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -61,12 +63,15 @@ class BiERLPM(LookAheadSolver):
         meta_pairs: int = 100,
         meta_sigma: float = 0.05,
         meta_lr: float = 0.03,
-        lookahead_episodes: int = 1,
+        lookahead_repeats: int = 1,
         pretrained: str | Path | None = "auto",
         train: bool = True,
     ) -> None:
-        """``pretrained``: a state_dict file, ``"auto"`` (the packaged warm start if present) or None."""
-        super().__init__(interval=interval, lookahead_episodes=lookahead_episodes)
+        """``pretrained``: a state_dict file, ``"auto"`` (the packaged warm start if present) or None.
+
+        ``interval`` and ``lookahead_repeats`` are ``LookAheadSolver``'s.
+        """
+        super().__init__(interval=interval, lookahead_repeats=lookahead_repeats)
         self.k, self.quantiles, self.hidden = k, quantiles, hidden
         self.meta_pairs, self.meta_sigma, self.meta_lr = meta_pairs, meta_sigma, meta_lr
         self.pretrained = pretrained
@@ -82,15 +87,24 @@ class BiERLPM(LookAheadSolver):
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
                 self.net = MetaNetwork(quantiles=self.quantiles, hidden=self.hidden, outputs=outputs)
-            path = pretrained_path() if self.pretrained == "auto" else self.pretrained
-            if path is not None:
-                try:
-                    self.load(path)
-                except ValueError:
-                    if self.pretrained != "auto":
-                        raise
-                    # The packaged warm start sets sigma alone; other spaces start from scratch.
+            self._warm_start()
         self.rng = np.random.default_rng([seed, 0x93])
+
+    def _warm_start(self) -> None:
+        """Load ``pretrained``; the packaged file only fits its own space, so a misfit warns instead of failing."""
+        path = pretrained_path() if self.pretrained == "auto" else self.pretrained
+        if path is None:
+            return
+        try:
+            self.load(path)
+        except ValueError as error:
+            if self.pretrained != "auto":
+                raise
+            warnings.warn(
+                f"BiERL-PM starts without its warm start: {error}. Pass pretrained=None to start "
+                "from scratch on purpose, or a state_dict meta-trained for this space.",
+                stacklevel=3,
+            )
 
     def load(self, path: str | Path) -> None:
         state = torch.load(path, weights_only=True)
@@ -99,7 +113,8 @@ class BiERLPM(LookAheadSolver):
         if shapes != {k: tuple(v.shape) for k, v in mine.items()}:
             raise ValueError(
                 f"{path} holds a meta-network of shapes {shapes}, which does not fit this solver "
-                f"(quantiles={self.quantiles}, hidden={self.hidden}, {len(self.space)} controlled hyperparameters)"
+                f"(quantiles={self.quantiles}, hidden={self.hidden}, "
+                f"{len(self.space)} controlled hyperparameters: {', '.join(self.space.names)})"
             )
         self.net.load_state_dict(state)
 

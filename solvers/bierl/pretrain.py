@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=int, default=40, help="ES iterations per lifetime")
     p.add_argument("--population", type=int, default=20)
     p.add_argument("--episode-steps", type=int, default=200)
-    p.add_argument("--interval", type=int, default=5, help="inner iterations between meta-updates")
+    p.add_argument("--interval", type=int, default=5, help="hyper-steps (= inner iterations on ES ids) between meta-updates")
     p.add_argument("--meta-pairs", type=int, default=4, help="mirrored meta-ES pairs per meta-update")
 
 
