@@ -227,6 +227,7 @@ class ActorCriticLearner:
         ``load_state_dict`` starts fresh inner episodes instead.
         """
         state: dict[str, Any] = {
+            "seed": self.seed,  # fresh inner episodes and evaluation seeds derive from it
             "params": {k: v.detach().clone() for k, v in self.params.items()},
             "opt_state": _clone(self.opt_state),
             "generator": self.generator.get_state(),
@@ -248,6 +249,7 @@ class ActorCriticLearner:
         self.params = {k: state["params"][k].detach().clone().to(self.device).requires_grad_() for k in self.params}
         self.opt_state = _clone(dict(state["opt_state"]))
         self.generator.set_state(state["generator"])
+        self.seed = int(state.get("seed", self.seed))
         self.timesteps = int(state["timesteps"])
         self.iterations = int(state["iterations"])
         self.diverged = bool(state["diverged"])

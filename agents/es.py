@@ -330,6 +330,7 @@ class ESLearner:
     def state_dict(self) -> dict[str, Any]:
         """Tensors and numbers only: ``torch.load(weights_only=True)`` reads it."""
         return {
+            "seed": self.seed,  # every noise and episode key derives from it
             "theta": torch.from_numpy(self.theta.copy()),
             "adam_m": torch.from_numpy(self._m.copy()),
             "adam_v": torch.from_numpy(self._v.copy()),
@@ -349,6 +350,7 @@ class ESLearner:
         if theta.shape != self.theta.shape:
             raise ValueError(f"state has {theta.size} parameters, this learner has {self.theta.size}")
         self.theta = theta.copy()
+        self.seed = int(state.get("seed", self.seed))
         self._m = state["adam_m"].numpy().astype(np.float64).copy()
         self._v = state["adam_v"].numpy().astype(np.float64).copy()
         self._t = int(state["adam_t"])

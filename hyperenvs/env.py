@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -195,7 +194,11 @@ class HyperEnv(gym.Env):
 
     # -- forking a lifetime ----------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """The whole lifetime in memory: ``restore`` it any number of times."""
+        """The whole lifetime: ``restore`` it any number of times, here or into another env of the same id.
+
+        Plain data (tensors, numbers, lists, dicts), so ``torch.save(snapshot, path)`` and
+        ``restore(torch.load(path, weights_only=True))`` resume a lifetime from a file.
+        """
         if self.learner is None:
             raise RuntimeError("snapshot() called before reset()")
         return {
@@ -204,7 +207,7 @@ class HyperEnv(gym.Env):
             "losses": dict(self._losses),
             "stats": dict(self._stats),
             "ended": self._ended,
-            "reward_fn": copy.deepcopy(self.reward_fn),
+            "reward": self.reward_fn.state_dict(),
         }
 
     def restore(self, snapshot: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -215,7 +218,7 @@ class HyperEnv(gym.Env):
         self._recent = deque(snapshot["recent"], maxlen=RECENT_EPISODES)
         self._losses, self._stats = dict(snapshot["losses"]), dict(snapshot["stats"])
         self._ended = snapshot["ended"]
-        self.reward_fn = copy.deepcopy(snapshot["reward_fn"])
+        self.reward_fn.load_state_dict(snapshot["reward"])
         return self._observe()
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """Hyper-reward functions: how a hyper-step's training outcome becomes a reward.
 
 Each reward sees the returns of inner episodes that ended during the step and
-the lifetime's recent mean return; all are finite.
+the lifetime's recent mean return; all are finite.  A reward's state is a dict
+of floats (``state_dict``), so a lifetime's snapshot saves as plain tensors.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ class MeanReturn:
     def reset(self) -> None:
         pass
 
+    def state_dict(self) -> dict[str, float]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        pass
+
     def __call__(self, returns: Sequence[float], recent: float, done: bool) -> float:
         return float(np.mean(returns)) if len(returns) else recent
 
@@ -40,19 +47,22 @@ class Improvement:
     def reset(self) -> None:
         self._last = 0.0
 
+    def state_dict(self) -> dict[str, float]:
+        return {"last": self._last}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self._last = float(state["last"])
+
     def __call__(self, returns: Sequence[float], recent: float, done: bool) -> float:
         current = self._mean(returns, recent, done)
         delta, self._last = current - self._last, current
         return delta
 
 
-class FinalReturn:
+class FinalReturn(MeanReturn):
     """Sparse: 0 until the lifetime ends, then its recent mean return."""
 
     name = "final_return"
-
-    def reset(self) -> None:
-        pass
 
     def __call__(self, returns: Sequence[float], recent: float, done: bool) -> float:
         return recent if done else 0.0

@@ -168,3 +168,26 @@ def test_restore_without_engine_state_starts_fresh_episodes():
     env.unwrapped.restore(snap)
     assert data_equivalence(first, play(env, acts), exact=True)
     env.close()
+
+
+@pytest.mark.parametrize(
+    ("env_id", "reward"),
+    [
+        ("HyperRL/PPO-CartPole-v0", "improvement"),
+        ("HyperRL/A2C-HalfCheetah-v0", "mean_return"),
+        ("HyperRL/ES-Swimmer-v0", "final_return"),
+    ],
+)
+def test_a_snapshot_saved_to_a_file_resumes_the_lifetime_in_a_new_env(tmp_path, env_id, reward):
+    source = make_tiny(env_id, hyper_steps=6, reward=reward)
+    source.reset(seed=0)
+    play(source, actions(source, 2))
+    path = tmp_path / "lifetime.pt"
+    torch.save(source.unwrapped.snapshot(), path)
+    target = make_tiny(env_id, hyper_steps=6, reward=reward)
+    target.reset(seed=5)
+    restored = target.unwrapped.restore(torch.load(path, weights_only=True))
+    assert obs_equal(restored, source.unwrapped._observe())
+    acts = actions(source, 3)
+    assert data_equivalence(play(source, acts), play(target, acts), exact=True)
+    source.close(), target.close()
