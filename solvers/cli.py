@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from rich.table import Table
 
 import hyperenvs
 from solvers import SOLVERS, default_action_type, make_solver, solver_class
-from solvers.base import RunLog, StepRecord, describe_space
+from solvers.base import RunLog, Solver, StepRecord, describe_space
 from solvers.plots import plot_returns, plot_schedule
 
 console = Console()
@@ -40,10 +41,19 @@ def _parse_hyperparameters(text: str | None) -> list[str] | dict[str, Any] | Non
     return out
 
 
-def make_env(args: argparse.Namespace, env_id: str | None = None, solver: str | None = None) -> gym.Env:
-    """The env of ``args``; without ``--action-type``, the action type ``solver`` needs (EPGT, RND, DQN: discrete)."""
+def make_env(
+    args: argparse.Namespace, env_id: str | None = None, solver: str | None = None, needs: Sequence[str] = ()
+) -> gym.Env:
+    """The env of ``args``; without ``--action-type``, the action type ``solver`` needs (EPGT, RND, DQN: discrete).
+
+    ``needs``: observation parts the solver reads (EPGT's ``projection``), added to ``--observe`` or the id's own.
+    """
+    env_id = env_id or args.env_id
     action_type = args.action_type or (default_action_type(solver) if solver else "continuous")
     kwargs: dict[str, Any] = {"action_type": action_type}
+    observe = _observe(env_id, getattr(args, "observe", None), needs)
+    if observe is not None:
+        kwargs["observe"] = observe
     for key in ("total_timesteps", "iterations_per_step", "num_envs", "bins"):
         if getattr(args, key, None) is not None:
             kwargs[key] = getattr(args, key)
@@ -53,7 +63,17 @@ def make_env(args: argparse.Namespace, env_id: str | None = None, solver: str | 
     if config:
         kwargs["config"] = config
     kwargs["device"] = args.device
-    return gym.make(env_id or args.env_id, **kwargs)
+    return gym.make(env_id, **kwargs)
+
+
+def _observe(env_id: str, text: str | None, needs: Sequence[str]) -> list[str] | None:
+    """``--observe`` (or the id's default parts) plus the parts the solver needs; None keeps the id's default."""
+    chosen = [part.strip() for part in text.split(",") if part.strip()] if text else None
+    entry = hyperenvs.REGISTRY.get(env_id.split(":")[-1])
+    base = chosen if chosen is not None else (list(entry.observe) if entry is not None else None)
+    if base is None or all(part in base for part in needs):
+        return chosen
+    return [*base, *(part for part in needs if part not in base)]
 
 
 def _parse_config(items: Sequence[str] | None) -> dict[str, Any]:
@@ -87,8 +107,8 @@ def _format_hparams(hp: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.3g}" for k, v in hp.items())
 
 
-def run_one(solver_name: str, env: gym.Env, seed: int, progress: Progress) -> RunLog:
-    """One lifetime with a live progress bar; returns the RunLog."""
+def run_one(solver_name: str, env: gym.Env, seed: int, progress: Progress, solver: Solver | None = None) -> RunLog:
+    """One lifetime of ``solver`` (a new ``solver_name`` when None) with a live progress bar; returns the RunLog."""
     total = env.unwrapped.total_timesteps
     task = progress.add_task(f"{solver_name} seed {seed}", total=total, ret="-", hp="")
     seen: list[float] = []
@@ -98,7 +118,7 @@ def run_one(solver_name: str, env: gym.Env, seed: int, progress: Progress) -> Ru
         ret = f"{np.mean(seen[-10:]):8.1f}" if seen else "-"
         progress.update(task, completed=record.timesteps, ret=ret, hp=_format_hparams(record.hyperparameters))
 
-    log = make_solver(solver_name).run(env, seed=seed, callback=on_step)
+    log = (solver or make_solver(solver_name)).run(env, seed=seed, callback=on_step)
     log.space = describe_space(env)
     return log
 
@@ -138,16 +158,50 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_stateful(args: argparse.Namespace) -> None:
+    """``--save-solver`` / ``--load-solver`` need a solver with a ``state_dict`` (EPGT)."""
+    if (args.save_solver or args.load_solver) and not hasattr(solver_class(args.solver), "state_dict"):
+        stateful = sorted(name for name in SOLVERS if hasattr(solver_class(name), "state_dict"))
+        raise ValueError(f"solver {args.solver!r} has no state to save or load; solvers with state: {stateful}")
+
+
+def _run_solver(args: argparse.Namespace) -> Solver:
+    """A new solver, or the one saved in ``--load-solver`` (its memory and encoder; a new lifetime starts)."""
+    if args.load_solver:
+        return solver_class(args.solver).load(args.load_solver)
+    return make_solver(args.solver)
+
+
+def _solver_path(args: argparse.Namespace, seed: int) -> Path:
+    """``--save-solver``'s path; with several seeds, one file per seed (each seed's solver is its own)."""
+    path = Path(args.save_solver)
+    return path if args.seeds == 1 else path.with_name(f"{path.stem}-seed{seed}{path.suffix}")
+
+
+def _save_solver(args: argparse.Namespace, solver: Any, seed: int) -> None:
+    if args.save_solver:
+        console.print(f"[green]solver saved[/] {solver.save(_solver_path(args, seed))}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _check_stateful(args)
     out = Path(args.out)
     logs = []
     with _progress() as progress:
         for seed in range(args.seed, args.seed + args.seeds):
-            env = make_env(args, solver=args.solver)
+            solver = _run_solver(args)
+            env = make_env(args, solver=args.solver, needs=getattr(solver, "observation_parts", ()))
             try:
-                log = run_one(args.solver, env, seed, progress)
+                log = run_one(args.solver, env, seed, progress, solver)
+            except KeyboardInterrupt:
+                # What the solver learned so far survives; --load-solver starts a new lifetime from it.
+                with contextlib.suppress(RuntimeError):  # interrupted before the solver saw the env: nothing to save
+                    _save_solver(args, solver, seed)
+                console.print("[bold red]interrupted[/]")
+                return 130
             finally:
                 env.close()
+            _save_solver(args, solver, seed)
             path = log.save(out / f"{args.solver}-seed{seed}.jsonl")
             logs.append(log)
             console.print(f"[green]saved[/] {path}  final return {log.final_return():.1f}")
@@ -181,9 +235,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with _progress() as progress:
         for solver in args.solvers:
             for seed in range(args.seeds):
-                env = make_env(args, solver=solver)
+                agent = make_solver(solver)
+                env = make_env(args, solver=solver, needs=getattr(agent, "observation_parts", ()))
                 try:
-                    logs.append(run_one(solver, env, seed, progress))
+                    logs.append(run_one(solver, env, seed, progress, agent))
                 finally:
                     env.close()
                 logs[-1].save(out / "runs" / f"{solver}-seed{seed}.jsonl")
@@ -233,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
             help="action space of the env (default: what the solver needs: discrete for epgt, rnd, dqn; else continuous)",
         )
         p.add_argument("--bins", type=int, help="bins per hyperparameter for discrete actions (default 5)")
+        p.add_argument(
+            "--observe",
+            help="observation parts, e.g. 'projection,statistics' (default: the id's; parts the solver needs are added)",
+        )
         p.add_argument("--device", default="cpu", help="torch device of the inner learner")
         p.add_argument(
             "--config", action="append", metavar="KEY=VALUE", help="learner config override, e.g. num_steps=64 (repeatable)"
@@ -244,6 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--seeds", type=int, default=1, help="number of consecutive seeds to run")
     p.add_argument("--out", default="runs", help="directory for RunLogs (JSON lines) and plots")
+    p.add_argument(
+        "--save-solver",
+        metavar="PATH",
+        help="write the solver's state (EPGT: memory, encoder, RNG) here after the lifetime, and on Ctrl-C; "
+        "with several seeds one file per seed, PATH's stem + '-seedN'",
+    )
+    p.add_argument(
+        "--load-solver",
+        metavar="PATH",
+        help="start every lifetime from the solver state saved in PATH (a trained memory, or an interrupted run's)",
+    )
     env_options(p)
     p.set_defaults(func=cmd_run)
 

@@ -218,3 +218,113 @@ def test_cli_run_picks_the_discrete_action_type_for_epgt(tmp_path):
     header = json.loads(rows[0])["header"]
     assert header["solver"] == "epgt" and len(rows) == 3  # header + 2 hyper-steps of 32 env steps
     assert (tmp_path / "epgt-returns.png").exists()
+
+
+TINY_CLI = ["--num-envs", "2", "--config", "num_steps=8", "--iterations-per-step", "1", "--total-timesteps", "64"]
+TINY_ES_CLI = ["--num-envs", "1", "--total-timesteps", "45"] + [
+    arg for item in ("population=2", "max_episode_steps=5", "backend=serial") for arg in ("--config", item)
+]
+
+
+@pytest.mark.parametrize(
+    "env_id, options",
+    [
+        ("HyperRL/PPO-CartPole-v0", TINY_CLI),
+        ("HyperRL/A2C-CartPole-v0", TINY_CLI),
+        ("HyperRL/IMPALA-CartPole-v0", [*TINY_CLI, "--hyperparameters", "lr,gamma,g_e"]),  # 5**7 joint actions is too many
+        ("HyperRL/ES-InvertedPendulum-v0", TINY_ES_CLI),  # ES ids observe no projection unless asked
+    ],
+)
+def test_epgt_runs_on_a_tiny_id_of_every_algorithm_family_as_the_command_line_makes_it(env_id, options):
+    from solvers.cli import build_parser, make_env
+
+    solver = EPGTSolver(train_prob=1.0)
+    env = make_env(build_parser().parse_args(["run", "epgt", env_id, *options]), solver="epgt", needs=solver.observation_parts)
+    assert "projection" in env.observation_space.spaces
+    log = solver.run(env, seed=0)
+    env.close()
+    assert len(log) >= 3 and len(solver.memory) >= 1 and solver.vae_steps >= 1
+    assert len({tuple(r.hyperparameters.values()) for r in log.records}) > 1
+
+
+def test_an_env_without_the_hyper_state_gets_a_value_error_that_says_how_to_make_it():
+    env = make_tiny("HyperRL/ES-InvertedPendulum-v0", 3, action_type="discrete")  # observes fitness, statistics
+    obs, info = env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"observe=\['projection', 'fitness', 'statistics'\]"):
+        EPGTSolver().begin(env, obs, info, seed=0)
+    log = EPGTSolver(hyper_state=["fitness", "statistics"]).run(env, seed=0)  # or embed the parts it has
+    assert len(log) >= 3
+    env.close()
+    with pytest.raises(ValueError, match="hyper_state"):
+        EPGTSolver(hyper_state="projection")
+
+
+def test_a_joint_action_too_large_for_the_memory_is_refused_with_a_way_out():
+    env = make_tiny("HyperRL/IMPALA-CartPole-v0", 2, action_type="discrete")
+    obs, info = env.reset(seed=0)
+    with pytest.raises(ValueError, match="78,125 choices.*control fewer hyperparameters"):
+        EPGTSolver().begin(env, obs, info, seed=0)
+    env.close()
+
+
+def test_the_random_encoder_stores_no_hyper_states_in_memory():
+    solver = EPGTSolver(encoder="random")
+    solver.run(tiny_discrete(4), seed=0)
+    assert len(solver.memory) > 0 and solver.memory.payload.shape[1] == 0
+    assert solver.state_dict()["memory"]["payload"].numel() == 0
+
+
+def _cli_run(tmp_path, *extra: str, seed: int = 0) -> int:
+    from solvers.cli import main
+
+    return main(["run", "epgt", CARTPOLE, *TINY_CLI, "--seed", str(seed), "--out", str(tmp_path / "runs"), *extra])
+
+
+def _schedule(tmp_path, seed: int) -> list[dict]:
+    rows = (tmp_path / "runs" / f"epgt-seed{seed}.jsonl").read_text().splitlines()[1:]
+    return [json.loads(row)["hyperparameters"] for row in rows]
+
+
+def test_cli_save_then_load_solver_continues_with_the_memory_it_learned(tmp_path):
+    from solvers.cli import build_parser, make_env
+
+    assert _cli_run(tmp_path, "--save-solver", str(tmp_path / "a.pt")) == 0
+    first = EPGTSolver.load(tmp_path / "a.pt")
+    assert len(first.memory) > 0
+    assert _cli_run(tmp_path, "--load-solver", str(tmp_path / "a.pt"), "--save-solver", str(tmp_path / "b.pt"), seed=1) == 0
+    assert len(EPGTSolver.load(tmp_path / "b.pt").memory) > len(first.memory)
+    # The same as one solver running both lifetimes in one process.
+    args = build_parser().parse_args(["run", "epgt", CARTPOLE, *TINY_CLI])
+    whole = EPGTSolver()
+    for seed in (0, 1):
+        env = make_env(args, solver="epgt", needs=whole.observation_parts)
+        log = whole.run(env, seed=seed)
+        env.close()
+    assert [r.hyperparameters for r in log.records] == _schedule(tmp_path, 1)
+    assert len(set(map(str, _schedule(tmp_path, 1)))) > 1
+    # Several seeds are independent lifetimes: one file each.
+    from solvers.cli import _solver_path
+
+    several = build_parser().parse_args(["run", "epgt", CARTPOLE, "--seeds", "2", "--save-solver", "m/c.pt"])
+    assert [_solver_path(several, seed).as_posix() for seed in (0, 1)] == ["m/c-seed0.pt", "m/c-seed1.pt"]
+
+
+def test_cli_saves_the_solver_when_interrupted(tmp_path, monkeypatch):
+    calls = []
+
+    def interrupt(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EPGTSolver, "observe", interrupt)
+    assert _cli_run(tmp_path, "--save-solver", str(tmp_path / "cut.pt")) == 130
+    assert EPGTSolver.load(tmp_path / "cut.pt").vae is not None
+    assert not (tmp_path / "runs" / "epgt-seed0.jsonl").exists()  # an interrupted lifetime leaves no RunLog
+
+
+def test_cli_refuses_solver_files_for_solvers_without_state(tmp_path):
+    from solvers.cli import main
+
+    code = main(["run", "static", CARTPOLE, *TINY_CLI, "--save-solver", str(tmp_path / "s.pt"), "--out", str(tmp_path)])
+    assert code == 2 and not (tmp_path / "s.pt").exists()

@@ -14,7 +14,8 @@ Overhead = (epgt - replay) / replay of the lifetimes' wall times; also EPGT's
 own time (its begin/act/observe hooks) as a share of the env's step time,
 which the machine's noise affects far less.
 
-    python benchmarks/epgt/overhead.py                  # 10 hyper-steps (20,480 env steps) x 2 seeds
+    python benchmarks/epgt/overhead.py                  # default: 10 hyper-steps (20,480 env steps) x 2 seeds
+    python benchmarks/epgt/overhead.py --hyper-steps 8  # the recorded run (README, results/overhead/): 16,384 env steps
     python benchmarks/epgt/overhead.py --quick
 """
 

@@ -16,7 +16,12 @@ from gymnasium import spaces
 
 
 class JointActions:
-    """Joint index ``0 .. n-1`` <-> ``MultiDiscrete`` action vector."""
+    """Joint index ``0 .. n-1`` <-> ``MultiDiscrete`` action vector.
+
+    The same mapping as ``hyperenvs.wrappers.JointDiscreteAction``, which is an
+    env wrapper; EPGT needs it without wrapping the env (it acts on the
+    ``MultiDiscrete`` env as given) and from a saved ``nvec`` alone (``load``).
+    """
 
     def __init__(self, nvec: Any) -> None:
         self.nvec = np.asarray(nvec, dtype=np.int64).reshape(-1)

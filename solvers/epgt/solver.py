@@ -1,7 +1,23 @@
 """EPGTSolver: episodic-memory control of a HyperRL lifetime (Le et al., AAAI 2022), black-box.
 
-It talks to the env only through ``reset``/``step``, the ``projection``
-observation, ``info`` and ``env.get_wrapper_attr("total_timesteps")``.
+It talks to the env only through ``reset``/``step``, the observation,
+``info`` and ``env.get_wrapper_attr("total_timesteps")``.  Any HyperRL id made
+with ``action_type="discrete"`` works (PPO, A2C, IMPALA, ES) with no
+id-specific code, as long as the memory fits (``MAX_MEMORY_BYTES``: IMPALA's
+seven controlled hyperparameters make 5**7 joint actions; control fewer).
+
+The hyper-state is the ``projection`` observation (the paper's).  ES ids do
+not observe it by default: make them with ``gym.make(id, observe=["projection",
+"fitness", "statistics"], ...)`` (the ``hyperrl`` command adds the parts named
+by a solver's ``observation_parts``), or set ``EPGTConfig.hyper_state`` to
+other 1-D parts the env has.
+
+Greedy choice.  The paper starts from an empty memory (Algorithm 1, line 1)
+and gives untried hyper-actions no initial value; the memory reads an action
+from its own nearest holders (see ``memory``), so the greedy action is the
+best of the actions tried anywhere in memory, and an action never tried is
+reached only by exploration (epsilon starts at 1).  With no action tried at
+all the choice is uniform.
 
 Learning episodes and the hyper-reward (paper Eq. 1 and Algorithm 1).  One
 ``env.step(a_t)`` runs ``iterations_per_step`` learner iterations, each
@@ -33,11 +49,16 @@ from solvers.epgt.actions import JointActions, linear_epsilon
 from solvers.epgt.encoder import HyperStateVAE
 from solvers.epgt.memory import EpisodicMemory
 
+MAX_MEMORY_BYTES = 2**30
+"""Refuse a joint action space whose full memory (a float64 value and a bool per action per key) exceeds this"""
+
 
 @dataclass(frozen=True, kw_only=True)
 class EPGTConfig:
     """EPGT's own settings; defaults are the paper's and the reference code's."""
 
+    hyper_state: tuple[str, ...] = ("projection",)
+    """observation parts whose concatenation the encoder embeds (the paper's: the ``projection`` part)"""
     encoder: str = "vae"
     """``vae`` (trained online) or ``random`` (the same network, never trained: the paper's ablation)"""
     latent_dim: int = 32
@@ -76,6 +97,9 @@ class EPGTConfig:
     """lifetime budget for the epsilon schedule; None reads ``total_timesteps`` from the env"""
 
     def __post_init__(self) -> None:
+        if isinstance(self.hyper_state, str) or not self.hyper_state or not all(isinstance(p, str) for p in self.hyper_state):
+            raise ValueError(f"hyper_state must be a non-empty tuple of observation part names, got {self.hyper_state!r}")
+        object.__setattr__(self, "hyper_state", tuple(self.hyper_state))  # a list from JSON or a file compares equal
         if self.encoder not in ("vae", "random"):
             raise ValueError(f"encoder must be 'vae' or 'random', got {self.encoder!r}")
         if self.episode_length < 1:
@@ -89,7 +113,8 @@ class EPGTSolver(EpisodeSolver):
 
     The memory and encoder outlive a lifetime: ``run`` on a second env keeps
     them (a new solver starts empty).  ``save``/``load`` write them, with the
-    lifetime's bookkeeping and the RNG, as a plain ``state_dict`` file.
+    lifetime's bookkeeping and the RNG, as a plain ``state_dict`` file
+    (``hyperrl run --save-solver`` / ``--load-solver``).
     """
 
     name = "epgt"
@@ -112,9 +137,10 @@ class EPGTSolver(EpisodeSolver):
     # -- set-up ----------------------------------------------------------------
     def begin(self, env: gym.Env, obs: Any, info: dict[str, Any], seed: int) -> None:
         joint = JointActions.from_space(env.action_space)
-        input_dim = _projection_dim(env.observation_space)
+        input_dim = _hyper_state_dim(env.observation_space, self.config.hyper_state)
         self.budget = self.config.total_timesteps or _budget(env)
         if self.vae is None:
+            _check_memory_size(joint, self.config.capacity)
             self._build(input_dim, joint, seed)
         elif self.vae.input_dim != input_dim or self.joint.n != joint.n:
             raise ValueError(
@@ -144,8 +170,13 @@ class EPGTSolver(EpisodeSolver):
             write_rate=c.write_rate,
             write_rule=c.write_rule,
             kernel_eps=c.kernel_eps,
-            payload_dim=input_dim,
+            payload_dim=input_dim if c.encoder == "vae" else 0,  # only re-keying after VAE training reads it
         )
+
+    @property
+    def observation_parts(self) -> tuple[str, ...]:
+        """The observation parts this solver needs; the ``hyperrl`` command adds them to the id's ``observe``."""
+        return self.config.hyper_state
 
     # -- acting ----------------------------------------------------------------
     def epsilon(self) -> float:
@@ -153,7 +184,8 @@ class EPGTSolver(EpisodeSolver):
         return linear_epsilon(self.timesteps, self.budget, start=c.eps_start, end=c.eps_end, fraction=c.eps_fraction)
 
     def act(self, obs: Any) -> np.ndarray:
-        u = HyperStateVAE.prepare(torch.as_tensor(obs["projection"]))
+        parts = [np.asarray(obs[name], np.float32).reshape(-1) for name in self.config.hyper_state]
+        u = HyperStateVAE.prepare(torch.from_numpy(np.concatenate(parts)))
         q = self.memory.read(self.vae.key(u).numpy())
         explore = torch.rand((), generator=self.gen).item() < self.epsilon()
         if explore or np.all(np.isnan(q)):
@@ -182,8 +214,9 @@ class EPGTSolver(EpisodeSolver):
         for episode in episodes:
             states = torch.stack([u for u, _ in episode])
             keys = self.vae.key(states).numpy()
-            for key, state, (_, index) in zip(keys, states.numpy(), episode):
-                self.memory.write(key, index, hyper_return, payload=state)
+            payloads = states.numpy() if self.memory.payload_dim else [None] * len(episode)
+            for key, payload, (_, index) in zip(keys, payloads, episode):
+                self.memory.write(key, index, hyper_return, payload=payload)
             if self.config.encoder == "vae" and torch.rand((), generator=self.gen).item() < self.config.train_prob:
                 self._train_vae()
 
@@ -259,15 +292,31 @@ class EPGTSolver(EpisodeSolver):
         return solver
 
 
-def _projection_dim(space: gym.Space) -> int:
-    if not isinstance(space, spaces.Dict) or "projection" not in space.spaces:
+def _hyper_state_dim(space: gym.Space, parts: tuple[str, ...]) -> int:
+    """Size of the concatenated ``parts`` of a Dict observation; a ValueError that says how to make the env otherwise."""
+    have = list(space.spaces) if isinstance(space, spaces.Dict) else []
+    missing = [p for p in parts if p not in have]
+    if missing:
+        observe = [*parts, *(p for p in have if p not in parts)]
         raise ValueError(
-            f"EPGT needs a Dict observation with a 'projection' part (gym.make(..., observe=['projection', ...])), got {space}"
+            f"EPGT embeds the observation parts {list(parts)} (EPGTConfig.hyper_state) but the env observes "
+            f"{have or space}: make it with gym.make(env_id, observe={observe}, action_type='discrete', ...), "
+            "or set hyper_state to parts it has"
         )
-    shape = space["projection"].shape
-    if shape is None or len(shape) != 1:
-        raise ValueError(f"EPGT needs a 1-D 'projection' observation, got shape {shape}")
-    return int(shape[0])
+    bad = [p for p in parts if not isinstance(space[p], spaces.Box) or len(space[p].shape) != 1]
+    if bad:
+        raise ValueError(f"EPGT needs 1-D Box observation parts; {bad} are {[space[p] for p in bad]}")
+    return sum(int(space[p].shape[0]) for p in parts)
+
+
+def _check_memory_size(joint: JointActions, capacity: int) -> None:
+    needed = capacity * joint.n * 9
+    if needed > MAX_MEMORY_BYTES:
+        raise ValueError(
+            f"EPGT's joint action has {joint.n:,} choices (bins {joint.nvec.tolist()}): a full memory of {capacity:,} keys "
+            f"would take {needed / 2**30:.1f} GiB; control fewer hyperparameters (gym.make(..., hyperparameters=[...]), "
+            "hyperrl --hyperparameters) or fewer bins, or lower EPGTConfig.capacity"
+        )
 
 
 def _budget(env: gym.Env) -> int:
