@@ -243,6 +243,13 @@ class ActorCriticLearner:
             pass
         return state
 
+    def fresh_episode_seed(self) -> int:
+        """Reset seed of the fresh inner episodes a restore starts where the engine cannot save its state.
+
+        Distinct per lifetime and point in it; below 2**31, since ALE's vector env takes int32 seeds.
+        """
+        return (self.seed * 1_000_003 + self.timesteps) % (2**31 - 1)
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if set(state["params"]) != set(self.params):
             raise ValueError(f"state has parameters {sorted(state['params'])}, this learner has {sorted(self.params)}")
@@ -258,7 +265,7 @@ class ActorCriticLearner:
         if restored:
             envstate.restore(self.envs, _to_numpy(state["envs"]))
         else:
-            self.collector.reset(seed=self.seed * 1_000_003 + self.timesteps)
+            self.collector.reset(seed=self.fresh_episode_seed())
         self.collector.load_state_dict(_to_numpy(state["collector"]), episodes=restored)
 
     # -- evaluation ---------------------------------------------------------

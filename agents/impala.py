@@ -30,7 +30,7 @@ import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -113,12 +113,14 @@ class IMPALANetwork:
 
     @property
     def features(self) -> int:
+        """Width of the torso's output that every head reads: 512 after the CNN, else the last hidden width."""
         return 512 if self.cnn_channels else (self.hidden[-1] if self.hidden else self.obs_dim)
 
     def _head_sizes(self, out: int) -> list[int]:
         return [self.features, *self.head_hidden, out]
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter's shape by name (``torso.*``, ``head{h}.policy.*``, ``head{h}.value.*``), as ``init`` builds them."""
         if self.cnn_channels:
             shapes = nature_cnn_shapes("torso", self.cnn_channels)
         else:
@@ -129,6 +131,8 @@ class IMPALANetwork:
         return shapes
 
     def init(self, generator: torch.Generator) -> Params:
+        """Fresh parameters from ``generator``: orthogonal weights, zero biases; gain sqrt 2 in the torso and
+        the heads' hidden layers, 0.01 on the policy outputs (a near-uniform first policy), 1 on the values."""
         if self.cnn_channels:
             params = init_nature_cnn("torso", self.cnn_channels, generator)
         else:
@@ -153,10 +157,12 @@ class IMPALANetwork:
         features = self.torso(params, obs)
         return self._head(params, "head0.policy", features), self._head(params, "head0.value", features).squeeze(-1)
 
-    def forward_heads(self, params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_heads(self, params: Params, obs: torch.Tensor, heads: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``heads`` heads (all when None): ``([heads, N, A], [heads, N])``."""
         features = self.torso(params, obs)
-        logits = [self._head(params, f"head{h}.policy", features) for h in range(self.heads)]
-        values = [self._head(params, f"head{h}.value", features).squeeze(-1) for h in range(self.heads)]
+        chosen = range(self.heads if heads is None else heads)
+        logits = [self._head(params, f"head{h}.policy", features) for h in chosen]
+        values = [self._head(params, f"head{h}.value", features).squeeze(-1) for h in chosen]
         return torch.stack(logits), torch.stack(values)
 
     def value(self, params: Params, obs: torch.Tensor) -> torch.Tensor:
@@ -181,12 +187,14 @@ class IMPALAObjective:
         self.network = network
         self.clips = {"clip_rho_threshold": clip_rho, "clip_c_threshold": clip_c, "clip_pg_rho_threshold": clip_pg_rho}
 
-    def forward(self, params: Params, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """All heads on the unroll and its bootstrap observation: logits ``[H, T, B, A]``,
-        values ``[H, T, B]``, bootstrap values ``[H, B]``."""
+    def forward(
+        self, params: Params, batch: Mapping[str, torch.Tensor], heads: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first ``heads`` heads (all when None) on the unroll and its bootstrap observation:
+        logits ``[H, T, B, A]``, values ``[H, T, B]``, bootstrap values ``[H, B]``."""
         obs = batch["obs"]
         t, b = obs.shape[:2]
-        logits, values = self.network.forward_heads(params, torch.cat([obs.flatten(0, 1), batch["bootstrap_obs"]]))
+        logits, values = self.network.forward_heads(params, torch.cat([obs.flatten(0, 1), batch["bootstrap_obs"]]), heads)
         h = logits.shape[0]
         return logits[:, : t * b].reshape(h, t, b, -1), values[:, : t * b].reshape(h, t, b), values[:, t * b :]
 
@@ -240,7 +248,16 @@ class IMPALAObjective:
     def __call__(
         self, params: Params, batch: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, values, bootstrap = self.forward(params, batch)
+        return self.loss_of(self.forward(params, batch), batch, meta)
+
+    def loss_of(
+        self,
+        outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        batch: Mapping[str, torch.Tensor],
+        meta: Mapping[str, Any],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss from ``forward``'s outputs (a learner that keeps them calls the two halves itself)."""
+        logits, values, bootstrap = outputs
         heads, t, b = values.shape
         if heads == 1:
             return self.head_loss(logits[0], values[0], bootstrap[0], batch, head_meta(meta, 0))
@@ -256,7 +273,8 @@ class IMPALAObjective:
 
         def weight(key: str) -> torch.Tensor | float:
             v = meta[key]
-            return v if isinstance(v, torch.Tensor) and v.dim() == 1 else torch.full((heads,), 1.0, dtype=value.dtype) * v
+            per_head = isinstance(v, torch.Tensor) and v.dim() == 1
+            return v if per_head else torch.ones(heads, dtype=value.dtype, device=value.device) * v
 
         loss = (weight("g_p") * policy + weight("g_v") * value - weight("g_e") * ent).sum()
         return loss, torch.stack([policy[0], value[0], ent[0]]).detach()
@@ -291,24 +309,44 @@ class IMPALAConfig(ActorCriticConfig):
     clip_rho: float = 1.0
     """V-trace's rho-bar"""
     clip_c: float = 1.0
-    """V-trace's c-bar"""
+    """V-trace's c-bar; at most ``clip_rho``"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("policy_lag", "aux_heads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        # Leaky V-trace contracts to the value of a policy between mu and pi when rho-bar >= c-bar (STAC's Theorem 1).
+        if not 0 < self.clip_c <= self.clip_rho:
+            raise ValueError(
+                f"clip_c must lie in (0, clip_rho] (V-trace needs rho-bar >= c-bar), "
+                f"got clip_c={self.clip_c}, clip_rho={self.clip_rho}"
+            )
         if self.num_actors < 1 or self.queue_size < 1:
             raise ValueError(f"num_actors and queue_size must be >= 1, got {self.num_actors}, {self.queue_size}")
+
+
+class InnerStep(NamedTuple):
+    """The differentiable record of one update, kept when ``keep_graph`` is set."""
+
+    meta: dict[str, torch.Tensor]
+    """the update's metaparameters as leaf tensors (scalars, or ``[H]`` with auxiliary heads)"""
+    grads: dict[str, torch.Tensor]
+    """``grad_theta L(theta; meta)`` before clipping, with its graph (``create_graph=True``)"""
 
 
 class IMPALALearner(ActorCriticLearner):
     """IMPALA behind the Learner protocol; see the module docstring for the two collection modes.
 
     White-box extras for metagradient solvers: ``objective``, ``batch_of(...)``,
-    ``last_batch`` and ``last_params`` (the unroll and the parameters of the
-    latest update, before it), and ``aux_meta`` (metaparameters of the
-    auxiliary heads, ``{key: tensor [aux_heads]}``; None shares head 0's).
+    ``last_batch``, ``last_params`` and ``last_logits`` (the unroll, the parameters
+    of the latest update, before it, and head 0's logits there, ``[T, B, A]``,
+    detached), and ``aux_meta`` (metaparameters of the auxiliary heads,
+    ``{key: tensor [aux_heads]}``; None shares head 0's).  A solver that
+    differentiates through the update sets ``keep_graph``: the next updates then
+    leave their meta and gradient, with the graph, in ``last_inner``, so it
+    need not redo that forward and backward pass (until it clears ``last_inner``,
+    the graph stays in memory).
     """
 
     Hyperparams: ClassVar[type] = IMPALAHyperparams
@@ -320,6 +358,9 @@ class IMPALALearner(ActorCriticLearner):
         self.aux_meta: dict[str, torch.Tensor] | None = None
         self.last_batch: dict[str, torch.Tensor] | None = None
         self.last_params: Params | None = None
+        self.last_logits: torch.Tensor | None = None
+        self.keep_graph = False
+        self.last_inner: InnerStep | None = None
         self._behaviour: deque[Params] = deque([_detached(self.params)], maxlen=cfg.policy_lag + 1)
         self._actors: _ActorPool | None = None
         if cfg.asynchronous:
@@ -392,25 +433,35 @@ class IMPALALearner(ActorCriticLearner):
             wall_time=time.perf_counter() - start,
         )
 
-    def meta(self, hp: IMPALAHyperparams) -> dict[str, Any]:
-        """The objective's ``meta`` for ``hp``: scalars, or ``[H]`` tensors when auxiliary heads have their own."""
+    def meta(self, hp: IMPALAHyperparams, *, leaves: bool = False) -> dict[str, Any]:
+        """The objective's ``meta`` for ``hp``: scalars, or ``[H]`` tensors when auxiliary heads have their own.
+
+        ``leaves``: every value as a tensor that requires grad (on the learner's device).
+        """
         main = hp.meta()
-        if self.aux_meta is None:
-            return main
-        return {k: torch.cat([torch.tensor([float(main[k])]), self.aux_meta[k].detach().reshape(-1).float()]) for k in META_KEYS}
+        dtype = next(iter(self.params.values())).dtype
+        if self.aux_meta is not None:
+            aux = {k: self.aux_meta[k].detach().reshape(-1).to(self.device, dtype) for k in META_KEYS}
+            main = {k: torch.cat([torch.tensor([float(main[k])], dtype=dtype, device=self.device), aux[k]]) for k in META_KEYS}
+        if leaves:
+            return {k: torch.as_tensor(v, dtype=dtype, device=self.device).detach().requires_grad_() for k, v in main.items()}
+        return main
 
     def _update(self, batch: dict[str, torch.Tensor], hp: IMPALAHyperparams) -> tuple[dict[str, float], dict[str, float]]:
         self.last_batch, self.last_params = batch, _detached(self.params)
-        loss, metrics = self.objective(self.params, batch, self.meta(hp))
-        grads = dict(zip(self.params, torch.autograd.grad(loss, list(self.params.values()))))
-        grads, norm = clip_grad_norm(grads, hp.max_grad_norm)
+        meta = self.meta(hp, leaves=self.keep_graph)
+        outputs = self.objective.forward(self.params, batch)
+        loss, metrics = self.objective.loss_of(outputs, batch, meta)
+        grads = dict(zip(self.params, torch.autograd.grad(loss, list(self.params.values()), create_graph=self.keep_graph)))
+        self.last_logits = outputs[0][0].detach()
+        self.last_inner = InnerStep(meta, grads) if self.keep_graph else None
+        grads, norm = clip_grad_norm({k: g.detach() for k, g in grads.items()}, hp.max_grad_norm)
         self._apply(grads, hp.lr)
         self._behaviour.append(_detached(self.params))
         if self._actors is not None:
             self._actors.publish(self.params)
-        with torch.no_grad():  # how far the behaviour policy lags, in KL(mu || pi)
-            logits, _ = self.network.forward(self.last_params, batch["obs"].flatten(0, 1))
-            log_rho = log_prob(logits, self.params, batch["actions"].flatten(0, 1), True) - batch["behaviour_log_probs"].flatten()
+        with torch.no_grad():  # how far the behaviour policy lags, in KL(mu || pi); pi's logits are the loss's
+            log_rho = log_prob(self.last_logits, self.params, batch["actions"], True) - batch["behaviour_log_probs"]
             kl = ((log_rho.exp() - 1) - log_rho).mean().item()
         stats = {"grad_norm": norm.item(), "approx_kl": kl}
         return dict(zip(IMPALA_METRICS, metrics.tolist())), stats
@@ -651,13 +702,16 @@ class _ActorPool:
 
     def _pending_error(self) -> str | None:
         """The report of an actor that failed with an exception, if one is waiting in the queue."""
+        # Bounded: the surviving actors keep filling the queue, and a fast one would keep it from ever draining.
+        deadline = time.monotonic() + 1.0
         try:
-            while True:
+            while time.monotonic() < deadline:
                 item = self.queue.get(timeout=0.05)
                 if item[0] == "error":
                     return _failure(item)
         except (queue_lib.Empty, OSError, ValueError):
-            return None
+            pass
+        return None
 
     def alive(self) -> list[int]:
         return [p.pid for p in self.procs if p.is_alive()]

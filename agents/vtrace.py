@@ -14,7 +14,7 @@ that is what a metagradient through the inner loss differentiates.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -29,13 +29,26 @@ class VTraceReturns(NamedTuple):
 
 
 def _check(
-    v_tm1: torch.Tensor, v_t: torch.Tensor, r_t: torch.Tensor, discount_t: torch.Tensor, log_rho_tm1: torch.Tensor
+    v_tm1: torch.Tensor,
+    v_t: torch.Tensor,
+    r_t: torch.Tensor,
+    discount_t: torch.Tensor,
+    log_rho_tm1: torch.Tensor,
+    lambda_: float | torch.Tensor,
+    alpha: float | torch.Tensor,
 ) -> None:
     if r_t.dim() != 2:
         raise ValueError(f"r_t must be [T, B], got shape {tuple(r_t.shape)}")
     for name, x in (("v_tm1", v_tm1), ("v_t", v_t), ("discount_t", discount_t), ("log_rho_tm1", log_rho_tm1)):
         if x.shape != r_t.shape:
             raise ValueError(f"{name} has shape {tuple(x.shape)}, expected [T, B] = {tuple(r_t.shape)} like r_t")
+    # A coefficient is shared (a scalar), per column ([B]: STACX's heads side by side) or per step ([T, B]).
+    allowed = ((), (r_t.shape[1],), tuple(r_t.shape))
+    for name, x in (("lambda_", lambda_), ("alpha", alpha)):
+        if isinstance(x, torch.Tensor) and tuple(x.shape) not in allowed:
+            raise ValueError(
+                f"{name} has shape {tuple(x.shape)}; expected a scalar, [B] or [T, B] with [T, B] = {tuple(r_t.shape)}"
+            )
 
 
 _CLOSED_FORM_MAX = 1 << 20
@@ -52,12 +65,44 @@ def _reverse_scan(deltas: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
     t = deltas.shape[0]
     if t * t * deltas[0].numel() > _CLOSED_FORM_MAX:
         return _reverse_loop(deltas, decay)
-    upper = torch.ones(t, t, dtype=torch.bool, device=deltas.device).triu()  # [s, j]: j >= s
-    shape = (t, t) + (1,) * (deltas.dim() - 1)
+    return _ClosedFormScan.apply(deltas, decay)
+
+
+def _scan_weights(decay: torch.Tensor) -> torch.Tensor:
+    """``W [s, k, ...] = prod_{s <= j < k} decay_j`` for ``k >= s``, else 0: the closed form is ``acc = W deltas``."""
+    t = decay.shape[0]
+    upper = torch.ones(t, t, dtype=torch.bool, device=decay.device).triu()  # [s, j]: j >= s
+    shape = (t, t) + (1,) * (decay.dim() - 1)
     factors = torch.where(upper.view(shape), decay.unsqueeze(0), torch.ones_like(decay).unsqueeze(0))
     prods = torch.cumprod(factors, dim=1)  # [s, j]: prod_{s <= i <= j} decay_i where j >= s
-    weights = torch.cat([torch.ones_like(prods[:, :1]), prods[:, :-1]], dim=1) * upper.view(shape)
-    return (weights * deltas.unsqueeze(0)).sum(1)
+    return torch.cat([torch.ones_like(prods[:, :1]), prods[:, :-1]], dim=1) * upper.view(shape)
+
+
+class _ClosedFormScan(torch.autograd.Function):
+    """The closed-form scan with its backward written out.
+
+    Autograd's own backward of the closed form runs through ``cumprod``'s, which takes a
+    slow path whenever a factor is zero -- at every episode end -- and a metagradient pays
+    it on every update.  With ``acc = W deltas``: ``grad_deltas = W^T grad_acc`` and, since
+    ``d acc_s / d decay_j = W[s, j] acc_{j+1}``, ``grad_decay_j = grad_deltas_j acc_{j+1}``.
+    The backward is made of differentiable ops on an input and the output, so higher
+    derivatives stay correct.
+    """
+
+    @staticmethod
+    def forward(deltas: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
+        return (_scan_weights(decay) * deltas.unsqueeze(0)).sum(1)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor], output: torch.Tensor) -> None:
+        ctx.save_for_backward(inputs[1], output)
+
+    @staticmethod
+    def backward(ctx: Any, grad_acc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        decay, acc = ctx.saved_tensors
+        grad_deltas = (_scan_weights(decay) * grad_acc.unsqueeze(1)).sum(0)
+        acc_next = torch.cat([acc[1:], torch.zeros_like(acc[:1])])
+        return grad_deltas, grad_deltas * acc_next
 
 
 def _reverse_loop(deltas: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
@@ -90,7 +135,7 @@ def leaky_vtrace(
     ``acc_t = delta_t + discount_t c~_t acc_{t+1}``; ``vs = v_tm1 + acc``.
     ``alpha = 1`` is V-trace; ``alpha = 0`` is per-decision importance sampling.
     """
-    _check(v_tm1, v_t, r_t, discount_t, log_rho_tm1)
+    _check(v_tm1, v_t, r_t, discount_t, log_rho_tm1, lambda_, alpha)
     v_tm1, v_t = v_tm1.detach(), v_t.detach()
     is_ratio = log_rho_tm1.detach().exp()
 

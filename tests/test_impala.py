@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import time
@@ -102,6 +103,56 @@ def test_policy_lag_zero_is_on_policy():
     learner.close()
 
 
+def test_config_checks_the_trace_thresholds():
+    with pytest.raises(ValueError, match=r"clip_c must lie in \(0, clip_rho\].*clip_c=2.0, clip_rho=1.0"):
+        IMPALAConfig(**TINY, clip_c=2.0)
+    IMPALAConfig(**TINY, clip_rho=2.0, clip_c=1.0)
+
+
+def test_keep_graph_leaves_the_differentiable_update():
+    learner = IMPALALearner(IMPALAConfig(**TINY, aux_heads=2), seed=0)
+    learner.aux_meta = {k: torch.tensor([0.9, 0.8]) for k in META_KEYS}
+    learner.iterate()
+    assert learner.last_inner is None  # nobody asked
+    assert learner.last_logits.shape == (8, 2, 2) and not learner.last_logits.requires_grad
+    learner.keep_graph = True
+    learner.iterate()
+    inner = learner.last_inner
+    assert set(inner.meta) == set(META_KEYS) and all(
+        v.is_leaf and v.requires_grad and v.shape == (3,) for v in inner.meta.values()
+    )
+    assert inner.meta["gamma"][1:].tolist() == pytest.approx([0.9, 0.8])
+    theta = {k: v.requires_grad_() for k, v in learner.last_params.items()}
+    plain = torch.autograd.grad(
+        learner.objective(theta, learner.last_batch, {k: v.detach() for k, v in inner.meta.items()})[0], list(theta.values())
+    )
+    for k, g in zip(theta, plain):
+        assert inner.grads[k].grad_fn is not None  # create_graph: the gradient can be differentiated
+        torch.testing.assert_close(inner.grads[k].detach(), g)
+    learner.close()
+
+
+# A device no tensor can reach by accident: a CPU tensor created inside the objective makes it fail.
+META_DEVICE = torch.device("meta")
+
+
+def test_objective_and_meta_follow_the_learners_device():
+    learner = IMPALALearner(IMPALAConfig(**TINY, aux_heads=2), seed=0)
+    learner.aux_meta = {k: torch.tensor([0.9, 0.8]) for k in META_KEYS}  # a solver's, on the CPU
+    learner.iterate()
+    learner.device = META_DEVICE
+    for leaves in (False, True):
+        meta = learner.meta(learner.resolve_hparams(None), leaves=leaves)
+        assert all(v.device == META_DEVICE for v in meta.values())
+    params = {k: v.detach().to(META_DEVICE) for k, v in learner.last_params.items()}
+    batch = {k: v.to(META_DEVICE) for k, v in learner.last_batch.items()}
+    for meta in (learner.meta(learner.resolve_hparams(None)), {**learner.meta(learner.resolve_hparams(None)), "g_v": 0.5}):
+        loss, metrics = learner.objective(params, batch, meta)  # a shared scalar weight takes the other path
+        assert loss.device == META_DEVICE and metrics.device == META_DEVICE
+    learner.device = torch.device("cpu")
+    learner.close()
+
+
 def test_rejects_continuous_actions():
     with pytest.raises(ValueError, match="discrete actions only"):
         IMPALALearner(IMPALAConfig(task="Pendulum-v1", num_envs=1, num_steps=4), seed=0)
@@ -116,15 +167,34 @@ def _play(env, k, seed=0):
     return out
 
 
-def test_snapshot_restore_replays_bit_for_bit():
-    env = make_tiny(IMPALA_CARTPOLE, hyper_steps=8, config={"policy_lag": 2})
+def _needs(module: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"needs {module}")
+
+
+@pytest.mark.parametrize(
+    ("env_id", "engine_state"),
+    [
+        (IMPALA_CARTPOLE, True),
+        pytest.param("HyperRL/IMPALA-LunarLander-v0", False, marks=_needs("Box2D")),
+        pytest.param("HyperRL/IMPALA-Pong-v0", False, marks=_needs("ale_py")),
+    ],
+)
+def test_snapshot_restore_forks_the_lifetime_bit_for_bit(env_id, engine_state):
+    env = make_tiny(env_id, hyper_steps=8, config={"policy_lag": 2})
     env.reset(seed=0)
     _play(env, 3)
     snap = env.unwrapped.snapshot()
     at_snapshot = env.unwrapped._observe()
     first = _play(env, 3, seed=1)
     assert obs_equal(env.unwrapped.restore(snap), at_snapshot)
-    assert data_equivalence(first, _play(env, 3, seed=1), exact=True)
+    second = _play(env, 3, seed=1)
+    env.unwrapped.restore(snap)
+    assert data_equivalence(second, _play(env, 3, seed=1), exact=True)  # every fork replays the same
+    # With the engine's state in the snapshot a fork continues the original lifetime exactly; Box2D and
+    # ALE cannot save theirs, so there a restore starts fresh inner episodes (agents.envstate).
+    assert ("envs" in snap["learner"]) == engine_state
+    if engine_state:
+        assert data_equivalence(first, second, exact=True)
     env.close()
 
 
@@ -214,7 +284,7 @@ def test_async_learner_error_stops_the_actors():
     def broken(*args, **kwargs):
         raise FloatingPointError("boom")
 
-    learner.objective = broken
+    learner.objective.forward = broken
     with pytest.raises(FloatingPointError, match="boom"):
         learner.iterate()
     assert _gone(pids)

@@ -154,7 +154,7 @@ def test_restore_without_engine_state_starts_fresh_episodes():
     learner = env.unwrapped.learner
     env.unwrapped.restore(snap)
     collector = learner.collector
-    fresh_obs, _ = learner.envs.reset(seed=learner.seed * 1_000_003 + learner.timesteps)
+    fresh_obs, _ = learner.envs.reset(seed=learner.fresh_episode_seed())
     np.testing.assert_array_equal(collector._obs, fresh_obs)  # the first action sees the envs' real observation
     assert not collector._ep_return.any() and not collector._ep_length.any()
     # normalisation statistics still come from the snapshot

@@ -140,6 +140,12 @@ def test_shape_checks_name_the_argument():
         leaky_vtrace(x, x, x, torch.zeros(3), x)
     with pytest.raises(ValueError, match=r"r_t must be \[T, B\], got shape \(3,\)"):
         leaky_vtrace(x, x, torch.zeros(3), x, x)
+    with pytest.raises(ValueError, match=r"lambda_ has shape \(3,\); expected a scalar, \[B\] or \[T, B\]"):
+        leaky_vtrace(x, x, x, x, x, lambda_=torch.ones(3))
+    with pytest.raises(ValueError, match=r"alpha has shape \(2, 3\)"):
+        leaky_vtrace(x, x, x, x, x, alpha=torch.ones(2, 3))
+    for ok in (torch.tensor(0.5), torch.ones(2), torch.ones(3, 2)):  # shared, per column, per step
+        leaky_vtrace(x, x, x, x, x, lambda_=ok, alpha=ok)
 
 
 @pytest.mark.parametrize("t, b", [(1, 3), (7, 4), (20, 8)])
@@ -166,3 +172,21 @@ def test_long_unrolls_fall_back_to_the_loop(monkeypatch):
     monkeypatch.setattr(scans, "_reverse_loop", lambda d, c: called.append(1) or want)
     scans._reverse_scan(deltas, decay)
     assert called == [1]
+
+
+def test_closed_form_scan_has_exact_first_and_second_derivatives():
+    # Its backward is written out (autograd's, through cumprod, is slow at zeros); check it against finite differences.
+    g = torch.Generator().manual_seed(11)
+    deltas = torch.randn(5, 3, dtype=torch.float64, generator=g).requires_grad_()
+    decay = torch.rand(5, 3, dtype=torch.float64, generator=g)
+    decay[2, 0] = decay[4, 1] = 0.0  # episode ends
+    decay.requires_grad_()
+    assert torch.autograd.gradcheck(scans._reverse_scan, (deltas, decay))
+    assert torch.autograd.gradgradcheck(scans._reverse_scan, (deltas, decay))
+
+
+def test_closed_form_scan_under_torch_func():
+    deltas, decay = torch.randn(4, 2, dtype=torch.float64), torch.rand(4, 2, dtype=torch.float64)
+    got = torch.func.grad(lambda c: scans._reverse_scan(deltas, c).sum())(decay)
+    want = torch.func.grad(lambda c: scans._reverse_loop(deltas, c).sum())(decay)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
