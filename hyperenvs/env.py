@@ -116,7 +116,7 @@ class HyperEnv(gym.Env):
         for name, value in (overrides or {}).items():
             if name not in fields:
                 raise ValueError(f"unknown hyperparameter {name!r} in defaults; {hparams_cls.__name__} has {sorted(fields)}")
-            values[name] = _check_default(name, value, space)
+            values[name] = _check_default(name, value)
         return values
 
     # -- the Gymnasium API ---------------------------------------------------
@@ -252,17 +252,14 @@ def _check_device(device: str) -> str:
     return device
 
 
-def _check_default(name: str, value: Any, space: HyperparameterSpace) -> float:
-    """A fixed hyperparameter value: finite and non-negative; positive where the id declares it log-scaled."""
+def _check_default(name: str, value: Any) -> float:
+    """A fixed hyperparameter value: a finite, non-negative number (0 can mean "off", e.g. max_grad_norm)."""
     try:
         value = float(value)
     except (TypeError, ValueError) as err:
         raise ValueError(f"defaults[{name!r}] must be a number, got {value!r}") from err
-    declared = {h.name: h for h in space.hyperparameters}.get(name)
-    positive = declared is not None and declared.log
-    if not np.isfinite(value) or value < 0 or (positive and value == 0):
-        need = "> 0" if positive else ">= 0"
-        raise ValueError(f"defaults[{name!r}] must be finite and {need}, got {value}")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"defaults[{name!r}] must be finite and >= 0, got {value}")
     return value
 
 

@@ -40,7 +40,7 @@ def test_unknown_id_is_gymnasiums_error():
             {"observe": ["fitness"]},
             r"observe parts \['fitness'\] do not fit a PPOLearner; it can give \['projection', 'statistics'\]",
         ),
-        ({"defaults": {"lr": -1.0}}, r"defaults\['lr'\] must be finite and > 0, got -1.0"),
+        ({"defaults": {"lr": -1.0}}, r"defaults\['lr'\] must be finite and >= 0, got -1.0"),
         ({"defaults": {"gamma": float("nan")}}, r"defaults\['gamma'\] must be finite and >= 0, got nan"),
         ({"defaults": {"ent_coef": "much"}}, r"defaults\['ent_coef'\] must be a number, got 'much'"),
         ({"device": "tpu:x"}, r"device must be a torch device such as 'cpu' or 'cuda', got 'tpu:x'"),
