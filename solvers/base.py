@@ -76,28 +76,33 @@ class RunLog:
         curve = self.returns(window)
         return float(curve[-1]) if len(curve) else float("nan")
 
-    def save(self, path: str | Path) -> Path:
-        """Write JSON lines to ``path`` (parents created); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def dumps(self) -> str:
+        """JSON lines: a header line, then one line a hyper-step."""
         header = {"solver": self.solver, "env_id": self.env_id, "seed": self.seed, "space": self.space}
-        with path.open("w") as f:
-            f.write(json.dumps({"header": header}) + "\n")
-            for r in self.records:
-                f.write(json.dumps(asdict(r)) + "\n")
-        return path
+        return "".join(json.dumps(row) + "\n" for row in [{"header": header}, *map(asdict, self.records)])
 
     @classmethod
-    def load(cls, path: str | Path) -> RunLog:
-        lines = Path(path).read_text().splitlines()
+    def loads(cls, text: str, source: str = "the text") -> RunLog:
+        lines = text.splitlines()
         if not lines or "header" not in json.loads(lines[0]):
-            raise ValueError(f"{path} is not a HyperRL RunLog: its first line has no header")
+            raise ValueError(f"{source} is not a HyperRL RunLog: its first line has no header")
         log = cls(**json.loads(lines[0])["header"])
         for line in lines[1:]:
             row = json.loads(line)
             row["episode_returns"] = tuple(row["episode_returns"])
             log.append(StepRecord(**row))
         return log
+
+    def save(self, path: str | Path) -> Path:
+        """Write JSON lines to ``path`` (parents created); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.dumps())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunLog:
+        return cls.loads(Path(path).read_text(), source=str(path))
 
 
 Callback = Callable[[StepRecord], None]
@@ -135,7 +140,21 @@ class EpisodeSolver:
         log = RunLog(solver=self.name, env_id=env.spec.id if env.spec else type(env).__name__, seed=seed)
         obs, info = env.reset(seed=seed)
         self.begin(env, obs, info, seed)
-        done, step = False, 0
+        return self._loop(env, obs, log, callback)
+
+    def resume(self, env: gym.Env, obs: Any, log: RunLog, *, callback: Callback | None = None) -> RunLog:
+        """Continue a lifetime that stopped after ``log``'s last hyper-step.
+
+        ``env`` must stand where that step left it (``env.unwrapped.restore`` of a snapshot
+        taken then) and this solver must hold the state it had then (``load_state_dict``),
+        so the rest of the run is the run that was interrupted.  ``begin`` is not called.
+        """
+        if log.records and log.records[-1].diverged:
+            raise ValueError("that lifetime already ended (diverged): there is nothing to resume")
+        return self._loop(env, obs, log, callback)
+
+    def _loop(self, env: gym.Env, obs: Any, log: RunLog, callback: Callback | None) -> RunLog:
+        done, step = False, len(log)
         while not done:
             start = time.perf_counter()
             action = self.act(obs)
@@ -153,9 +172,13 @@ class EpisodeSolver:
             )
             log.append(record)
             if callback is not None:
-                callback(record)
+                callback(record)  # may raise StopRun: the run then ends on this step's boundary
             step += 1
         return log
+
+
+class StopRun(Exception):
+    """Raised by a run's callback to end it after the hyper-step just recorded (a clean point to checkpoint)."""
 
 
 def describe_space(env: gym.Env) -> list[dict[str, Any]]:

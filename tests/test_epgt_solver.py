@@ -328,3 +328,47 @@ def test_cli_refuses_solver_files_for_solvers_without_state(tmp_path):
 
     code = main(["run", "static", CARTPOLE, *TINY_CLI, "--save-solver", str(tmp_path / "s.pt"), "--out", str(tmp_path)])
     assert code == 2 and not (tmp_path / "s.pt").exists()
+
+
+class _SignalAt(gym.Wrapper):
+    """Delivers a real SIGINT in the middle of hyper-step ``at`` (before the inner training runs)."""
+
+    def __init__(self, env: gym.Env, at: int) -> None:
+        super().__init__(env)
+        self.at, self.steps = at, 0
+
+    def step(self, action):
+        import os
+        import signal
+
+        self.steps += 1
+        if self.steps == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.env.step(action)
+
+
+def _records(path) -> list[dict]:
+    rows = [json.loads(row) for row in path.read_text().splitlines()[1:]]
+    return [{k: v for k, v in row.items() if k != "wall_time"} for row in rows]
+
+
+def test_ctrl_c_stops_on_a_step_boundary_and_resume_finishes_the_same_lifetime(tmp_path, monkeypatch):
+    import solvers.cli as cli
+
+    argv = ["run", "epgt", CARTPOLE, *[a if a != "64" else "96" for a in TINY_CLI]]
+    assert cli.main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    whole = _records(tmp_path / "whole" / "epgt-seed0.jsonl")
+
+    plain_make_env = cli.make_env
+    monkeypatch.setattr(cli, "make_env", lambda *a, **k: _SignalAt(plain_make_env(*a, **k), at=3))
+    cut = tmp_path / "cut"
+    assert cli.main([*argv, "--out", str(cut)]) == 130
+    assert _records(cut / "epgt-seed0.partial.jsonl") == whole[:3]  # the signalled step still finished
+    checkpoint = cut / "epgt-seed0.checkpoint.pt"
+    assert not (cut / "epgt-seed0.jsonl").exists()
+
+    monkeypatch.setattr(cli, "make_env", plain_make_env)
+    assert cli.main([*argv, "--out", str(cut), "--resume", str(checkpoint)]) == 0
+    assert _records(cut / "epgt-seed0.jsonl") == whole  # bit-for-bit the uninterrupted lifetime
+    # a checkpoint is for the command that wrote it
+    assert cli.main(["run", "epgt", "HyperRL/A2C-CartPole-v0", *TINY_CLI, "--out", str(cut), "--resume", str(checkpoint)]) == 2
