@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from solvers.base import EpisodeSolver, RunLog, Solver, StepRecord
+from solvers.base import EpisodeSolver, RunLog, Solver, StepRecord, StopRun
 from solvers.baselines import RandomSolver, StaticSolver
 
 SOLVERS: dict[str, str] = {
@@ -49,6 +49,7 @@ __all__ = [
     "Solver",
     "StaticSolver",
     "StepRecord",
+    "StopRun",
     "default_action_type",
     "make_solver",
     "solver_class",
