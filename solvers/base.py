@@ -172,13 +172,22 @@ class EpisodeSolver:
             )
             log.append(record)
             if callback is not None:
-                callback(record)  # may raise StopRun: the run then ends on this step's boundary
+                try:
+                    callback(record)
+                except StopRun as stop:  # the run ends on this step's boundary; the caller gets what it did
+                    stop.log = log
+                    raise
             step += 1
         return log
 
 
 class StopRun(Exception):
-    """Raised by a run's callback to end it after the hyper-step just recorded (a clean point to checkpoint)."""
+    """Raised by a run's callback to end it after the hyper-step just recorded (a clean point to checkpoint).
+
+    As it leaves ``run`` or ``resume``, ``log`` holds the run's RunLog up to and including that step.
+    """
+
+    log: RunLog | None = None
 
 
 def describe_space(env: gym.Env) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import hyperenvs
-from solvers import SOLVERS, default_action_type, make_solver, solver_class
+from solvers import SOLVERS, checkpoint, default_action_type, make_solver, solver_class
 from solvers.base import RunLog, Solver, StepRecord, StopRun, describe_space
 from solvers.plots import plot_returns, plot_schedule
 
@@ -116,25 +115,18 @@ def run_one(
     solver: Solver | None = None,
     *,
     stop: Callable[[], bool] | None = None,
-    records: list[StepRecord] | None = None,
     resume: tuple[Any, RunLog] | None = None,
 ) -> RunLog:
     """One lifetime of ``solver`` (a new ``solver_name`` when None) with a live progress bar; returns the RunLog.
 
-    ``stop`` is asked after every hyper-step: True ends the run there (``StopRun``), with every
-    finished step in ``records``.  ``resume=(obs, log)`` continues a restored lifetime after ``log``.
+    ``stop`` is asked after every hyper-step: True ends the run there (``StopRun``, carrying the
+    log so far).  ``resume=(obs, log)`` continues a restored lifetime after ``log``.
     """
     total = env.unwrapped.total_timesteps
     task = progress.add_task(f"{solver_name} seed {seed}", total=total, ret="-", hp="")
-    records = records if records is not None else []
-    seen: list[float] = []
-    if resume is not None:
-        records.extend(resume[1].records)
-        for r in records:
-            seen.extend(r.episode_returns)
+    seen = [ret for r in resume[1].records for ret in r.episode_returns] if resume else []
 
     def on_step(record: StepRecord) -> None:
-        records.append(record)
         seen.extend(record.episode_returns)
         ret = f"{np.mean(seen[-10:]):8.1f}" if seen else "-"
         progress.update(task, completed=record.timesteps, ret=ret, hp=_format_hparams(record.hyperparameters))
@@ -142,32 +134,16 @@ def run_one(
             raise StopRun
 
     solver = solver or make_solver(solver_name)
-    if resume is None:
-        log = solver.run(env, seed=seed, callback=on_step)
-    else:
-        log = solver.resume(env, resume[0], resume[1], callback=on_step)
+    try:
+        if resume is None:
+            log = solver.run(env, seed=seed, callback=on_step)
+        else:
+            log = solver.resume(env, *resume, callback=on_step)
+    except StopRun as stopped:
+        stopped.log.space = describe_space(env)
+        raise
     log.space = describe_space(env)
     return log
-
-
-class GracefulStop:
-    """The first Ctrl-C asks the run to stop after the current hyper-step; a second one stops it at once."""
-
-    def __init__(self) -> None:
-        self.asked = False
-
-    def __enter__(self) -> GracefulStop:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.asked:
-            raise KeyboardInterrupt
-        self.asked = True
-        console.print("[yellow]stopping after this hyper-step; Ctrl-C again stops now (no checkpoint)[/]")
 
 
 def _write_plots(logs: Sequence[RunLog], out: Path, stem: str) -> list[Path]:
@@ -230,77 +206,36 @@ def _save_solver(args: argparse.Namespace, solver: Any, seed: int) -> None:
         console.print(f"[green]solver saved[/] {solver.save(_solver_path(args, seed))}")
 
 
-CHECKPOINT_FORMAT = 1
+def _start(args: argparse.Namespace, seed: int, state: dict[str, Any] | None) -> tuple[Solver, gym.Env, Any]:
+    """The solver and env of one seed; restored from the checkpoint when it is that seed's (then also ``(obs, log)``)."""
+    resuming = state is not None and state["seed"] == seed
+    solver = make_solver(args.solver) if resuming else _run_solver(args)
+    env = make_env(args, solver=args.solver, needs=getattr(solver, "observation_parts", ()))
+    return solver, env, checkpoint.restore(state, solver, env, str(args.resume)) if resuming else None
 
 
-def _checkpoint_path(args: argparse.Namespace, seed: int) -> Path:
-    return Path(args.out) / f"{args.solver}-seed{seed}.checkpoint.pt"
-
-
-def _save_checkpoint(args: argparse.Namespace, solver: Any, env: gym.Env, log: RunLog) -> Path:
-    """The interrupted lifetime, the solver's state and the log so far, as plain data (weights_only)."""
-    import torch
-
-    path = _checkpoint_path(args, log.seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "solver_name": args.solver,
-        "env_id": log.env_id,
-        "seed": log.seed,
-        "solver": solver.state_dict(),
-        "lifetime": env.unwrapped.snapshot(),
-        "log": log.dumps(),
-    }
-    torch.save(state, path)
-    return path
-
-
-def _load_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-
-    state = torch.load(args.resume, weights_only=True)
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{args.resume} is not a hyperrl run checkpoint (format {state.get('format')!r})")
-    if state["solver_name"] != args.solver or state["env_id"] != args.env_id.split(":")[-1]:
-        raise ValueError(
-            f"{args.resume} holds a {state['solver_name']} run on {state['env_id']}; "
-            f"this command runs {args.solver} on {args.env_id}: resume with the command that made it"
-        )
+def _read_checkpoint(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not args.resume:
+        return None
+    state = checkpoint.load(args.resume, solver_name=args.solver, env_id=args.env_id)
     if not args.seed <= state["seed"] < args.seed + args.seeds:
         raise ValueError(f"{args.resume} is seed {state['seed']}, outside this command's seeds")
     return state
 
 
-def _start(args: argparse.Namespace, seed: int, ckpt: dict[str, Any] | None) -> tuple[Solver, gym.Env, Any]:
-    """The solver and env of one seed; from the checkpoint when it is that seed's (then also ``(obs, log)``)."""
-    if ckpt is None or ckpt["seed"] != seed:
-        solver = _run_solver(args)
-        return solver, make_env(args, solver=args.solver, needs=getattr(solver, "observation_parts", ())), None
-    solver = make_solver(args.solver)
-    solver.load_state_dict(ckpt["solver"])
-    env = make_env(args, solver=args.solver, needs=getattr(solver, "observation_parts", ()))
-    env.reset(seed=seed)
-    obs = env.unwrapped.restore(ckpt["lifetime"])
-    return solver, env, (obs, RunLog.loads(ckpt["log"], source=str(args.resume)))
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     _check_stateful(args)
     out = Path(args.out)
-    ckpt = _load_checkpoint(args) if args.resume else None
-    first = ckpt["seed"] if ckpt else args.seed
+    state = _read_checkpoint(args)
+    first = state["seed"] if state else args.seed
     logs = []
-    with _progress() as progress, GracefulStop() as interrupt:
+    with _progress() as progress, checkpoint.GracefulStop(_warn) as interrupt:
         for seed in range(first, args.seed + args.seeds):
-            solver, env, resume = _start(args, seed, ckpt)
-            records: list[StepRecord] = []
+            solver, env, resume = _start(args, seed, state)
             try:
-                log = run_one(
-                    args.solver, env, seed, progress, solver, stop=lambda: interrupt.asked, records=records, resume=resume
-                )
-            except StopRun:
-                return _stopped(args, solver, env, seed, records)
+                log = run_one(args.solver, env, seed, progress, solver, stop=lambda: interrupt.asked, resume=resume)
+            except StopRun as stopped:
+                return _stopped(args, solver, env, stopped.log)
             except KeyboardInterrupt:
                 # A second Ctrl-C, mid-step: the lifetime is not at a step boundary; the solver's state still is.
                 with contextlib.suppress(RuntimeError):  # interrupted before the solver saw the env: nothing to save
@@ -318,15 +253,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stopped(args: argparse.Namespace, solver: Any, env: gym.Env, seed: int, records: list[StepRecord]) -> int:
+def _warn(text: str) -> None:
+    console.print(f"[yellow]{text}[/]")
+
+
+def _stopped(args: argparse.Namespace, solver: Any, env: gym.Env, log: RunLog) -> int:
     """After a graceful stop: the partial RunLog, and for solvers with state a checkpoint to resume from."""
-    env_id = env.spec.id if env.spec else args.env_id
-    log = RunLog(solver=args.solver, env_id=env_id, seed=seed, space=describe_space(env), records=records)
-    partial = log.save(Path(args.out) / f"{args.solver}-seed{seed}.partial.jsonl")
-    console.print(f"[yellow]stopped[/] after {len(records)} hyper-steps; partial log {partial}")
-    _save_solver(args, solver, seed)
+    stem = Path(args.out) / f"{args.solver}-seed{log.seed}"
+    partial = log.save(stem.with_name(stem.name + ".partial.jsonl"))
+    console.print(f"[yellow]stopped[/] after {len(log)} hyper-steps; partial log {partial}")
+    _save_solver(args, solver, log.seed)
     if hasattr(solver, "state_dict"):
-        path = _save_checkpoint(args, solver, env, log)
+        path = checkpoint.save(
+            stem.with_name(stem.name + ".checkpoint.pt"), solver_name=args.solver, solver=solver, env=env, log=log
+        )
         console.print(f"[green]checkpoint[/] {path}: run the same command with --resume {path} to continue")
     return 130
 

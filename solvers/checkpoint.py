@@ -1,0 +1,81 @@
+"""Interrupting and resuming a run: a graceful Ctrl-C, and checkpoints of plain data.
+
+A checkpoint holds what continues a lifetime exactly: the solver's ``state_dict``,
+the lifetime's ``snapshot()`` and the RunLog so far, all tensors, numbers and
+strings, so ``torch.load(..., weights_only=True)`` reads it.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from solvers.base import RunLog
+
+FORMAT = 1
+"""bumped when the checkpoint's layout changes"""
+
+
+class GracefulStop:
+    """The first Ctrl-C asks the run to stop after the current hyper-step; a second one stops it at once."""
+
+    def __init__(self, announce: Any = print) -> None:
+        self.asked = False
+        self._announce = announce
+
+    def __enter__(self) -> GracefulStop:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+        self._announce("stopping after this hyper-step; Ctrl-C again stops now (no checkpoint)")
+
+
+def save(path: Path, *, solver_name: str, solver: Any, env: gym.Env, log: RunLog) -> Path:
+    """Write the checkpoint of a lifetime stopped on a hyper-step boundary (after ``log``'s last step)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": FORMAT,
+        "solver_name": solver_name,
+        "env_id": log.env_id,
+        "seed": log.seed,
+        "solver": solver.state_dict(),
+        "lifetime": env.unwrapped.snapshot(),
+        "log": log.dumps(),
+    }
+    torch.save(state, path)
+    return path
+
+
+def load(path: str | Path, *, solver_name: str, env_id: str) -> dict[str, Any]:
+    """A checkpoint, checked to be a ``solver_name`` run on ``env_id``."""
+    import torch
+
+    state = torch.load(path, weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a hyperrl run checkpoint (format {FORMAT})")
+    if state["solver_name"] != solver_name or state["env_id"] != env_id.split(":")[-1]:
+        raise ValueError(
+            f"{path} holds a {state['solver_name']} run on {state['env_id']}; "
+            f"this command runs {solver_name} on {env_id}: resume with the command that made it"
+        )
+    return state
+
+
+def restore(state: dict[str, Any], solver: Any, env: gym.Env, source: str) -> tuple[Any, RunLog]:
+    """Load the solver and the lifetime from ``state``; returns ``(obs, log)`` for ``solver.resume``."""
+    solver.load_state_dict(state["solver"])
+    env.reset(seed=int(state["seed"]))
+    obs = env.unwrapped.restore(state["lifetime"])
+    return obs, RunLog.loads(state["log"], source=source)
