@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
+
+
+@dataclass(frozen=True, kw_only=True)
+class SolverSpec:
+    """What a solver needs from the env it runs on; the command line builds the env from it."""
+
+    action_type: str = "continuous"
+    """``continuous`` (Box in [-1, 1]) or ``discrete`` (MultiDiscrete bins: EPGT, RND, DQN)"""
+    observe: tuple[str, ...] = ()
+    """observation parts the solver reads (EPGT: ``projection``), added to the id's own"""
+    env_config: Mapping[str, Any] = field(default_factory=dict)
+    """learner config overrides the solver needs (STACX: ``{"aux_heads": 2}``)"""
+
+    def __post_init__(self) -> None:
+        if self.action_type not in ("continuous", "discrete"):
+            raise ValueError(f"SolverSpec.action_type must be 'continuous' or 'discrete', got {self.action_type!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
