@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from solvers.base import EpisodeSolver, RunLog, Solver, StepRecord, StopRun
+from solvers.base import EpisodeSolver, RunLog, Solver, SolverSpec, Stateful, StepRecord, StopRun
 from solvers.baselines import RandomSolver, StaticSolver
 
 SOLVERS: dict[str, str] = {
@@ -36,9 +36,14 @@ def make_solver(name: str, **kwargs: Any) -> Solver:
     return solver_class(name)(**kwargs)
 
 
-def default_action_type(name: str) -> str:
-    """The action type a solver needs (its class's ``action_type``; ``continuous`` when it does not say)."""
-    return getattr(solver_class(name), "action_type", "continuous")
+def solver_spec(solver: str | Solver) -> SolverSpec:
+    """What the solver registered as ``solver`` (or this solver object) needs from its env."""
+    return solver_class(solver).spec if isinstance(solver, str) else solver.spec
+
+
+def is_stateful(solver: str | Solver) -> bool:
+    """Whether the solver (a registered name or an object) can be checkpointed and resumed (``Stateful``)."""
+    return issubclass(solver_class(solver) if isinstance(solver, str) else type(solver), Stateful)
 
 
 __all__ = [
@@ -47,10 +52,13 @@ __all__ = [
     "RandomSolver",
     "RunLog",
     "Solver",
+    "SolverSpec",
+    "Stateful",
     "StaticSolver",
     "StepRecord",
     "StopRun",
-    "default_action_type",
+    "is_stateful",
     "make_solver",
     "solver_class",
+    "solver_spec",
 ]

@@ -59,6 +59,9 @@ class RunLog:
     """the hyper-env's id, e.g. ``HyperRL/PPO-CartPole-v0``"""
     seed: int
     """the seed the lifetime was reset with"""
+    threads: int | None = None
+    """torch intra-op threads the run trained with (``hyperrl --threads``); results are bit-for-bit
+    reproducible per thread count only.  None: not recorded (logs written before the field existed)"""
     space: list[dict[str, Any]] = field(default_factory=list)
     """the controlled hyperparameters (``name, low, high, log``), for plots"""
     records: list[StepRecord] = field(default_factory=list)
@@ -94,7 +97,7 @@ class RunLog:
 
     def dumps(self) -> str:
         """JSON lines: a header line, then one line a hyper-step."""
-        header = {"solver": self.solver, "env_id": self.env_id, "seed": self.seed, "space": self.space}
+        header = {"solver": self.solver, "env_id": self.env_id, "seed": self.seed, "threads": self.threads, "space": self.space}
         return "".join(json.dumps(row) + "\n" for row in [{"header": header}, *map(asdict, self.records)])
 
     @classmethod
@@ -129,8 +132,29 @@ class Solver(Protocol):
     """A meta-controller: runs one lifetime of a hyper-environment and logs it."""
 
     name: str
+    spec: SolverSpec
+    """what it needs from its env (the command line builds the env from it)"""
 
     def run(self, env: gym.Env, *, seed: int, callback: Callback | None = None) -> RunLog: ...
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A solver whose run can be checkpointed and resumed (``hyperrl run --resume``).
+
+    ``state_dict()`` returns everything the solver needs to continue a lifetime
+    exactly where it stopped, as plain data: tensors, numbers, strings, and lists
+    or dicts of them, so that ``torch.load(..., weights_only=True)`` reads it
+    back.  ``load_state_dict(state)`` puts that state back.  To resume,
+    ``solvers.checkpoint.restore`` resets a fresh env with the run's seed, calls
+    ``begin`` (the solver binds to the env as at the lifetime's start), restores
+    the lifetime's snapshot, then calls ``load_state_dict``; ``resume`` carries on.
+    A solver with nothing to carry between hyper-steps returns ``{}``.
+    """
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
 class EpisodeSolver:
@@ -142,6 +166,8 @@ class EpisodeSolver:
     """
 
     name = "solver"
+    spec = SolverSpec()
+    """a continuous Box action and the id's own observation; subclasses declare theirs"""
 
     def begin(self, env: gym.Env, obs: Any, info: dict[str, Any], seed: int) -> None:
         """Called after ``env.reset``."""
@@ -162,8 +188,9 @@ class EpisodeSolver:
         """Continue a lifetime that stopped after ``log``'s last hyper-step.
 
         ``env`` must stand where that step left it (``env.unwrapped.restore`` of a snapshot
-        taken then) and this solver must hold the state it had then (``load_state_dict``),
-        so the rest of the run is the run that was interrupted.  ``begin`` is not called.
+        taken then) and this solver must hold the state it had then (``begin`` on the env,
+        then ``load_state_dict``: see ``Stateful``), so the rest of the run is the run that
+        was interrupted.  ``begin`` is not called here.
         """
         if log.records and log.records[-1].diverged:
             raise ValueError("that lifetime already ended (diverged): there is nothing to resume")

@@ -1,8 +1,9 @@
 """Interrupting and resuming a run: a graceful Ctrl-C, and checkpoints of plain data.
 
-A checkpoint holds what continues a lifetime exactly: the solver's ``state_dict``,
-the lifetime's ``snapshot()`` and the RunLog so far, all tensors, numbers and
-strings, so ``torch.load(..., weights_only=True)`` reads it.
+A checkpoint holds what continues a lifetime exactly: the solver's ``state_dict``
+(any ``solvers.base.Stateful`` solver), the lifetime's ``snapshot()`` and the
+RunLog so far, all tensors, numbers and strings, so ``torch.load(...,
+weights_only=True)`` reads it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from solvers.base import RunLog
+from solvers.base import EpisodeSolver, RunLog, Stateful
 
 FORMAT = 1
 """bumped when the checkpoint's layout changes"""
@@ -40,7 +41,7 @@ class GracefulStop:
         self._announce("stopping after this hyper-step; Ctrl-C again stops now (no checkpoint)")
 
 
-def save(path: Path, *, solver_name: str, solver: Any, env: gym.Env, log: RunLog) -> Path:
+def save(path: Path, *, solver_name: str, solver: Stateful, env: gym.Env, log: RunLog) -> Path:
     """Write the checkpoint of a lifetime stopped on a hyper-step boundary (after ``log``'s last step)."""
     import torch
 
@@ -73,9 +74,17 @@ def load(path: str | Path, *, solver_name: str, env_id: str) -> dict[str, Any]:
     return state
 
 
-def restore(state: dict[str, Any], solver: Any, env: gym.Env, source: str) -> tuple[Any, RunLog]:
-    """Load the solver and the lifetime from ``state``; returns ``(obs, log)`` for ``solver.resume``."""
-    solver.load_state_dict(state["solver"])
-    env.reset(seed=int(state["seed"]))
+def restore(state: dict[str, Any], solver: Stateful, env: gym.Env, source: str) -> tuple[Any, RunLog]:
+    """Load the lifetime and the solver from ``state``; returns ``(obs, log)`` for ``solver.resume``.
+
+    The order is the one ``Stateful`` documents: the env is reset with the run's seed and the
+    solver's ``begin`` sees that reset, as at the lifetime's start (it binds to the env there);
+    then the snapshot puts the lifetime back, and ``load_state_dict`` the solver.
+    """
+    seed = int(state["seed"])
+    obs, info = env.reset(seed=seed)
+    if isinstance(solver, EpisodeSolver):
+        solver.begin(env, obs, info, seed)
     obs = env.unwrapped.restore(state["lifetime"])
+    solver.load_state_dict(state["solver"])
     return obs, RunLog.loads(state["log"], source=source)

@@ -17,11 +17,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import hyperenvs
-from solvers import SOLVERS, checkpoint, default_action_type, make_solver, solver_class
-from solvers.base import RunLog, Solver, StepRecord, StopRun, describe_space
+from solvers import SOLVERS, checkpoint, is_stateful, make_solver, solver_class, solver_spec
+from solvers.base import RunLog, Solver, SolverSpec, StepRecord, StopRun, describe_space
 from solvers.plots import plot_returns, plot_schedule
 
 console = Console()
+
+DEFAULT_THREADS = 1
+"""torch threads of ``run`` and ``demo``: fixed, so a command gives the same numbers on any machine with
+the same software (the thread count changes a run's floating-point sums, hence its results), and one
+thread is the faster choice for the small networks of the classic-control ids"""
 
 
 def _parse_hyperparameters(text: str | None) -> list[str] | dict[str, Any] | None:
@@ -41,17 +46,17 @@ def _parse_hyperparameters(text: str | None) -> list[str] | dict[str, Any] | Non
     return out
 
 
-def make_env(
-    args: argparse.Namespace, env_id: str | None = None, solver: str | None = None, needs: Sequence[str] = ()
-) -> gym.Env:
-    """The env of ``args``; without ``--action-type``, the action type ``solver`` needs (EPGT, RND, DQN: discrete).
+def make_env(args: argparse.Namespace, env_id: str | None = None, solver: str | Solver | None = None) -> gym.Env:
+    """The env of ``args`` as ``solver`` (a registered name or a solver) needs it, from its ``SolverSpec``.
 
-    ``needs``: observation parts the solver reads (EPGT's ``projection``), added to ``--observe`` or the id's own.
+    Without ``--action-type``, the spec's action type (EPGT, RND, DQN: discrete); the spec's observation
+    parts (EPGT's ``projection``) are added to ``--observe`` or the id's own; ``--config`` overrides the
+    spec's env config.
     """
     env_id = env_id or args.env_id
-    action_type = args.action_type or (default_action_type(solver) if solver else "continuous")
-    kwargs: dict[str, Any] = {"action_type": action_type}
-    observe = _observe(env_id, getattr(args, "observe", None), needs)
+    spec = solver_spec(solver) if solver is not None else SolverSpec()
+    kwargs: dict[str, Any] = {"action_type": args.action_type or spec.action_type}
+    observe = _observe(env_id, getattr(args, "observe", None), spec.observe)
     if observe is not None:
         kwargs["observe"] = observe
     for key in ("total_timesteps", "iterations_per_step", "num_envs", "bins"):
@@ -59,7 +64,7 @@ def make_env(
             kwargs[key] = getattr(args, key)
     if getattr(args, "hyperparameters", None):
         kwargs["hyperparameters"] = _parse_hyperparameters(args.hyperparameters)
-    config = {**(getattr(solver_class(solver), "env_config", {}) if solver else {}), **_parse_config(args.config)}
+    config = {**spec.env_config, **_parse_config(args.config)}
     if config:
         kwargs["config"] = config
     kwargs["device"] = args.device
@@ -140,9 +145,16 @@ def run_one(
         else:
             log = solver.resume(env, *resume, callback=on_step)
     except StopRun as stopped:
-        stopped.log.space = describe_space(env)
+        _describe(stopped.log, env)
         raise
-    log.space = describe_space(env)
+    return _describe(log, env)
+
+
+def _describe(log: RunLog, env: gym.Env) -> RunLog:
+    """The header fields a solver cannot know: the controlled space and the torch thread count it ran with."""
+    import torch
+
+    log.space, log.threads = describe_space(env), torch.get_num_threads()
     return log
 
 
@@ -181,11 +193,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_stateful(args: argparse.Namespace) -> None:
-    """``--save-solver`` / ``--load-solver`` need a solver with a ``state_dict`` (EPGT)."""
-    if (args.save_solver or args.load_solver) and not hasattr(solver_class(args.solver), "state_dict"):
-        stateful = sorted(name for name in SOLVERS if hasattr(solver_class(name), "state_dict"))
-        raise ValueError(f"solver {args.solver!r} has no state to save or load; solvers with state: {stateful}")
+PERSISTENT = ("epgt",)
+"""solvers whose learned state carries over to new lifetimes (``--save-solver`` / ``--load-solver`` files)"""
+
+
+def _check_persistent(args: argparse.Namespace) -> None:
+    if (args.save_solver or args.load_solver) and args.solver not in PERSISTENT:
+        raise ValueError(
+            f"solver {args.solver!r} keeps no state across lifetimes to save or load; solvers that do: {list(PERSISTENT)}"
+        )
 
 
 def _run_solver(args: argparse.Namespace) -> Solver:
@@ -210,7 +226,7 @@ def _start(args: argparse.Namespace, seed: int, state: dict[str, Any] | None) ->
     """The solver and env of one seed; restored from the checkpoint when it is that seed's (then also ``(obs, log)``)."""
     resuming = state is not None and state["seed"] == seed
     solver = make_solver(args.solver) if resuming else _run_solver(args)
-    env = make_env(args, solver=args.solver, needs=getattr(solver, "observation_parts", ()))
+    env = make_env(args, solver=solver)
     return solver, env, checkpoint.restore(state, solver, env, str(args.resume)) if resuming else None
 
 
@@ -224,7 +240,7 @@ def _read_checkpoint(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _check_stateful(args)
+    _check_persistent(args)
     out = Path(args.out)
     state = _read_checkpoint(args)
     first = state["seed"] if state else args.seed
@@ -263,11 +279,11 @@ def _stopped(args: argparse.Namespace, solver: Any, env: gym.Env, log: RunLog) -
     partial = log.save(stem.with_name(stem.name + ".partial.jsonl"))
     console.print(f"[yellow]stopped[/] after {len(log)} hyper-steps; partial log {partial}")
     _save_solver(args, solver, log.seed)
-    if hasattr(solver, "state_dict"):
-        path = checkpoint.save(
-            stem.with_name(stem.name + ".checkpoint.pt"), solver_name=args.solver, solver=solver, env=env, log=log
-        )
-        console.print(f"[green]checkpoint[/] {path}: run the same command with --resume {path} to continue")
+    if not is_stateful(solver):
+        console.print(f"[yellow]{args.solver} has no state_dict: this lifetime cannot be resumed[/]")
+        return 130
+    path = checkpoint.save(stem.with_name(stem.name + ".checkpoint.pt"), solver_name=args.solver, solver=solver, env=env, log=log)
+    console.print(f"[green]checkpoint[/] {path}: run the same command with --resume {path} to continue")
     return 130
 
 
@@ -297,7 +313,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for solver in args.solvers:
             for seed in range(args.seeds):
                 agent = make_solver(solver)
-                env = make_env(args, solver=solver, needs=getattr(agent, "observation_parts", ()))
+                env = make_env(args, solver=agent)
                 try:
                     logs.append(run_one(solver, env, seed, progress, agent))
                 finally:
@@ -355,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--device", default="cpu", help="torch device of the inner learner")
         p.add_argument(
+            "--threads",
+            type=_positive_int,
+            default=DEFAULT_THREADS,
+            help=f"torch intra-op threads (default {DEFAULT_THREADS}); results are bit-for-bit reproducible per thread count",
+        )
+        p.add_argument(
             "--config", action="append", metavar="KEY=VALUE", help="learner config override, e.g. num_steps=64 (repeatable)"
         )
 
@@ -407,8 +429,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _pin_threads(args: argparse.Namespace) -> None:
+    """The one place the thread count is set: the library never changes it (see ``DEFAULT_THREADS``)."""
+    if getattr(args, "threads", None) is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _pin_threads(args)
     try:
         return args.func(args)
     except (ValueError, KeyError, gym.error.Error) as err:

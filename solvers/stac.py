@@ -64,7 +64,7 @@ import torch
 from agents.impala import META_KEYS, IMPALALearner, IMPALAObjective
 from agents.optim import adam, adam_init, sgd
 from agents.vtrace import VTraceReturns
-from solvers.base import EpisodeSolver
+from solvers.base import EpisodeSolver, SolverSpec
 
 ENV_NAMES = {"gamma": "gamma", "lambda": "lambda_", "g_v": "g_v", "g_p": "g_p", "g_e": "g_e", "alpha": "alpha"}
 """Objective meta key -> the env's hyperparameter name."""
@@ -276,6 +276,7 @@ class STACSolver(EpisodeSolver):
     """Self-Tuning Actor-Critic: metagradients on eta = {gamma, lambda, g_v, g_p, g_e, alpha} of an IMPALA id."""
 
     name = "stac"
+    spec = SolverSpec()
     heads_default = 0
 
     def __init__(self, config: STACConfig | None = None, **overrides: Any) -> None:
@@ -379,5 +380,5 @@ class STACXSolver(STACSolver):
 
     name = "stacx"
     heads_default = 2
-    env_config = {"aux_heads": 2}
-    """learner config the env needs (the command line applies it): the auxiliary heads"""
+    spec = SolverSpec(env_config={"aux_heads": 2})
+    """the learner needs the auxiliary heads (the command line applies it)"""

@@ -12,7 +12,7 @@ from _helpers import CARTPOLE, make_tiny
 from gymnasium import spaces
 
 from hyperenvs.wrappers import JointDiscreteAction
-from solvers import SOLVERS, default_action_type, make_solver
+from solvers import SOLVERS, make_solver, solver_spec
 from solvers.epgt import EPGTSolver, JointActions, linear_epsilon
 
 REFERENCE_BINS = {
@@ -178,7 +178,7 @@ def test_a_loaded_memory_is_reused_in_a_new_lifetime(tmp_path):
 
 def test_registry_and_action_types():
     assert {"epgt", "rnd", "dqn"} <= set(SOLVERS)
-    assert [default_action_type(n) for n in ("epgt", "rnd", "dqn", "static")] == ["discrete"] * 3 + ["continuous"]
+    assert [solver_spec(n).action_type for n in ("epgt", "rnd", "dqn", "static")] == ["discrete"] * 3 + ["continuous"]
     env = tiny_discrete(3)
     log = make_solver("rnd").run(env, seed=0)
     grid = env.get_wrapper_attr("hparam_space").grids[0]
@@ -239,7 +239,7 @@ def test_epgt_runs_on_a_tiny_id_of_every_algorithm_family_as_the_command_line_ma
     from solvers.cli import build_parser, make_env
 
     solver = EPGTSolver(train_prob=1.0)
-    env = make_env(build_parser().parse_args(["run", "epgt", env_id, *options]), solver="epgt", needs=solver.observation_parts)
+    env = make_env(build_parser().parse_args(["run", "epgt", env_id, *options]), solver=solver)
     assert "projection" in env.observation_space.spaces
     log = solver.run(env, seed=0)
     env.close()
@@ -297,7 +297,7 @@ def test_cli_save_then_load_solver_continues_with_the_memory_it_learned(tmp_path
     args = build_parser().parse_args(["run", "epgt", CARTPOLE, *TINY_CLI])
     whole = EPGTSolver()
     for seed in (0, 1):
-        env = make_env(args, solver="epgt", needs=whole.observation_parts)
+        env = make_env(args, solver=whole)
         log = whole.run(env, seed=seed)
         env.close()
     assert [r.hyperparameters for r in log.records] == _schedule(tmp_path, 1)
@@ -328,47 +328,3 @@ def test_cli_refuses_solver_files_for_solvers_without_state(tmp_path):
 
     code = main(["run", "static", CARTPOLE, *TINY_CLI, "--save-solver", str(tmp_path / "s.pt"), "--out", str(tmp_path)])
     assert code == 2 and not (tmp_path / "s.pt").exists()
-
-
-class _SignalAt(gym.Wrapper):
-    """Delivers a real SIGINT in the middle of hyper-step ``at`` (before the inner training runs)."""
-
-    def __init__(self, env: gym.Env, at: int) -> None:
-        super().__init__(env)
-        self.at, self.steps = at, 0
-
-    def step(self, action):
-        import os
-        import signal
-
-        self.steps += 1
-        if self.steps == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
-        return self.env.step(action)
-
-
-def _records(path) -> list[dict]:
-    rows = [json.loads(row) for row in path.read_text().splitlines()[1:]]
-    return [{k: v for k, v in row.items() if k != "wall_time"} for row in rows]
-
-
-def test_ctrl_c_stops_on_a_step_boundary_and_resume_finishes_the_same_lifetime(tmp_path, monkeypatch):
-    import solvers.cli as cli
-
-    argv = ["run", "epgt", CARTPOLE, *[a if a != "64" else "96" for a in TINY_CLI]]
-    assert cli.main([*argv, "--out", str(tmp_path / "whole")]) == 0
-    whole = _records(tmp_path / "whole" / "epgt-seed0.jsonl")
-
-    plain_make_env = cli.make_env
-    monkeypatch.setattr(cli, "make_env", lambda *a, **k: _SignalAt(plain_make_env(*a, **k), at=3))
-    cut = tmp_path / "cut"
-    assert cli.main([*argv, "--out", str(cut)]) == 130
-    assert _records(cut / "epgt-seed0.partial.jsonl") == whole[:3]  # the signalled step still finished
-    checkpoint = cut / "epgt-seed0.checkpoint.pt"
-    assert not (cut / "epgt-seed0.jsonl").exists()
-
-    monkeypatch.setattr(cli, "make_env", plain_make_env)
-    assert cli.main([*argv, "--out", str(cut), "--resume", str(checkpoint)]) == 0
-    assert _records(cut / "epgt-seed0.jsonl") == whole  # bit-for-bit the uninterrupted lifetime
-    # a checkpoint is for the command that wrote it
-    assert cli.main(["run", "epgt", "HyperRL/A2C-CartPole-v0", *TINY_CLI, "--out", str(cut), "--resume", str(checkpoint)]) == 2

@@ -20,13 +20,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from solvers.base import EpisodeSolver
+from solvers.base import EpisodeSolver, SolverSpec
 
 
 class LookAheadSolver(EpisodeSolver):
     """White-box template: a meta-update every ``interval`` hyper-steps, then act with ``self.values``."""
 
-    action_type = "continuous"
+    spec = SolverSpec()
 
     def __init__(self, *, interval: int = 10, lookahead_repeats: int = 1) -> None:
         """

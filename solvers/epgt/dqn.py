@@ -14,7 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from solvers.base import Callback, RunLog, StepRecord
+from solvers.base import Callback, RunLog, SolverSpec, StepRecord
 from solvers.epgt.actions import linear_epsilon
 from solvers.epgt.solver import _budget
 
@@ -70,7 +70,7 @@ class DQNSolver:
     """SB3 DQN trained online, for one lifetime, on a HyperRL env with ``action_type="discrete"``."""
 
     name = "dqn"
-    action_type = "discrete"
+    spec = SolverSpec(action_type="discrete")
 
     def __init__(self, **dqn_kwargs: Any) -> None:
         try:

@@ -44,7 +44,7 @@ import torch
 from gymnasium import spaces
 
 from agents.optim import adam_
-from solvers.base import EpisodeSolver
+from solvers.base import EpisodeSolver, SolverSpec
 from solvers.epgt.actions import JointActions, linear_epsilon
 from solvers.epgt.encoder import HyperStateVAE
 from solvers.epgt.memory import EpisodicMemory
@@ -118,7 +118,8 @@ class EPGTSolver(EpisodeSolver):
     """
 
     name = "epgt"
-    action_type = "discrete"
+    spec = SolverSpec(action_type="discrete", observe=EPGTConfig.hyper_state)
+    """joint discrete bins; reads the default ``hyper_state`` (the command line adds it to the env's observation)"""
 
     def __init__(self, config: EPGTConfig | None = None, **overrides: Any) -> None:
         config = config or EPGTConfig()
