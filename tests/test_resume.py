@@ -33,7 +33,6 @@ CASES = {
 }
 """a tiny lifetime of an id each solver runs on, as the command line takes it"""
 PENDING = {
-    "dqn": "a bit-for-bit resume of SB3's DQN (replay buffer, global RNGs, its learn loop) is not written yet",
     "stac": "STAC's state_dict lands with the STAC rework",
     "stacx": "STAC's state_dict lands with the STAC rework",
     "bierl-pm": "BiERL's state_dict lands with the BiERL rework",
@@ -141,3 +140,43 @@ def test_runlog_records_the_thread_count_and_old_logs_still_load(tmp_path):
     assert RunLog.loads(json.dumps(old)).threads is None
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["run", "static", "HyperRL/A2C-CartPole-v0", "--threads", "0"])
+
+
+def test_dqn_resumes_its_networks_replay_buffer_and_rngs_while_it_trains(tmp_path):
+    """Library level, with DQN training from the second step, so the restored optimizer and buffer matter."""
+    pytest.importorskip("stable_baselines3")
+    from _helpers import make_tiny
+
+    from solvers import checkpoint
+    from solvers.base import StopRun
+
+    kwargs = {"learning_starts": 2, "batch_size": 4, "target_update_interval": 2}
+
+    def env():
+        return make_tiny("HyperRL/A2C-CartPole-v0", hyper_steps=16, action_type="discrete", hyperparameters=["lr"])
+
+    def rows(log):
+        return [{k: v for k, v in vars(r).items() if k != "wall_time"} for r in log.records]
+
+    straight = make_solver("dqn", **kwargs)
+    whole = straight.run(env(), seed=2)
+
+    def stop_at_3(record):
+        if record.step == 2:
+            raise StopRun
+
+    cut, first = make_solver("dqn", **kwargs), env()
+    with pytest.raises(StopRun) as stopped:
+        cut.run(first, seed=2, callback=stop_at_3)
+    assert rows(stopped.value.log) == rows(whole)[:3]
+    path = checkpoint.save(tmp_path / "c.pt", solver_name="dqn", solver=cut, env=first, log=stopped.value.log)
+    state = checkpoint.load(path, solver_name="dqn", env_id=stopped.value.log.env_id)
+    again, second = make_solver("dqn", **kwargs), env()
+    obs, log = checkpoint.restore(state, again, second, str(path))
+    assert again.model is None  # the model is rebuilt on the restored env by resume
+    assert rows(again.resume(second, obs, log)) == rows(whole)
+    assert cut.model._n_updates > 0  # it trained before the cut
+    # the networks end equal too: the optimizer, replay buffer and counters came back
+    assert again.model._n_updates == straight.model._n_updates
+    expected = straight.model.policy.state_dict()
+    assert all(torch.equal(value, expected[name]) for name, value in again.model.policy.state_dict().items())
