@@ -13,6 +13,10 @@ Scores are the unperturbed policy's mean return over the last 5 iterations
 bootstrap CIs over seeds.  Look-ahead env steps of PM/NPM are *not* charged
 to the lifetime budget (as in the paper's iteration-based plots) and are
 reported separately.
+
+Writes ``OUT/TASK.json`` (options and every run's curves, what ``plot.py`` and a
+rerun of added methods read) and ``OUT/TASK-runs.csv``, the per-run summary
+(final score, AUC, look-ahead steps).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks.aggregate import iqm_ci  # noqa: E402
+from benchmarks.aggregate import iqm_ci, write_csv  # noqa: E402
 
 METHODS = ("es-0.02", "es-0.05", "es-0.08", "bierl-npm", "bierl-pm", "nsres-0.05", "nsres+bierl-npm", "nsres+bierl-pm")
 
@@ -112,7 +116,14 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--out", default="benchmarks/bierl/results")
+    parser.add_argument("--analyse", action="store_true", help="no runs: summarise OUT/TASK.json (and rewrite its CSV)")
     opts = vars(parser.parse_args())
+    if opts.pop("analyse"):
+        path = Path(opts["out"]) / f"{opts['task']}.json"
+        rows = json.loads(path.read_text())["runs"]
+        print(write_run_summary(rows, path.with_name(f"{opts['task']}-runs.csv")))
+        summarise(rows)
+        return
     for method in opts["methods"]:
         parse_method(method)  # fail before any run
     if opts["pretrained"] == "none":
@@ -129,8 +140,16 @@ def main() -> None:
         rows = kept + rows
         opts = {**opts, "methods": list(dict.fromkeys(r["method"] for r in rows))}
     path.write_text(json.dumps({"options": opts, "runs": rows, "wall_time": time.perf_counter() - start}))
+    write_run_summary(rows, out / f"{opts['task']}-runs.csv")
     summarise(rows)
     print(f"wrote {path} in {time.perf_counter() - start:.0f} s")
+
+
+def write_run_summary(rows: list[dict], path: Path) -> Path:
+    """One CSV row a run: its final score and the mean of its return curve (AUC), sorted by method and seed."""
+    table = [{**r, "auc": float(np.nanmean(r["curve"])) if np.isfinite(r["curve"]).any() else float("nan")} for r in rows]
+    table.sort(key=lambda r: (r["method"], r["seed"]))
+    return write_csv(table, path, ("method", "seed", "score", "auc", "lookahead_env_steps", "wall_time"))
 
 
 def summarise(rows: list[dict]) -> None:

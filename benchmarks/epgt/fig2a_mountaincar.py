@@ -13,6 +13,10 @@ values).  4 inner envs x 5 steps per update: 1,000 hyper-steps a lifetime
     python benchmarks/epgt/fig2a_mountaincar.py --quick     # seconds: pipeline check only
     python benchmarks/epgt/fig2a_mountaincar.py --analyse   # summaries and plots from the saved runs only
 
+The raw RunLogs go to ``results/fig2a_mountaincar/runs/`` (not in git); the
+committed summary is ``results.json``, ``table.md``, ``runs.csv`` (per run:
+final return, AUC) and the plots.
+
 "Faster" is measured two ways: the area under the return curve (mean of the
 curve over the lifetime) and the env steps until the curve (mean return of the
 last 10 episodes) first reaches THRESHOLD (a run that never does counts as the
@@ -30,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, markdown_table, run_file_name, run_jobs, summarise, write_json  # noqa: E402
 
-from benchmarks.aggregate import CI_METHOD, auc  # noqa: E402
+from benchmarks.aggregate import CI_METHOD, auc, write_run_summary  # noqa: E402
 
 ENV_ID = "HyperRL/A2C-MountainCarContinuous-v0"
 LR_RANGE = (4e-5, 1e-2)
@@ -138,11 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": args.seeds,
             "summary": summary,
             "ci_method": CI_METHOD,
-            "schedules_first3": {
-                f"{log.solver}-seed{log.seed}": log.schedule()["lr"].tolist()
-                for log in logs
-                if log.solver in ("epgt", "rnd", "dqn") and log.seed < 3
-            },
+            "runs": str(write_run_summary(logs, args.out / "runs.csv").relative_to(args.out)),
             "plots": plots,
             "quick": args.quick,
         },

@@ -9,6 +9,10 @@ value (lr 3e-4, minibatch 64): 225 joint hyper-actions.  EPGT vs default PPO
     python benchmarks/epgt/table2_hopper.py --steps 100000 --workers 2
     python benchmarks/epgt/table2_hopper.py --quick         # seconds: pipeline check only
     python benchmarks/epgt/table2_hopper.py --analyse       # summaries and plots from the saved runs only
+
+The raw RunLogs go to ``results/table2_hopper/runs/`` (not in git); the committed
+summary is ``results.json``, ``table.md``, ``runs.csv`` (per run: final return,
+AUC) and the plots.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, markdown_table, run_file_name, run_jobs, summarise, write_json  # noqa: E402
 
-from benchmarks.aggregate import CI_METHOD, auc  # noqa: E402
+from benchmarks.aggregate import CI_METHOD, auc, write_run_summary  # noqa: E402
 
 ENV_ID = "HyperRL/PPO-Hopper-v0"
 BASE_LR, BASE_MINIBATCH = 3e-4, 64
@@ -85,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             "summary": summary,
             "ci_method": CI_METHOD,
             "plots": plots,
+            "runs": str(write_run_summary(logs, args.out / "runs.csv").relative_to(args.out)),
             "quick": args.quick,
         },
     )

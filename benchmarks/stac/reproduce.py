@@ -16,6 +16,10 @@ and the metaparameter schedules (paper Fig. 9) under ``results/``.
 
     python benchmarks/stac/reproduce.py              # CartPole + Acrobot, 5 seeds, 100k steps
     python benchmarks/stac/reproduce.py --quick      # a minute: 2 seeds, 8k steps, CartPole
+
+The raw RunLogs go to ``OUT/runs/`` (not in git; ``--skip-existing`` summarises
+them again without rerunning); the committed summary is the JSON, ``summary.md``,
+``runs.csv`` (per run: final return, AUC) and the plots.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.aggregate import auc, iqm_ci  # noqa: E402
+from benchmarks.aggregate import auc, iqm_ci, write_run_summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SOLVER_ENV = {"impala": {}, "stac": {}, "stacx": {"config": {"aux_heads": 2}}}
@@ -169,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "summary": summary,
         "plots": [str(p.relative_to(out)) for p in plots],
+        "runs": str(write_run_summary(logs, out / "runs.csv").relative_to(out)),
     }
     (out / "stac_reproduction.json").write_text(json.dumps(payload, indent=2))
     lines = [f"# STAC reproduction ({args.seeds} seeds, {args.budget:,} env steps per lifetime)", ""]
