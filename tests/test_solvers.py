@@ -109,3 +109,31 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     argv = ["run", "static", "HyperRL/PPO-CartPole-v0", "--out", str(tmp_path), "--hyperparameters", "nope"]
     assert main(argv) == 2
     assert "nope" in capsys.readouterr().out
+
+
+def test_every_solver_declares_a_spec_and_the_command_line_builds_its_env_from_it():
+    from solvers import SOLVERS, solver_class, solver_spec
+    from solvers.base import SolverSpec
+    from solvers.cli import build_parser, make_env
+
+    assert all(isinstance(solver_class(name).spec, SolverSpec) for name in SOLVERS)
+    assert {n for n in SOLVERS if solver_spec(n).action_type == "discrete"} == {"epgt", "rnd", "dqn"}
+
+    def env_of(solver, env_id, *extra):
+        argv = ["run", solver, env_id, "--total-timesteps", "32", "--num-envs", "1", *extra]
+        env = make_env(build_parser().parse_args(argv), solver=solver)
+        env.close()
+        return env
+
+    epgt = env_of("epgt", "HyperRL/ES-InvertedPendulum-v0", "--config", "population=2", "--config", "max_episode_steps=4")
+    assert epgt.spec.kwargs["action_type"] == "discrete" and "projection" in epgt.observation_space.spaces  # added to the id's
+    assert env_of("stacx", "HyperRL/IMPALA-CartPole-v0").spec.kwargs["config"] == {"aux_heads": 2}
+    assert env_of("stacx", "HyperRL/IMPALA-CartPole-v0", "--config", "aux_heads=3").spec.kwargs["config"] == {"aux_heads": 3}
+    assert env_of("rnd", "HyperRL/A2C-CartPole-v0", "--action-type", "continuous").spec.kwargs["action_type"] == "continuous"
+
+
+def test_a_solver_spec_refuses_an_unknown_action_type():
+    from solvers.base import SolverSpec
+
+    with pytest.raises(ValueError, match="SolverSpec.action_type must be 'continuous' or 'discrete', got 'box'"):
+        SolverSpec(action_type="box")
