@@ -6,6 +6,7 @@ env steps/s and the ratio to one thread.
 
     python benchmarks/threads.py                       # A2C and PPO CartPole, threads 1 and 2, 3 repeats
     python benchmarks/threads.py --threads 1 2 4 --repeats 5
+    python benchmarks/threads.py --quick               # one repeat of a tenth of the steps
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ IDS = {"HyperRL/A2C-CartPole-v0": 50_000, "HyperRL/PPO-CartPole-v0": 20_480}
 
 
 def lifetime_seconds(env_id: str, steps: int, threads: int) -> float:
+    """Wall time of one ``static`` lifetime of ``steps`` env steps with ``threads`` torch threads."""
     import gymnasium as gym
     import torch
 
@@ -46,10 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    p.add_argument("--quick", action="store_true", help="one repeat of a tenth of the steps: a smoke run")
     args = p.parse_args(argv)
-    seconds = {env_id: {n: [] for n in args.threads} for env_id in IDS}
+    ids = {env_id: steps // 10 for env_id, steps in IDS.items()} if args.quick else IDS
+    args.repeats = 1 if args.quick else args.repeats
+    seconds = {env_id: {n: [] for n in args.threads} for env_id in ids}
     for _ in range(args.repeats):
-        for env_id, steps in IDS.items():
+        for env_id, steps in ids.items():
             for n in args.threads:
                 seconds[env_id][n].append(lifetime_seconds(env_id, steps, n))
     report = {}
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         report[env_id] = {
             n: {
                 "median_s": float(np.median(s)),
-                "env_steps_per_s": IDS[env_id] / float(np.median(s)),
+                "env_steps_per_s": ids[env_id] / float(np.median(s)),
                 "vs_first": base / float(np.median(s)),
             }
             for n, s in by_threads.items()
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"{row['vs_first']:.2f}x threads {args.threads[0]}"
             print(f"{env_id} threads {n}: {row['env_steps_per_s']:8.0f} env steps/s  ({ratio})")
     if args.out:
-        args.out.write_text(json.dumps({"repeats": args.repeats, "env_steps": IDS, "report": report}, indent=2))
+        args.out.write_text(json.dumps({"repeats": args.repeats, "env_steps": ids, "report": report}, indent=2))
     return 0
 
 
