@@ -156,6 +156,7 @@ class Collector:
             rewards=self._tensor(rew_buf),
             discounts=self._tensor(disc_buf),
             bootstrap_value=bootstrap,
+            bootstrap_obs=obs,
         )
         return batch, episodes
 
