@@ -242,8 +242,9 @@ class ActorCriticLearner:
         params are fresh leaves (requiring grad) and the metrics are detached.
         """
         # Leaves of our own for inputs that carry no graph (e.g. a detached record): the caller's tensors keep their flags.
-        params = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in params.items()}
-        return self._schedule(params, opt_state, batch, self.hparam_values(hparams), meta, differentiable, None)
+        with torch.enable_grad():  # an update needs its gradient, whatever the caller's grad mode
+            params = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in params.items()}
+            return self._schedule(params, opt_state, batch, self.hparam_values(hparams), meta, differentiable, None)
 
     def _schedule(
         self,
