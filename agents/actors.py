@@ -80,6 +80,7 @@ def _actor_main(index, config, seed, shared, shapes, version, gamma, lock, out, 
                     "bootstrap_value": batch.bootstrap_value.numpy(),
                     "bootstrap_obs": batch.bootstrap_obs.numpy(),
                 },
+                collector.last_raw_rewards,
                 [(e.ret, e.length) for e in episodes],
             )
             while not stop.is_set():
@@ -182,8 +183,9 @@ class ActorPool:
         finally:
             self.lock.release()
 
-    def get(self, device: torch.device, gamma: float, learner_version: int) -> tuple[Batch, list[Episode], dict]:
-        """The next unroll; ``ActorError`` when an actor failed or died."""
+    def get(self, device: torch.device, gamma: float, learner_version: int) -> tuple[Batch, Any, list[Episode], dict]:
+        """The next unroll, its raw rewards ``[T, B]``, its finished episodes and its policy lag;
+        ``ActorError`` when an actor failed or died."""
         self.gamma.value = float(gamma)
         deadline = time.monotonic() + self.config.actor_timeout
         while True:
@@ -204,9 +206,10 @@ class ActorPool:
             if item[0] == "error":
                 self.shutdown()
                 raise ActorError(_failure(item))
-            _, _, version, arrays, episodes = item
+            _, _, version, arrays, raw_rewards, episodes = item
             batch = Batch(**{k: torch.as_tensor(v, device=device) for k, v in arrays.items()})
-            return batch, [Episode(ret=r, length=n) for r, n in episodes], {"policy_lag": float(learner_version - version)}
+            lag = {"policy_lag": float(learner_version - version)}
+            return batch, raw_rewards, [Episode(ret=r, length=n) for r, n in episodes], lag
 
     def _pending_error(self) -> str | None:
         """The report of an actor that failed with an exception, if one is waiting in the queue."""

@@ -134,6 +134,10 @@ class IterationReport:
     """why the learner diverged (empty when it did not)"""
     wall_time: float = 0.0
     """seconds spent in this iteration"""
+    rollout_return: float = float("nan")
+    """mean over inner envs of ``sum_{t<T} gamma^t r_raw[t, b]`` over this iteration's rollout: the env's own
+    rewards (before scaling, normalisation, sign-clipping and truncation bootstrapping), gamma the
+    iteration's, not bootstrapped (``agents.returns.rollout_return``); NaN where a learner does not fill it"""
 
 
 @runtime_checkable

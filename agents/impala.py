@@ -18,6 +18,7 @@ unroll, through ``train_step``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from agents.impala_network import IMPALANetwork, build_impala_network
 from agents.impala_objective import IMPALA_METRICS, META_KEYS, IMPALAObjective, head_meta, meta_of
 from agents.learner import ActorCriticConfig, ActorCriticLearner, _clone
 from agents.optim import UpdateRule
+from agents.returns import rollout_return
 from agents.rollout import Episode
 
 __all__ = [
@@ -150,7 +152,7 @@ class IMPALALearner(ActorCriticLearner):
         return build_impala_network(config, obs_space, act_space)
 
     # -- collection --------------------------------------------------------------
-    def _collect(self, hp: Any) -> tuple[Batch, list[Episode], dict[str, float]]:
+    def _collect(self, hp: Any) -> tuple[Batch, Any, list[Episode], dict[str, float]]:
         if self._actors is not None:
             try:
                 return self._actors.get(self.device, hp.gamma, self.iterations)
@@ -158,7 +160,7 @@ class IMPALALearner(ActorCriticLearner):
                 self.close()
                 raise
         batch, episodes = self.collector.collect(self._behaviour[0], self.config.num_steps, hp.gamma)
-        return batch, episodes, {"policy_lag": float(len(self._behaviour) - 1)}
+        return batch, self.collector.last_raw_rewards, episodes, {"policy_lag": float(len(self._behaviour) - 1)}
 
     # -- the black-box path -------------------------------------------------------
     def iterate(self, hparams: Mapping[str, float] | Any | None = None) -> IterationReport:
@@ -167,7 +169,7 @@ class IMPALALearner(ActorCriticLearner):
         start = time.perf_counter()
         if self.diverged:
             return IterationReport(timesteps=self.timesteps, env_steps=0, diverged=True, divergence=self.divergence)
-        batch, episodes, lag = self._collect(hp)
+        batch, raw_rewards, episodes, lag = self._collect(hp)
         self.timesteps += batch.num_steps
         try:
             losses, stats = self._update(batch, self.hparam_values(hp))
@@ -177,7 +179,8 @@ class IMPALALearner(ActorCriticLearner):
         self._behaviour.append(_detached(self.params))
         if self._actors is not None:
             self._actors.publish(self.params)
-        return self._report(batch.num_steps, episodes, losses, {**stats, **lag}, start)
+        report = self._report(batch.num_steps, episodes, losses, {**stats, **lag}, start)
+        return dataclasses.replace(report, rollout_return=rollout_return(raw_rewards, hp.gamma))
 
     def meta(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
         """The objective's ``meta`` for these hyperparameters: scalars, or ``[H]`` tensors when the

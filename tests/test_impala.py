@@ -326,3 +326,15 @@ def test_async_actor_exception_is_reported_with_its_traceback(monkeypatch):
     ):
         learner.iterate()
     assert _gone(pids)
+
+
+@pytest.mark.parametrize("scaling", [{}, {"normalize_reward": True}, {"sign_reward": True}], ids=["raw", "normalized", "sign"])
+def test_rollout_return_is_the_discounted_raw_reward_of_the_window(scaling):
+    """CartPole pays 1 per step, episode ends included: sum_{t<8} 0.9^t whatever the learner's reward scaling."""
+    learner = IMPALALearner(IMPALAConfig(**TINY, **scaling), seed=0)
+    for _ in range(3):
+        report = learner.iterate({"gamma": 0.9})
+        assert report.rollout_return == pytest.approx((1 - 0.9**8) / (1 - 0.9), rel=1e-12)
+    if scaling.get("normalize_reward"):
+        assert not torch.allclose(learner.last_update.batch.rewards, torch.ones(8, 2))  # the learner saw other rewards
+    learner.close()
