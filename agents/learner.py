@@ -292,13 +292,13 @@ class ActorCriticLearner:
         losses, stats = self._update(batch, self.hparam_values(hp))
         return self._report(batch.num_steps, episodes, losses, stats, start)
 
-    def _update(self, batch: Batch, hp: dict[str, Any], meta: Mapping[str, Any] | None = None):
+    def _update(self, batch: Batch, hp: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
         """``train_step`` on the learner's own state, with the bookkeeping: last update, gradients, metrics as floats."""
         self.last_update = LastUpdate(
-            params={k: v.detach() for k, v in self.params.items()}, opt_state=self.opt_state, batch=batch, hparams=hp, meta=meta
+            params={k: v.detach() for k, v in self.params.items()}, opt_state=self.opt_state, batch=batch, hparams=hp, meta=None
         )
         grads: list[Params] = []
-        self.params, self.opt_state, metrics = self._schedule(self.params, self.opt_state, batch, hp, meta, False, grads)
+        self.params, self.opt_state, metrics = self._schedule(self.params, self.opt_state, batch, hp, None, False, grads)
         self._grads.extendleft(grads[-self.config.grad_history :])
         self.iterations += 1
         values = dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))

@@ -140,3 +140,21 @@ def test_sane_defaults_stay_inside_the_bound(env_id):
     ratio = float(torch.linalg.vector_norm(torch.stack([v.detach().norm() for v in learner.parameters().values()])))
     assert ratio / learner.initial_param_norm < 0.1 * learner.config.max_param_norm_ratio
     env.close()
+
+
+def test_the_bound_is_declared_and_checked():
+    from agents.ppo import PPOConfig
+
+    assert PPOConfig().max_param_norm_ratio == 1e3
+    with pytest.raises(ValueError, match=r"max_param_norm_ratio must be > 1, got 0.5"):
+        PPOConfig(max_param_norm_ratio=0.5)
+    env = make_tiny(
+        "HyperRL/PPO-CartPole-v0",
+        hyper_steps=20,
+        hyperparameters={"lr": (1e3, 1e6)},
+        config={"max_param_norm_ratio": float("inf")},
+    )
+    env.reset(seed=0)
+    *_, terminated, _, info = env.step(np.ones(1, np.float32))
+    assert not terminated and info["divergence"] == ""  # the bound off: the wrecked, finite policy goes unnoticed
+    env.close()
