@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
-from agents.actor_critic import ActorCriticConfig, ActorCriticLearner
 from agents.base import Batch, Params
+from agents.learner import ActorCriticConfig, ActorCriticLearner
 from agents.networks import ActorCritic, entropy, log_prob
-from agents.optim import clip_grad_norm
+from agents.optim import UpdateRule
 from agents.returns import explained_variance, lambda_returns
 
 A2C_METRICS = ("policy", "value", "entropy")
@@ -35,25 +36,39 @@ class A2CHyperparams:
 
 
 class A2CObjective:
-    """``loss(params, batch, meta) -> (loss, metrics)`` on flat ``obs, actions, advantages, returns``.
+    """``loss(params, batch, hparams, meta=None) -> (loss, metrics)`` on one time-major ``Batch``.
 
-    ``meta`` holds ``vf_coef`` and ``ent_coef``; ``metrics`` follows ``A2C_METRICS``.
+    The targets are TD(lambda) returns (n-step at ``gae_lambda = 1``) computed here from
+    the batch with ``hparams["gamma"]`` and ``hparams["gae_lambda"]``, from the
+    collection-time values (so no gradient reaches the parameters through them);
+    advantages are ``returns - values``.  ``hparams`` also holds ``vf_coef`` and
+    ``ent_coef``; all four may be tensors and the loss is differentiable in them.
+    ``meta`` is unused.  ``metrics``: ``A2C_METRICS``, detached 0-d tensors.
     """
 
     def __init__(self, network: ActorCritic) -> None:
         self.network = network
 
+    @staticmethod
+    def targets(batch: Batch, hparams: Mapping[str, Any]) -> Batch:
+        """``batch`` with its TD(lambda) returns and advantages."""
+        discounts = batch.discounts * hparams["gamma"]
+        returns = lambda_returns(batch.rewards, discounts, batch.values, batch.bootstrap_value, hparams["gae_lambda"])
+        return batch.with_targets(returns - batch.values, returns)
+
     def __call__(
-        self, params: Params, batch: dict[str, torch.Tensor], meta: dict[str, float | torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, params: Params, batch: Batch, hparams: Mapping[str, Any], meta: Mapping[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if batch.advantages is None:
+            batch = self.targets(batch, hparams)
         net = self.network
-        policy_out, value = net.forward(params, batch["obs"])
-        logp = log_prob(policy_out, params, batch["actions"], net.discrete)
-        policy_loss = -(logp * batch["advantages"]).mean()
-        value_loss = 0.5 * (batch["returns"] - value).square().mean()
+        policy_out, value = net.forward(params, batch.obs.flatten(0, 1))
+        logp = log_prob(policy_out, params, batch.actions.flatten(0, 1), net.discrete)
+        policy_loss = -(logp * batch.advantages.flatten()).mean()
+        value_loss = 0.5 * (batch.returns.flatten() - value).square().mean()
         ent = entropy(policy_out, params, net.discrete).mean()
-        loss = policy_loss + meta["vf_coef"] * value_loss - meta["ent_coef"] * ent
-        return loss, torch.stack([policy_loss, value_loss, ent]).detach()
+        loss = policy_loss + hparams["vf_coef"] * value_loss - hparams["ent_coef"] * ent
+        return loss, dict(zip(A2C_METRICS, torch.stack([policy_loss, value_loss, ent]).detach()))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,8 +79,8 @@ class A2CConfig(ActorCriticConfig):
     """parallel inner environments"""
     num_steps: int = 5
     """vector steps per update (the n of n-step returns)"""
-    optimizer: str = "rmsprop"
-    """update rule: ``rmsprop`` (A2C standard), ``adam`` or ``sgd``"""
+    update_rule: str | UpdateRule = "rmsprop"
+    """update rule: ``rmsprop`` (A2C standard), ``adam``, ``sgd`` or an ``UpdateRule`` object"""
 
 
 class A2CLearner(ActorCriticLearner):
@@ -77,20 +92,12 @@ class A2CLearner(ActorCriticLearner):
         super().__init__(config or A2CConfig(), **kwargs)
         self.objective = A2CObjective(self.network)
 
-    def _update(self, batch: Batch, hp: A2CHyperparams) -> tuple[dict[str, float], dict[str, float]]:
+    def _schedule(self, params, opt_state, batch, hp, meta, differentiable, grads_out):
+        """One clipped update-rule step on the whole batch."""
+        with torch.set_grad_enabled(differentiable):
+            full = self.objective.targets(batch, hp)
+        loss, metrics = self.objective(params, full, hp, meta)
+        params, opt_state, norm = self._gradient_step(params, opt_state, loss, hp, differentiable, grads_out)
         with torch.no_grad():
-            discounts = batch.discounts * hp.gamma
-            returns = lambda_returns(batch.rewards, discounts, batch.values, batch.bootstrap_value, hp.gae_lambda)
-        flat = {
-            "obs": batch.obs.flatten(0, 1),
-            "actions": batch.actions.flatten(0, 1),
-            "advantages": (returns - batch.values).flatten(),
-            "returns": returns.flatten(),
-        }
-        loss, metrics = self.objective(self.params, flat, {"vf_coef": hp.vf_coef, "ent_coef": hp.ent_coef})
-        grads = dict(zip(self.params, torch.autograd.grad(loss, list(self.params.values()))))
-        grads, norm = clip_grad_norm(grads, hp.max_grad_norm)
-        self._apply(grads, hp.lr)
-        with torch.no_grad():
-            ev = explained_variance(batch.values.flatten(), flat["returns"]).item()
-        return dict(zip(A2C_METRICS, metrics.tolist())), {"explained_variance": ev, "grad_norm": norm.item()}
+            ev = explained_variance(batch.values.flatten(), full.returns.detach().flatten())
+        return params, opt_state, {**metrics, "explained_variance": ev, "grad_norm": norm}

@@ -1,26 +1,57 @@
-"""Functional update rules: ``update(params, grads, state, **hparams) -> (params, state)``.
+"""Update rules: ``UpdateRule.init(params) -> state`` and ``update(grads, state, params, hparams) -> (params, state)``.
 
-Hyperparameters are arguments of each call, never stored in the state, so a
-learning rate changed by a hyper-agent acts on the very next update (the
-failure mode where a restored optimizer silently keeps its old learning rate
-cannot happen here).  The maths is pure: new tensors are returned and inputs
-are left untouched, which keeps the rules usable under ``torch.func`` and
-inside differentiable inner loops.
+Hyperparameters (``hparams["lr"]``, floats or tensors) are arguments of each
+call, never stored in the state, so a learning rate changed by a hyper-agent
+acts on the very next update (the failure mode where a restored optimizer
+silently keeps its old learning rate cannot happen here).  The maths is pure:
+new tensors are returned and inputs are left untouched, nothing is detached,
+so a caller that keeps a graph (``create_graph=True`` gradients, tensor
+hyperparameters, a rule's own trainable weights) can differentiate through
+any number of updates, and the rules work under ``torch.func``.
+
+Two layers: the functions ``sgd``/``adam``/``rmsprop`` (and their ``*_init``)
+are the maths on ``{name: tensor}`` dicts, callable from anywhere (ES's one
+Adam is ``adam``); the objects ``SGD``/``Adam``/``RMSProp`` are the same maths
+behind the ``UpdateRule`` protocol a learner takes from
+``config={"update_rule": name_or_instance}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
 from agents.base import Params
 
 OptState = dict[str, Any]
-"""Optimizer statistics: a step counter and per-parameter moment dicts."""
+"""Update-rule statistics: a step counter and per-parameter moment dicts (a learned rule adds its recurrent state)."""
 
-UpdateRule = Callable[..., tuple[Params, OptState]]
+Hparams = Mapping[str, Any]
+"""Per-call hyperparameters of a rule: ``{"lr": float | tensor, ...}``."""
+
+
+@runtime_checkable
+class UpdateRule(Protocol):
+    """How a learner turns gradients into new parameters.
+
+    ``init(params) -> state``; ``update(grads, state, params, hparams) -> (new_params, new_state)``
+    must be pure (return new tensors, leave its inputs alone) and must not cut the graph
+    (no ``no_grad``, no ``detach``), so that ``train_step(differentiable=True)`` can
+    differentiate through it.  ``parameters()`` are the rule's own trainable weights
+    (``{}`` for the stock rules; a learned optimizer returns its network's).  The state
+    may hold per-element tensors of any kind (moments, a recurrent cell's hidden state).
+    """
+
+    name: str
+
+    def init(self, params: Params) -> OptState: ...
+
+    def update(self, grads: Params, state: OptState, params: Params, hparams: Hparams) -> tuple[Params, OptState]: ...
+
+    def parameters(self) -> Params: ...
 
 
 def _check(params: Params, grads: Params) -> None:
@@ -28,25 +59,93 @@ def _check(params: Params, grads: Params) -> None:
         raise ValueError(f"grads have keys {sorted(grads)}, params have {sorted(params)}")
 
 
+class _PerTensor:
+    """The few foreach ops the rules use, one tensor at a time.
+
+    torch's fused ``_foreach_*`` ops are fast but their backward is not reliable (torch 2.13: wrong
+    indices when only some list entries carry a graph, none for a tensor scale), so whenever a
+    rule's inputs are being differentiated it runs these instead: the same arithmetic, op by op.
+    """
+
+    @staticmethod
+    def norm(xs):
+        return [torch.linalg.vector_norm(x) for x in xs]
+
+    @staticmethod
+    def mul(xs, c):
+        return [x * c for x in xs]
+
+    @staticmethod
+    def add(xs, ys, alpha=1.0):
+        return [x + alpha * y for x, y in zip(xs, ys)]
+
+    @staticmethod
+    def add_scalar(xs, c):
+        return [x + c for x in xs]
+
+    @staticmethod
+    def addcmul(xs, ys, zs, value):
+        return [x + value * (y * z) for x, y, z in zip(xs, ys, zs)]
+
+    @staticmethod
+    def sqrt(xs):
+        return [x.sqrt() for x in xs]
+
+    @staticmethod
+    def div(xs, c):
+        return [x / c for x in xs]
+
+    @staticmethod
+    def addcdiv(xs, ys, zs, value):
+        return [x + value * (y / z) for x, y, z in zip(xs, ys, zs)]
+
+
+class _Fused:
+    """The same ops as ``_PerTensor``, fused (no graph needed)."""
+
+    norm = staticmethod(torch._foreach_norm)
+    mul = staticmethod(torch._foreach_mul)
+    sqrt = staticmethod(torch._foreach_sqrt)
+    div = staticmethod(torch._foreach_div)
+    add_scalar = staticmethod(torch._foreach_add)
+
+    @staticmethod
+    def add(xs, ys, alpha=1.0):
+        return torch._foreach_add(xs, ys, alpha=alpha)
+
+    @staticmethod
+    def addcmul(xs, ys, zs, value):
+        return torch._foreach_addcmul(xs, ys, zs, value=value)
+
+    @staticmethod
+    def addcdiv(xs, ys, zs, value):
+        return torch._foreach_addcdiv(xs, ys, zs, value=value)
+
+
+def _ops(*groups: Any) -> type[_PerTensor] | type[_Fused]:
+    """Per-tensor ops when a coefficient is a tensor (the fused ops take numbers only), or when grad
+    mode is on and any input requires grad; else the fused ones."""
+    if any(isinstance(g, torch.Tensor) for g in groups):
+        return _PerTensor
+    if torch.is_grad_enabled():
+        if any(x.requires_grad for group in groups if isinstance(group, list) for x in group):
+            return _PerTensor
+    return _Fused
+
+
 def clip_grad_norm(grads: Params, max_norm: float) -> tuple[Params, torch.Tensor]:
     """Scale all gradients together so their global L2 norm is at most ``max_norm``.
 
     Returns the clipped gradients and the norm before clipping.  A non-positive
-    or infinite ``max_norm`` disables clipping.
+    or infinite ``max_norm`` disables clipping.  Differentiable when the gradients carry a graph.
     """
-    norms = torch._foreach_norm(list(grads.values()))
-    total = torch.linalg.vector_norm(torch.stack(norms))
+    values = list(grads.values())
+    ops = _ops(values)
+    total = torch.linalg.vector_norm(torch.stack(ops.norm(values)))
     if not 0 < max_norm < float("inf"):
         return grads, total
     scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-    return dict(zip(grads, torch._foreach_mul(list(grads.values()), scale))), total
-
-
-def _addcdiv(params: list[torch.Tensor], num: list[torch.Tensor], den: list[torch.Tensor], scale: float | torch.Tensor):
-    """``p + scale * num / den`` per tensor; a tensor ``scale`` (a learning rate being differentiated) stays in the graph."""
-    if isinstance(scale, torch.Tensor):
-        return [p + scale * (n / d) for p, n, d in zip(params, num, den)]
-    return torch._foreach_addcdiv(params, num, den, value=scale)
+    return dict(zip(grads, ops.mul(values, scale))), total
 
 
 def sgd_init(params: Params) -> OptState:
@@ -78,13 +177,15 @@ def adam(
     """Adam (Kingma & Ba, 2015) with bias correction; ``eps`` outside the square root."""
     _check(params, grads)
     step = state["step"] + 1
-    g = list(grads.values())
-    m = torch._foreach_add(torch._foreach_mul(list(state["exp_avg"].values()), beta1), g, alpha=1 - beta1)
-    v = torch._foreach_addcmul(torch._foreach_mul(list(state["exp_avg_sq"].values()), beta2), g, g, value=1 - beta2)
+    g, p = list(grads.values()), list(params.values())
+    m0, v0 = list(state["exp_avg"].values()), list(state["exp_avg_sq"].values())
+    ops = _ops(g, p, m0, v0, lr)
+    m = ops.add(ops.mul(m0, beta1), g, alpha=1 - beta1)
+    v = ops.addcmul(ops.mul(v0, beta2), g, g, value=1 - beta2)
     bias1 = 1 - beta1**step
     bias2 = 1 - beta2**step
-    denom = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(v), bias2**0.5), eps)
-    new = _addcdiv(list(params.values()), m, denom, -lr / bias1)
+    denom = ops.add_scalar(ops.div(ops.sqrt(v), bias2**0.5), eps)
+    new = ops.addcdiv(p, m, denom, -lr / bias1)
     names = list(params)
     return dict(zip(names, new)), {"step": step, "exp_avg": dict(zip(names, m)), "exp_avg_sq": dict(zip(names, v))}
 
@@ -98,26 +199,13 @@ def rmsprop(
 ) -> tuple[Params, OptState]:
     """RMSProp as in A2C/IMPALA: ``theta - lr * g / (sqrt(E[g^2]) + eps)``."""
     _check(params, grads)
-    g = list(grads.values())
-    sq = torch._foreach_addcmul(torch._foreach_mul(list(state["square_avg"].values()), alpha), g, g, value=1 - alpha)
-    denom = torch._foreach_add(torch._foreach_sqrt(sq), eps)
-    new = _addcdiv(list(params.values()), g, denom, -lr)
+    g, p, sq0 = list(grads.values()), list(params.values()), list(state["square_avg"].values())
+    ops = _ops(g, p, sq0, lr)
+    sq = ops.addcmul(ops.mul(sq0, alpha), g, g, value=1 - alpha)
+    denom = ops.add_scalar(ops.sqrt(sq), eps)
+    new = ops.addcdiv(p, g, denom, -lr)
     names = list(params)
     return dict(zip(names, new)), {"step": state["step"] + 1, "square_avg": dict(zip(names, sq))}
-
-
-OPTIMIZERS: dict[str, tuple[Callable[[Params], OptState], UpdateRule]] = {
-    "sgd": (sgd_init, sgd),
-    "adam": (adam_init, adam),
-    "rmsprop": (rmsprop_init, rmsprop),
-}
-"""Update rules by name: ``(init, update)``."""
-
-
-def get_optimizer(name: str) -> tuple[Callable[[Params], OptState], UpdateRule]:
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
-    return OPTIMIZERS[name]
 
 
 # -- in-place twins: the learner's black-box hot path only -----------------------------
@@ -168,15 +256,106 @@ def rmsprop_(
     state["step"] += 1
 
 
-IN_PLACE: dict[UpdateRule, Callable[..., None]] = {sgd: sgd_, adam: adam_, rmsprop: rmsprop_}
-"""The in-place twin of each stock update rule, keyed by the pure rule."""
+# -- the stock rules as UpdateRule objects -----------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SGD:
+    """Plain gradient descent, ``theta - lr * g``."""
+
+    name: ClassVar[str] = "sgd"
+
+    def init(self, params: Params) -> OptState:
+        return sgd_init(params)
+
+    def update(self, grads: Params, state: OptState, params: Params, hparams: Hparams) -> tuple[Params, OptState]:
+        return sgd(params, grads, state, lr=hparams["lr"])
+
+    def parameters(self) -> Params:
+        return {}
+
+    def update_(self, param: torch.Tensor, grad: torch.Tensor, state: OptState, hparams: Hparams) -> None:
+        """In-place twin of ``update`` on single flat tensors (``FlatSteps``)."""
+        sgd_(param, grad, state, lr=hparams["lr"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Adam:
+    """Adam (Kingma & Ba, 2015) with bias correction; ``eps`` outside the square root."""
+
+    name: ClassVar[str] = "adam"
+    beta1: float = 0.9
+    """first-moment decay"""
+    beta2: float = 0.999
+    """second-moment decay"""
+    eps: float = 1e-8
+    """added to the bias-corrected root of the second moment"""
+
+    def init(self, params: Params) -> OptState:
+        return adam_init(params)
+
+    def update(self, grads: Params, state: OptState, params: Params, hparams: Hparams) -> tuple[Params, OptState]:
+        return adam(params, grads, state, lr=hparams["lr"], beta1=self.beta1, beta2=self.beta2, eps=self.eps)
+
+    def parameters(self) -> Params:
+        return {}
+
+    def update_(self, param: torch.Tensor, grad: torch.Tensor, state: OptState, hparams: Hparams) -> None:
+        """In-place twin of ``update`` on single flat tensors (``FlatSteps``)."""
+        adam_(param, grad, state, lr=hparams["lr"], beta1=self.beta1, beta2=self.beta2, eps=self.eps)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RMSProp:
+    """RMSProp as in A2C/IMPALA: ``theta - lr * g / (sqrt(E[g^2]) + eps)``."""
+
+    name: ClassVar[str] = "rmsprop"
+    alpha: float = 0.99
+    """decay of the running mean of squared gradients"""
+    eps: float = 1e-5
+    """added to the root of that mean"""
+
+    def init(self, params: Params) -> OptState:
+        return rmsprop_init(params)
+
+    def update(self, grads: Params, state: OptState, params: Params, hparams: Hparams) -> tuple[Params, OptState]:
+        return rmsprop(params, grads, state, lr=hparams["lr"], alpha=self.alpha, eps=self.eps)
+
+    def parameters(self) -> Params:
+        return {}
+
+    def update_(self, param: torch.Tensor, grad: torch.Tensor, state: OptState, hparams: Hparams) -> None:
+        """In-place twin of ``update`` on single flat tensors (``FlatSteps``)."""
+        rmsprop_(param, grad, state, lr=hparams["lr"], alpha=self.alpha, eps=self.eps)
+
+
+UPDATE_RULES: dict[str, Callable[[], UpdateRule]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSProp}
+"""The stock update rules by name, with their default constants."""
+
+_IN_PLACE = (SGD, Adam, RMSProp)
+"""Rule types whose ``update_`` is their in-place twin.  Checked by exact type: a subclass that
+overrides ``update`` must not silently inherit a fast path that no longer matches it."""
+
+
+def get_update_rule(rule: str | UpdateRule) -> UpdateRule:
+    """An ``UpdateRule`` from a name in ``UPDATE_RULES`` or an object that already is one."""
+    if isinstance(rule, str):
+        if rule not in UPDATE_RULES:
+            raise ValueError(f"update_rule must be one of {sorted(UPDATE_RULES)} or an UpdateRule, got {rule!r}")
+        return UPDATE_RULES[rule]()
+    if not isinstance(rule, UpdateRule):
+        raise ValueError(
+            f"update_rule must be one of {sorted(UPDATE_RULES)} or an object with name, init, update and "
+            f"parameters (the UpdateRule protocol), got {rule!r}"
+        )
+    return rule
 
 
 class FlatSteps:
     """Many clipped update-rule steps on flat buffers, for one learner iteration.
 
-    ``FlatSteps(rule, params, state)`` (``rule`` a pure update rule or its name
-    in ``OPTIMIZERS``) copies the parameters and the optimizer
+    ``FlatSteps(rule, params, state)`` (``rule`` an ``UpdateRule`` or its name
+    in ``UPDATE_RULES``) copies the parameters and the optimizer
     state into fresh contiguous buffers (the caller's tensors are never
     modified); ``params`` (and ``leaves``, the same tensors as a list) are leaf
     views of the parameter buffer, requiring grad, to differentiate the loss
@@ -188,18 +367,17 @@ class FlatSteps:
     gradients stay readable through ``recent_grads()``.
 
     ``supported`` is False, and nothing is packed, when ``rule`` has no
-    in-place twin (a learned or user-supplied rule) or the parameters do not
+    in-place twin (a learned or user-supplied rule, or a subclass of a stock one) or the parameters do not
     share one dtype and device: the caller then takes the pure path.
     """
 
     def __init__(self, rule: UpdateRule | str, params: Params, state: OptState, *, grads_kept: int = 1) -> None:
-        if isinstance(rule, str):
-            rule = get_optimizer(rule)[1]
+        rule = get_update_rule(rule)
         kinds = {(p.dtype, p.device) for p in params.values()}
-        self.supported = rule in IN_PLACE and len(kinds) == 1
+        self.supported = type(rule) in _IN_PLACE and len(kinds) == 1
         if not self.supported:
             return
-        self._rule = IN_PLACE[rule]
+        self._rule = rule
         self.names = list(params)
         self._shapes = [p.shape for p in params.values()]
         self._sizes = [p.numel() for p in params.values()]
@@ -223,7 +401,7 @@ class FlatSteps:
         return [chunk.view(shape) for chunk, shape in zip(flat.split(self._sizes), self._shapes)]
 
     @torch.no_grad()
-    def step(self, grads: Sequence[torch.Tensor], *, max_norm: float, **hparams: float) -> torch.Tensor:
+    def step(self, grads: Sequence[torch.Tensor], hparams: Hparams, *, max_norm: float) -> torch.Tensor:
         """Clip ``grads`` (one per parameter, in order) to global norm ``max_norm`` and apply the rule.
 
         Returns the norm before clipping, as ``clip_grad_norm`` does.
@@ -234,7 +412,7 @@ class FlatSteps:
         total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         if 0 < max_norm < float("inf"):
             buf.mul_(torch.clamp(max_norm / (total + 1e-6), max=1.0))
-        self._rule(self._param_buf, buf, self.state, **hparams)
+        self._rule.update_(self._param_buf, buf, self.state, hparams)
         self.steps += 1
         return total
 

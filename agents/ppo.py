@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
-from agents.actor_critic import ActorCriticConfig, ActorCriticLearner
 from agents.base import Batch, Params
+from agents.learner import ActorCriticConfig, ActorCriticLearner
 from agents.networks import ActorCritic, entropy, log_prob
-from agents.optim import FlatSteps, clip_grad_norm
+from agents.optim import FlatSteps
 from agents.returns import explained_variance, gae
 
 PPO_METRICS = ("policy", "value", "entropy", "approx_kl", "clip_fraction")
@@ -42,40 +43,53 @@ class PPOHyperparams:
 
 
 class PPOObjective:
-    """``loss(params, batch, meta) -> (loss, metrics)`` for one minibatch.
+    """``loss(params, batch, hparams, meta=None) -> (loss, metrics)``: the clipped surrogate of one ``Batch``.
 
-    ``batch`` holds flat ``obs, actions, log_probs, advantages, returns``;
-    ``meta`` holds ``clip, vf_coef, ent_coef`` (floats or tensors: it is
-    differentiable in all three).  ``metrics`` is a detached vector in the
-    order of ``PPO_METRICS``.
+    The targets are GAE advantages and ``advantages + values`` returns, computed here
+    from the batch (``targets``) with ``hparams["gamma"]`` and ``hparams["gae_lambda"]``;
+    a batch that already carries them (``Batch.advantages``/``returns``: a minibatch
+    of the learner's schedule, cut from a batch whose targets were computed by this
+    same ``targets``) uses those.  ``hparams`` also holds ``clip``, ``vf_coef`` and
+    ``ent_coef``; every one of these may be a tensor and the loss is differentiable
+    in all of them.  ``meta`` is unused (PPO has no metaparameters beyond its
+    hyperparameters).  ``metrics``: ``PPO_METRICS`` as detached 0-d tensors.
     """
 
     def __init__(self, network: ActorCritic, normalize_advantages: bool = True) -> None:
         self.network = network
         self.normalize_advantages = normalize_advantages
 
+    @staticmethod
+    def targets(batch: Batch, hparams: Mapping[str, Any]) -> Batch:
+        """``batch`` with its GAE advantages and returns (from the collection-time values: no gradient to params)."""
+        discounts = batch.discounts * hparams["gamma"]
+        advantages = gae(batch.rewards, discounts, batch.values, batch.bootstrap_value, hparams["gae_lambda"])
+        return batch.with_targets(advantages, advantages + batch.values)
+
     def __call__(
-        self, params: Params, batch: dict[str, torch.Tensor], meta: dict[str, float | torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, params: Params, batch: Batch, hparams: Mapping[str, Any], meta: Mapping[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if batch.advantages is None:
+            batch = self.targets(batch, hparams)
         net = self.network
-        policy_out, value = net.forward(params, batch["obs"])
-        logp = log_prob(policy_out, params, batch["actions"], net.discrete)
-        log_ratio = logp - batch["log_probs"]
+        policy_out, value = net.forward(params, batch.obs.flatten(0, 1))
+        logp = log_prob(policy_out, params, batch.actions.flatten(0, 1), net.discrete)
+        log_ratio = logp - batch.log_probs.flatten()
         ratio = log_ratio.exp()
-        adv = batch["advantages"]
+        adv = batch.advantages.flatten()
         if self.normalize_advantages and adv.numel() > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        clip = meta["clip"]
+        clip = hparams["clip"]
         surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - clip, 1 + clip) * adv)
         policy_loss = -surrogate.mean()
-        value_loss = 0.5 * (batch["returns"] - value).square().mean()
+        value_loss = 0.5 * (batch.returns.flatten() - value).square().mean()
         ent = entropy(policy_out, params, net.discrete).mean()
-        loss = policy_loss + meta["vf_coef"] * value_loss - meta["ent_coef"] * ent
+        loss = policy_loss + hparams["vf_coef"] * value_loss - hparams["ent_coef"] * ent
         with torch.no_grad():
             approx_kl = ((ratio - 1) - log_ratio).mean()
             clip_fraction = ((ratio - 1).abs() > clip).float().mean()
-            metrics = torch.stack([policy_loss, value_loss, ent, approx_kl, clip_fraction])
-        return loss, metrics
+            values = torch.stack([policy_loss, value_loss, ent, approx_kl, clip_fraction])
+        return loss, dict(zip(PPO_METRICS, values))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,49 +109,42 @@ class PPOLearner(ActorCriticLearner):
         super().__init__(config or PPOConfig(), **kwargs)
         self.objective = PPOObjective(self.network, self.config.normalize_advantages)
 
-    def _update(self, batch: Batch, hp: PPOHyperparams) -> tuple[dict[str, float], dict[str, float]]:
-        with torch.no_grad():
-            advantages = gae(batch.rewards, batch.discounts * hp.gamma, batch.values, batch.bootstrap_value, hp.gae_lambda)
-            returns = advantages + batch.values
-        flat = {
-            "obs": batch.obs.flatten(0, 1),
-            "actions": batch.actions.flatten(0, 1),
-            "log_probs": batch.log_probs.flatten(0, 1),
-            "advantages": advantages.flatten(),
-            "returns": returns.flatten(),
-        }
-        n = batch.num_steps
-        size = max(1, min(hp.minibatch_size, n))
-        meta = {"clip": hp.clip, "vf_coef": hp.vf_coef, "ent_coef": hp.ent_coef}
-        # The black-box fast path runs the stock update rules in place on flat buffers (same
-        # numbers); a replaced rule (``self._opt_update``, e.g. a learned optimizer) takes the pure path.
-        fast = FlatSteps(self._opt_update, self.params, self.opt_state, grads_kept=self.config.grad_history)
-        if not fast.supported:
+    def _schedule(self, params, opt_state, batch, hp, meta, differentiable, grads_out):
+        """``epochs`` passes over the batch in shuffled minibatches of ``minibatch_size``, a clipped step each.
+
+        The targets are computed once, on the whole batch (GAE needs its time axis); each
+        minibatch is a ``[1, M]`` ``Batch`` carrying its rows of them (``Batch.flat``/``rows``).
+        The stock rules run in place on flat buffers (``FlatSteps``: the same numbers, fewer
+        ops); a replaced rule, or ``differentiable=True``, takes the pure path.
+        """
+        with torch.set_grad_enabled(differentiable):
+            full = self.objective.targets(batch, hp)
+        flat = full.flat()
+        n = flat.num_steps
+        size = max(1, min(int(hp["minibatch_size"]), n))
+        fast = None if differentiable else FlatSteps(self.update_rule, params, opt_state, grads_kept=self.config.grad_history)
+        if fast is not None and not fast.supported:
             fast = None
         metrics, norms = [], []
-        for _ in range(hp.epochs):
+        for _ in range(int(hp["epochs"])):
             perm = torch.randperm(n, generator=self.generator, device=self.device)
-            # One gather per epoch; each minibatch is then a contiguous slice (the rows of flat[perm[slice]]).
-            shuffled = {k: v[perm] for k, v in flat.items()}
+            shuffled = flat.rows(perm)  # one gather per epoch; each minibatch is then a contiguous slice
             for start in range(0, n - size + 1, size):
-                minibatch = {k: v[start : start + size] for k, v in shuffled.items()}
+                minibatch = shuffled.rows(slice(start, start + size))
                 if fast is not None:
-                    loss, m = self.objective(fast.params, minibatch, meta)
-                    norm = fast.step(torch.autograd.grad(loss, fast.leaves), max_norm=hp.max_grad_norm, lr=hp.lr)
+                    loss, m = self.objective(fast.params, minibatch, hp, meta)
+                    norm = fast.step(torch.autograd.grad(loss, fast.leaves), hp, max_norm=float(hp["max_grad_norm"]))
                 else:
-                    loss, m = self.objective(self.params, minibatch, meta)
-                    grads = dict(zip(self.params, torch.autograd.grad(loss, list(self.params.values()))))
-                    grads, norm = clip_grad_norm(grads, hp.max_grad_norm)
-                    self._apply(grads, hp.lr)
-                metrics.append(m)
+                    loss, m = self.objective(params, minibatch, hp, meta)
+                    params, opt_state, norm = self._gradient_step(params, opt_state, loss, hp, differentiable, grads_out)
+                metrics.append(torch.stack(list(m.values())))
                 norms.append(norm)
         if fast is not None:
-            self.params, self.opt_state = fast.result()
-            self._grads.extendleft(fast.recent_grads())
-        mean = torch.stack(metrics).mean(0).tolist()
+            params, opt_state = fast.result()
+            if grads_out is not None:
+                grads_out.extend(fast.recent_grads())
+        mean = torch.stack(metrics).mean(0) if metrics else torch.full((len(PPO_METRICS),), float("nan"))
         with torch.no_grad():
-            ev = explained_variance(batch.values.flatten(), flat["returns"]).item()
-        losses = dict(zip(PPO_METRICS[:3], mean[:3]))
-        stats = dict(zip(PPO_METRICS[3:], mean[3:]))
-        stats |= {"explained_variance": ev, "grad_norm": torch.stack(norms).mean().item()}
-        return losses, stats
+            ev = explained_variance(batch.values.flatten(), full.returns.detach().flatten())
+        grad_norm = torch.stack(norms).mean() if norms else torch.tensor(float("nan"))
+        return params, opt_state, {**dict(zip(PPO_METRICS, mean)), "explained_variance": ev, "grad_norm": grad_norm}

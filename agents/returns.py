@@ -8,6 +8,7 @@ Everything is differentiable in ``discount_t`` and ``lambda_`` (metagradients).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -61,3 +62,16 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> torch.T
     """``1 - Var[target - predicted] / Var[target]``; NaN when the target is constant."""
     var = target.var()
     return 1 - (target - predicted).var() / var
+
+
+def rollout_return(r_raw: torch.Tensor | np.ndarray, gamma: float) -> float:
+    """The mean over columns of ``sum_t gamma^t r_raw[t, b]``: the discounted return of a ``[T, B]`` rollout window.
+
+    Not bootstrapped, and an episode that ends inside the window is not treated specially; ``r_raw``
+    are the env's own rewards (before any scaling or clipping).  ``IterationReport.rollout_return``.
+    """
+    r = torch.as_tensor(np.asarray(r_raw), dtype=torch.float64)
+    if r.dim() != 2:
+        raise ValueError(f"r_raw must be [T, B], got shape {tuple(r.shape)}")
+    weights = float(gamma) ** torch.arange(r.shape[0], dtype=torch.float64)
+    return float((weights.unsqueeze(1) * r).sum(0).mean())

@@ -83,6 +83,9 @@ class Collector:
         self._ep_length = np.zeros(self.num_envs, dtype=np.int64)
         self._disc_return = np.zeros(self.num_envs)
         self._obs_counted = False  # whether obs_rms has already seen ``self._obs``
+        self.last_raw_rewards: np.ndarray | None = None
+        """the env's own rewards of the latest ``collect``, ``[T, B]`` (before scaling, sign-clipping and
+        truncation bootstrapping)"""
 
     def reset(self, seed: int) -> None:
         self._obs, _ = self.envs.reset(seed=seed)
@@ -120,6 +123,7 @@ class Collector:
         net, n = self.network, self.num_envs
         obs_buf, act_buf, logp_buf, val_buf = [], [], [], []
         rew_buf = np.zeros((num_steps, n), dtype=np.float32)
+        raw_buf = np.zeros((num_steps, n), dtype=np.float64)
         disc_buf = np.ones((num_steps, n), dtype=np.float32)
         episodes: list[Episode] = []
         # The last observation of the previous batch was counted when it arrived: count each once.
@@ -138,6 +142,7 @@ class Collector:
             next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
             done = terminated | truncated
             self._record(reward, done, episodes)
+            raw_buf[t] = reward
             scaled = self._scale_rewards(reward, done, gamma)
             # An episode can end both ways at once (a fall on the time limit's last step): no bootstrap then.
             bootstrap = truncated & ~terminated
@@ -148,6 +153,7 @@ class Collector:
             self._obs = next_obs
             obs = self._tensor(self.normalize(next_obs, update=True))
         bootstrap = net.value(params, obs)
+        self.last_raw_rewards = raw_buf
         batch = Batch(
             obs=torch.stack(obs_buf),
             actions=torch.stack(act_buf),
@@ -156,6 +162,7 @@ class Collector:
             rewards=self._tensor(rew_buf),
             discounts=self._tensor(disc_buf),
             bootstrap_value=bootstrap,
+            bootstrap_obs=obs,
         )
         return batch, episodes
 

@@ -67,7 +67,7 @@ def make_ours(args: argparse.Namespace) -> Callable[[int], None]:
         num_steps=args.num_steps,
         hidden=(64, 64),
         activation="tanh",
-        optimizer="adam",
+        update_rule="adam",
         normalize_obs=normalize,
         normalize_reward=normalize,
     )

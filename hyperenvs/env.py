@@ -156,12 +156,13 @@ class HyperEnv(gym.Env):
         hparams = {**self.defaults, **chosen}
         start = time.perf_counter()
         returns: list[float] = []
-        diverged = False
+        diverged, divergence = False, ""
         for _ in range(self.iterations_per_step):
             report = self.learner.iterate(hparams)
             returns.extend(report.episode_returns)
             self._losses, self._stats = dict(report.losses), dict(report.stats)
             diverged = report.diverged
+            divergence = report.divergence or ("diverged (no cause reported)" if diverged else "")
             if diverged or self.learner.timesteps >= self.total_timesteps:
                 break
         self._recent.extend(returns)
@@ -175,6 +176,7 @@ class HyperEnv(gym.Env):
             "losses": self._losses,
             "stats": self._stats,
             "diverged": diverged,
+            "divergence": divergence,  # why it diverged, e.g. a non-finite loss or a parameter norm beyond its bound
         }
         if self.timing:
             info["wall_time"] = time.perf_counter() - start

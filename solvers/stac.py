@@ -1,29 +1,18 @@
 """STAC and STACX (Zahavy et al., 2020): self-tuning IMPALA by metagradients, white-box.
 
 Each hyper-step, the solver emits eta as the env's action, so the env's own
-IMPALA update trains with it; then, on the unroll and the parameters of that
-update (``learner.last_batch``, ``learner.last_params``), it differentiates
-the outer loss through one inner step of the learner's own objective:
+IMPALA update trains with it; then it replays that very update -- the
+learner's ``last_update``: its parameters, update-rule state and batch --
+through the shared differentiable unroll (``agents.unroll``), with eta as
+tensors, and differentiates the outer loss at the result:
 
-    theta~(eta) = theta - lr * grad_theta L_inner(theta; eta) / P       (paper Eq. 1)
-    eta <- Adam(1e-3) on grad_eta L_outer(theta~(eta))                  (Eq. 2, Eq. 6)
+    theta~(eta) = learner.train_step(theta, state, batch, hparams, eta)    (paper Eq. 1)
+    eta <- Adam(1e-3) on grad_eta L_outer(theta~(eta))                      (Eq. 2, Eq. 6)
 
-with ``inner_update`` as the differentiable update.  ``P`` holds the learner's
-RMSProp denominators as constants (``precondition=True``), so the
-differentiated step points where the real one went; ``precondition=False`` is
-plain SGD (``agents.optim.sgd``).  Two ways to differentiate, one result (the
-tests check both against a finite difference):
-
-- ``backend="autograd"`` (default): the learner's own update is the inner step.
-  The solver sets ``learner.keep_graph``, so that update takes its meta as
-  leaf tensors and its gradient with ``create_graph``; the solver then only
-  adds the SGD step, the outer loss and one backward pass to those leaves,
-  chained through ``eta(logits)``.  The learner's forward/backward is not run
-  twice, and the metagradient is taken at the very meta values that update
-  used (the env's action, decoded).
-- ``backend="func"``: ``torch.func.grad`` nested in ``torch.func.grad`` on the
-  pure objective (parameters are a dict, so no ``functional_call``), redoing
-  the inner forward/backward; slower on small networks.
+The inner step is the learner's own: its objective, its gradient clipping and
+its update rule (RMSProp on the IMPALA ids, with its real statistics), so the
+differentiated step is the step that was taken, and nothing of the learner's
+maths is re-derived here.
 
 Metaparameters: eta = {gamma, lambda, g_v, g_p, g_e, alpha}, each
 ``scale * sigmoid(logit)``: scale 1 for gamma, lambda, alpha and the outer
@@ -49,6 +38,9 @@ torso (width not given); the IMPALA learner's heads are linear by default
 STACX differ only in the metaparameters.  ``config={"aux_heads": 2,
 "head_hidden": (256,)}`` gives 2-layer heads (for every head, the acting one
 included).
+
+``state_dict()`` / ``load_state_dict()`` hold the logits, the meta-optimizer's
+state and the counters, so ``hyperrl run stac ... --resume`` continues a run.
 """
 
 from __future__ import annotations
@@ -61,12 +53,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from agents.base import LastUpdate
 from agents.impala import META_KEYS, IMPALALearner, IMPALAObjective
-from agents.optim import adam, adam_init, sgd
+from agents.impala_objective import HPARAM_OF
+from agents.optim import adam, adam_init
+from agents.unroll import unroll
 from agents.vtrace import VTraceReturns
 from solvers.base import EpisodeSolver, SolverSpec
 
-ENV_NAMES = {"gamma": "gamma", "lambda": "lambda_", "g_v": "g_v", "g_p": "g_p", "g_e": "g_e", "alpha": "alpha"}
+ENV_NAMES = HPARAM_OF
 """Objective meta key -> the env's hyperparameter name."""
 
 _WEIGHTS = ("g_v", "g_p", "g_e")
@@ -88,21 +83,14 @@ class STACConfig:
     """initial sigmoid where the outer value is 1 (lambda, alpha, the loss weights' multipliers)"""
     aux_heads: int = 0
     """auxiliary heads with their own eta: 0 is STAC, 2 is STACX"""
-    precondition: bool = True
-    """divide the differentiated step by the learner's RMSProp/Adam statistics (held constant)"""
     iterations_per_step: int | None = 1
     """set the lifetime's learner iterations per hyper-step (1: a metagradient step after every
     IMPALA update, as in the paper); None keeps the env's"""
     meta_interval: int = 1
     """take a metagradient step after every this many hyper-steps (1, the paper: after every update;
     larger trades adaptation speed for wall time)"""
-    backend: str = "autograd"
-    """how to differentiate: ``autograd`` (reuses the learner's update, create_graph; faster) or ``func``
-    (torch.func, recomputes it); the same metagradient"""
 
     def __post_init__(self) -> None:
-        if self.backend not in ("func", "autograd"):
-            raise ValueError(f"backend must be 'func' or 'autograd', got {self.backend!r}")
         if self.meta_interval < 1:
             raise ValueError(f"meta_interval must be >= 1, got {self.meta_interval}")
         if self.aux_heads < 0 or self.meta_lr <= 0:
@@ -149,13 +137,6 @@ class Metaparameters:
         eta = (self.scale * torch.sigmoid(logits)).to(device=device, dtype=dtype)
         return {k: eta[:, i] if self.heads > 1 else eta[0, i] for i, k in enumerate(META_KEYS)}
 
-    def chain(self, logits: torch.Tensor, d_meta: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``dL/dlogits`` from ``dL/dmeta`` (shaped as ``values``): the sigmoid's derivative, written out
-        (a few ops, where autograd's vector-Jacobian product through ``values`` takes dozens)."""
-        d_eta = torch.stack([d_meta[k].reshape(-1) for k in META_KEYS], dim=1).to(logits)
-        sig = torch.sigmoid(logits)
-        return d_eta * self.scale * sig * (1 - sig)
-
 
 def outer_loss(
     objective: IMPALAObjective,
@@ -178,98 +159,29 @@ def meta_objective(
     logits: torch.Tensor,
     *,
     eta: Metaparameters,
-    objective: IMPALAObjective,
-    theta: dict[str, torch.Tensor],
-    batch: Mapping[str, torch.Tensor],
-    lr: float,
+    learner: IMPALALearner,
+    update: LastUpdate,
     outer_meta: Mapping[str, float],
     g_kl: float,
-    old_logits: torch.Tensor,
-    preconditioner: dict[str, torch.Tensor] | None = None,
     returns: VTraceReturns | None = None,
 ) -> torch.Tensor:
-    """``L_outer(theta~(eta(logits)))``: one differentiable inner step, then the outer loss."""
-    first = next(iter(theta.values()))
+    """``L_outer(theta~(eta(logits)))``: the learner's ``update`` replayed with eta (one differentiable
+    ``train_step`` through ``agents.unroll``), then the outer loss on the same batch."""
+    first = next(iter(update.params.values()))
     meta = eta.values(logits, first.dtype, first.device)
-    grads = torch.func.grad(lambda th: objective(th, batch, meta)[0])(theta)
-    new_theta = inner_update(theta, grads, lr, preconditioner)
-    return outer_loss(objective, new_theta, batch, outer_meta, old_logits, g_kl, returns)
+    theta = {k: v.detach().requires_grad_() for k, v in update.params.items()}
+    out = unroll(learner, [update.batch], update.hparams, meta, params=theta, opt_state=update.opt_state)
+    with torch.no_grad():  # pi_theta, the policy before the update
+        old_logits = learner.objective.forward(update.params, update.batch, heads=1)[0][0]
+    return outer_loss(learner.objective, out.params, update.batch, outer_meta, old_logits, g_kl, returns)
 
 
-def inner_update(
-    theta: Mapping[str, torch.Tensor],
-    grads: Mapping[str, torch.Tensor],
-    lr: float,
-    preconditioner: Mapping[str, torch.Tensor] | None,
-) -> dict[str, torch.Tensor]:
-    """``theta - lr * grads / P``, differentiable in ``grads``; ``P`` is held constant, None is plain SGD."""
-    if preconditioner is None:
-        return sgd(dict(theta), dict(grads), {"step": 0}, lr=lr)[0]
-    keys = list(theta)
-    # One fused op per list rather than a divide and an update per tensor: the step is on the metagradient's path.
-    new = torch._foreach_addcdiv([theta[k] for k in keys], [grads[k] for k in keys], [preconditioner[k] for k in keys], value=-lr)
-    return dict(zip(keys, new))
-
-
-def metagradient(logits: torch.Tensor, *, backend: str = "autograd", **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(grad, value)`` of ``meta_objective`` with respect to ``logits``, the inner step computed here.
-
-    ``backend="autograd"``: the inner step with ``torch.autograd.grad(create_graph=True)``, then
-    ``metagradient_of_step``, which pays less per-op overhead on small networks.
-    ``backend="func"``: ``torch.func.grad`` nested in ``torch.func.grad_and_value``.
-    The tests check both agree.
-    """
-    if backend == "func":
-        return torch.func.grad_and_value(lambda lg: meta_objective(lg, **kwargs))(logits)
-    if backend != "autograd":
-        raise ValueError(f"backend must be 'func' or 'autograd', got {backend!r}")
-    eta, objective, theta, batch = kwargs["eta"], kwargs["objective"], kwargs["theta"], kwargs["batch"]
-    theta = {k: v.detach().requires_grad_() for k, v in theta.items()}
-    first = next(iter(theta.values()))
-    meta = {k: v.detach().requires_grad_() for k, v in eta.values(logits, first.dtype, first.device).items()}
-    loss = objective(theta, batch, meta)[0]
-    grads = dict(zip(theta, torch.autograd.grad(loss, list(theta.values()), create_graph=True)))
-    return metagradient_of_step(logits, meta=meta, grads=grads, **{**kwargs, "theta": theta})
-
-
-def metagradient_of_step(
-    logits: torch.Tensor,
-    *,
-    eta: Metaparameters,
-    meta: Mapping[str, torch.Tensor],
-    grads: Mapping[str, torch.Tensor],
-    objective: IMPALAObjective,
-    theta: dict[str, torch.Tensor],
-    batch: Mapping[str, torch.Tensor],
-    lr: float,
-    outer_meta: Mapping[str, float],
-    g_kl: float,
-    old_logits: torch.Tensor,
-    preconditioner: dict[str, torch.Tensor] | None = None,
-    returns: VTraceReturns | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(grad, value)`` as ``metagradient``, from an inner step already taken (the learner's, say).
-
-    ``meta``: the step's metaparameters, leaf tensors equal to ``eta.values(logits)`` (up to the
-    rounding of the env's action); ``grads``: ``grad_theta L_inner(theta; meta)`` with its graph.
-    The chain rule does the rest: ``dL/dlogits = (dL/dmeta) (dmeta/dlogits)``.
-    """
-    new_theta = inner_update({k: v.detach() for k, v in theta.items()}, grads, lr, preconditioner)
-    value = outer_loss(objective, new_theta, batch, outer_meta, old_logits, g_kl, returns)
-    d_meta = torch.autograd.grad(value, [meta[k] for k in META_KEYS])
-    return eta.chain(logits.detach(), dict(zip(META_KEYS, d_meta))), value.detach()
-
-
-def preconditioner_of(learner: IMPALALearner) -> dict[str, torch.Tensor] | None:
-    """The learner's adaptive-optimizer denominators, detached (None for SGD)."""
-    state, name = learner.opt_state, learner.config.optimizer
-    if name == "rmsprop":
-        avg = state["square_avg"]
-        return dict(zip(avg, torch._foreach_add(torch._foreach_sqrt([v.detach() for v in avg.values()]), 1e-5)))
-    if name == "adam" and state["step"] > 0:
-        bias2 = 1 - 0.999 ** state["step"]
-        return {k: (v.detach() / bias2).sqrt() + 1e-8 for k, v in state["exp_avg_sq"].items()}
-    return None
+def metagradient(logits: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(d meta_objective / d logits, meta_objective)`` at ``logits``; ``kwargs`` as ``meta_objective``'s."""
+    leaf = logits.detach().requires_grad_()
+    value = meta_objective(leaf, **kwargs)
+    (grad,) = torch.autograd.grad(value, leaf)
+    return grad, value.detach()
 
 
 class STACSolver(EpisodeSolver):
@@ -284,9 +196,23 @@ class STACSolver(EpisodeSolver):
             config = STACConfig(**{"aux_heads": self.heads_default, **overrides})
         self.config = config
         self.meta_losses: list[float] = []
+        self.logits = torch.zeros(0)
 
     # -- the template's hooks ----------------------------------------------------
     def begin(self, env: gym.Env, obs: Any, info: dict[str, Any], seed: int) -> None:
+        self._bind(env)
+        self.logits = self.eta.init_logits.clone()
+        self._adam = adam_init({"logits": self.logits})
+        self.meta_losses = []
+        self._steps = 0
+
+    def resume(self, env: gym.Env, obs: Any, log: Any, *, callback: Any = None) -> Any:
+        """Continue a lifetime after ``load_state_dict``: bind to the restored env, keep the loaded state."""
+        self._bind(env, fresh=False)
+        return super().resume(env, obs, log, callback=callback)
+
+    def _bind(self, env: gym.Env, fresh: bool = True) -> None:
+        """Check the env and derive what the solver needs from it (the outer values, eta's ranges)."""
         base = env.unwrapped
         learner = getattr(base, "learner", None)
         if not isinstance(learner, IMPALALearner):
@@ -318,10 +244,10 @@ class STACSolver(EpisodeSolver):
         self.eta = Metaparameters(
             outer, 1 + self.config.aux_heads, self.config.init_one, {k: ranges[v] for k, v in ENV_NAMES.items()}
         )
-        self.logits = self.eta.init_logits.clone()
-        self._adam = adam_init({"logits": self.logits})
-        self.meta_losses = []
-        self._steps = 0
+        if not fresh and tuple(self.logits.shape) != tuple(self.eta.init_logits.shape):
+            raise ValueError(
+                f"loaded logits have shape {tuple(self.logits.shape)}, this env needs {tuple(self.eta.init_logits.shape)}"
+            )
 
     def current(self) -> dict[str, np.ndarray]:
         """eta per meta key, one value per head."""
@@ -334,8 +260,6 @@ class STACSolver(EpisodeSolver):
         learner = self._env.learner
         if self.config.aux_heads:
             learner.aux_meta = {k: torch.as_tensor(v[1:], dtype=torch.float32, device=learner.device) for k, v in eta.items()}
-        # The autograd backend differentiates the coming update itself, when a metagradient step follows it.
-        learner.keep_graph = self.config.backend == "autograd" and (self._steps + 1) % self.config.meta_interval == 0
         return self._space.encode({n: values[n] for n in self._space.names})
 
     def observe(self, action: Any, obs: Any, reward: float, done: bool, info: dict[str, Any]) -> None:
@@ -345,34 +269,50 @@ class STACSolver(EpisodeSolver):
             info["hyperparameters"] = {**info["hyperparameters"], **aux}
         learner = self._env.learner
         self._steps += 1
-        if done or info.get("diverged") or learner.last_batch is None or self._steps % self.config.meta_interval:
+        if done or info.get("diverged") or learner.last_update is None or self._steps % self.config.meta_interval:
             return
-        self.update(learner, float(info["hyperparameters"].get("lr", self._defaults["lr"])))
+        self.update(learner, learner.last_update)
 
     # -- the metagradient step ------------------------------------------------------
-    def update(self, learner: IMPALALearner, lr: float) -> float:
-        """One Adam step on the logits from the learner's latest update; returns the outer loss."""
-        common = dict(
-            eta=self.eta,
-            objective=learner.objective,
-            theta=learner.last_params,
-            batch=learner.last_batch,
-            lr=lr,
-            outer_meta=self.outer_meta,
-            g_kl=self.config.g_kl,
-            old_logits=learner.last_logits,  # pi_theta, from the learner's own forward pass
-            preconditioner=preconditioner_of(learner) if self.config.precondition else None,
+    def update(self, learner: IMPALALearner, last: LastUpdate) -> float:
+        """One Adam step on the logits from a replay of the learner's update ``last``; returns the outer loss."""
+        grad, value = metagradient(
+            self.logits, eta=self.eta, learner=learner, update=last, outer_meta=self.outer_meta, g_kl=self.config.g_kl
         )
-        inner, learner.last_inner = learner.last_inner, None  # frees the graph whichever way we go
-        if self.config.backend == "autograd" and inner is not None:
-            grad, value = metagradient_of_step(self.logits, meta=inner.meta, grads=inner.grads, **common)
-        else:
-            grad, value = metagradient(self.logits, backend=self.config.backend, **common)
         if torch.isfinite(grad).all():
             new, self._adam = adam({"logits": self.logits}, {"logits": grad}, self._adam, lr=self.config.meta_lr)
             self.logits = self.eta.project(new["logits"])
         self.meta_losses.append(float(value))
         return float(value)
+
+    # -- checkpoints ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The logits, the meta-optimizer's state and the counters: tensors and numbers only."""
+        return {
+            "logits": self.logits.clone(),
+            "adam": {
+                "step": int(self._adam["step"]),
+                "exp_avg": self._adam["exp_avg"]["logits"].clone(),
+                "exp_avg_sq": self._adam["exp_avg_sq"]["logits"].clone(),
+            },
+            "steps": self._steps,
+            "meta_losses": torch.tensor(self.meta_losses, dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        heads = 1 + self.config.aux_heads
+        logits = torch.as_tensor(state["logits"], dtype=torch.float64)
+        if tuple(logits.shape) != (heads, len(META_KEYS)):
+            raise ValueError(f"state has logits of shape {tuple(logits.shape)}; {type(self).__name__} needs ({heads}, 6)")
+        self.logits = logits.clone()
+        adam_state = state["adam"]
+        self._adam = {
+            "step": int(adam_state["step"]),
+            "exp_avg": {"logits": adam_state["exp_avg"].clone()},
+            "exp_avg_sq": {"logits": adam_state["exp_avg_sq"].clone()},
+        }
+        self._steps = int(state["steps"])
+        self.meta_losses = [float(x) for x in state["meta_losses"]]
 
 
 class STACXSolver(STACSolver):

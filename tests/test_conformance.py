@@ -45,7 +45,7 @@ def test_checker_catches_a_broken_env():
         check_hyperenv(
             "HyperRL/A2C-CartPole-v0",
             hyperparameters={"lr": (1e3, 1e8)},
-            config={"optimizer": "sgd", "num_steps": 8},
+            config={"update_rule": "sgd", "num_steps": 8},
             defaults={"max_grad_norm": 0.0},
             total_timesteps=10_000,
         )

@@ -46,7 +46,7 @@ def test_unknown_id_is_gymnasiums_error():
         ({"device": "tpu:x"}, r"device must be a torch device such as 'cpu' or 'cuda', got 'tpu:x'"),
         ({"reward": "sharpe"}, r"reward must be one of \['final_return', 'improvement', 'mean_return'\], got 'sharpe'"),
         ({"config": {"num_layers": 3}}, r"unknown config fields \['num_layers'\]; PPOConfig has \["),
-        ({"config": {"optimizer": "lamb"}}, r"optimizer must be one of \['adam', 'rmsprop', 'sgd'\], got 'lamb'"),
+        ({"config": {"update_rule": "lamb"}}, r"update_rule must be one of \['adam', 'rmsprop', 'sgd'\] or an Upd.*, got 'lamb'"),
         ({"config": {"num_steps": 0}}, r"num_steps must be >= 1, got 0"),
         ({"action_type": "box"}, r"action_type must be 'continuous' or 'discrete', got 'box'"),
         ({"action_type": "discrete", "bins": {"gamma": 3}}, r"bins given for unknown hyperparameters \['gamma'\]"),

@@ -13,11 +13,40 @@ import torch
 from _helpers import make_tiny, obs_equal, strip_timing
 from gymnasium.utils.env_checker import data_equivalence
 
-from agents.impala import META_KEYS, ActorError, IMPALAConfig, IMPALALearner, IMPALANetwork, IMPALAObjective, head_meta
+from agents.base import Batch
+from agents.impala import (
+    IMPALA_METRICS,
+    META_KEYS,
+    ActorError,
+    IMPALAConfig,
+    IMPALALearner,
+    IMPALANetwork,
+    IMPALAObjective,
+    head_meta,
+)
 from agents.networks import log_prob
 
 IMPALA_CARTPOLE = "HyperRL/IMPALA-CartPole-v0"
 TINY = dict(task="CartPole-v1", num_envs=2, num_steps=8)
+
+
+def random_batch(t: int, b: int, obs_dim: int, actions: int, g: torch.Generator, dtype=torch.float32, ends=False) -> Batch:
+    """An off-policy unroll (behaviour log-probs unrelated to any network: alpha matters)."""
+    return Batch(
+        obs=torch.randn(t, b, obs_dim, generator=g, dtype=dtype),
+        actions=torch.randint(0, actions, (t, b), generator=g),
+        log_probs=torch.log(torch.rand(t, b, generator=g, dtype=dtype) * 0.8 + 0.1),
+        values=torch.zeros(t, b, dtype=dtype),
+        rewards=torch.randn(t, b, generator=g, dtype=dtype),
+        discounts=(torch.rand(t, b, generator=g) > 0.2).to(dtype) if ends else torch.ones(t, b, dtype=dtype),
+        bootstrap_value=torch.zeros(b, dtype=dtype),
+        bootstrap_obs=torch.randn(b, obs_dim, generator=g, dtype=dtype),
+    )
+
+
+def batch_to(batch: Batch, device: torch.device) -> Batch:
+    fields = {k: getattr(batch, k) for k in batch.__dataclass_fields__}
+    return Batch(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in fields.items()})
 
 
 def test_network_heads_share_a_torso_and_head_zero_acts():
@@ -38,21 +67,24 @@ def test_objective_is_differentiable_in_every_metaparameter():
     net = IMPALANetwork(obs_dim=4, action_dim=2, hidden=(8,), heads=2)
     g = torch.Generator().manual_seed(1)
     params = net.init(g)
-    t, b = 6, 3
-    batch = {
-        "obs": torch.randn(t, b, 4, generator=g),
-        "actions": torch.randint(0, 2, (t, b), generator=g),
-        "behaviour_log_probs": torch.log(torch.rand(t, b, generator=g) * 0.8 + 0.1),  # off-policy: alpha matters
-        "rewards": torch.randn(t, b, generator=g),
-        "discounts": torch.ones(t, b),
-        "bootstrap_obs": torch.randn(b, 4, generator=g),
-    }
+    batch = random_batch(6, 3, 4, 2, g)
     meta = {k: torch.tensor([v, v * 0.9], requires_grad=True) for k, v in zip(META_KEYS, (0.99, 0.9, 0.5, 1.0, 0.01, 0.7))}
-    loss, metrics = IMPALAObjective(net)(params, batch, meta)
+    loss, metrics = IMPALAObjective(net)(params, batch, None, meta)
     loss.backward()
     for k, v in meta.items():
         assert v.grad is not None and (v.grad.abs() > 0).all(), f"{k}: {v.grad}"
-    assert metrics.shape == (3,) and not metrics.requires_grad
+    assert tuple(metrics) == IMPALA_METRICS and not any(v.requires_grad for v in metrics.values())
+
+
+def test_meta_defaults_to_the_hyperparameters():
+    net = IMPALANetwork(obs_dim=4, action_dim=2, hidden=(8,))
+    g = torch.Generator().manual_seed(4)
+    params, batch = net.init(g), random_batch(5, 2, 4, 2, g)
+    hp = {"gamma": 0.9, "lambda_": 0.8, "g_v": 0.4, "g_p": 1.0, "g_e": 0.02, "alpha": 0.5}
+    meta = {"gamma": 0.9, "lambda": 0.8, "g_v": 0.4, "g_p": 1.0, "g_e": 0.02, "alpha": 0.5}
+    objective = IMPALAObjective(net)
+    assert torch.equal(objective(params, batch, hp)[0], objective(params, batch, None, meta)[0])
+    assert not torch.equal(objective(params, batch, hp)[0], objective(params, batch, hp, {**meta, "alpha": 1.0})[0])
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["per-head-meta", "shared-meta"])
@@ -60,22 +92,15 @@ def test_all_heads_in_one_pass_equal_the_sum_of_head_losses(shared):
     net = IMPALANetwork(obs_dim=4, action_dim=3, hidden=(8,), heads=3)
     g = torch.Generator().manual_seed(2)
     params = {k: v.double() for k, v in net.init(g).items()}
-    t, b = 6, 4
-    batch = {
-        "obs": torch.randn(t, b, 4, generator=g, dtype=torch.float64),
-        "actions": torch.randint(0, 3, (t, b), generator=g),
-        "behaviour_log_probs": torch.log(torch.rand(t, b, generator=g, dtype=torch.float64) * 0.8 + 0.1),
-        "rewards": torch.randn(t, b, generator=g, dtype=torch.float64),
-        "discounts": (torch.rand(t, b, generator=g) > 0.2).double(),
-        "bootstrap_obs": torch.randn(b, 4, generator=g, dtype=torch.float64),
-    }
+    batch = random_batch(6, 4, 4, 3, g, torch.float64, ends=True)
     meta = {k: (0.6 if shared else torch.rand(3, generator=g, dtype=torch.float64)) for k in META_KEYS}
     objective = IMPALAObjective(net)
-    loss, metrics = objective(params, batch, meta)
+    loss, metrics = objective(params, batch, None, meta)
     logits, values, boot = objective.forward(params, batch)
     per_head = [objective.head_loss(logits[h], values[h], boot[h], batch, head_meta(meta, h)) for h in range(3)]
     torch.testing.assert_close(loss, sum(x[0] for x in per_head), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(metrics, per_head[0][1], rtol=1e-12, atol=1e-12)
+    for k in IMPALA_METRICS:
+        torch.testing.assert_close(metrics[k], per_head[0][1][k], rtol=1e-12, atol=1e-12)
 
 
 def test_behaviour_policy_lags_by_policy_lag_updates():
@@ -84,13 +109,13 @@ def test_behaviour_policy_lags_by_policy_lag_updates():
     for n in range(5):
         report = learner.iterate()
         assert report.stats["policy_lag"] == min(n, 2)
-        batch = learner.last_batch
-        for k, v in learner.last_params.items():
+        batch = learner.last_update.batch
+        for k, v in learner.last_update.params.items():
             assert torch.equal(v, history[n][k])  # the update started from the current parameters
         behaviour = history[max(0, n - 2)]
-        logits, _ = learner.network.forward(behaviour, batch["obs"].flatten(0, 1))
-        mu = log_prob(logits, behaviour, batch["actions"].flatten(0, 1), True).reshape(batch["actions"].shape)
-        torch.testing.assert_close(batch["behaviour_log_probs"], mu, rtol=1e-5, atol=1e-6)
+        logits, _ = learner.network.forward(behaviour, batch.obs.flatten(0, 1))
+        mu = log_prob(logits, behaviour, batch.actions.flatten(0, 1), True).reshape(batch.actions.shape)
+        torch.testing.assert_close(batch.log_probs, mu, rtol=1e-5, atol=1e-6)
         history.append({k: v.detach().clone() for k, v in learner.parameters().items()})
     learner.close()
 
@@ -109,26 +134,24 @@ def test_config_checks_the_trace_thresholds():
     IMPALAConfig(**TINY, clip_rho=2.0, clip_c=1.0)
 
 
-def test_keep_graph_leaves_the_differentiable_update():
+def test_last_update_replays_to_the_learners_parameters_and_differentiates_in_meta():
     learner = IMPALALearner(IMPALAConfig(**TINY, aux_heads=2), seed=0)
     learner.aux_meta = {k: torch.tensor([0.9, 0.8]) for k in META_KEYS}
     learner.iterate()
-    assert learner.last_inner is None  # nobody asked
-    assert learner.last_logits.shape == (8, 2, 2) and not learner.last_logits.requires_grad
-    learner.keep_graph = True
     learner.iterate()
-    inner = learner.last_inner
-    assert set(inner.meta) == set(META_KEYS) and all(
-        v.is_leaf and v.requires_grad and v.shape == (3,) for v in inner.meta.values()
-    )
-    assert inner.meta["gamma"][1:].tolist() == pytest.approx([0.9, 0.8])
-    theta = {k: v.requires_grad_() for k, v in learner.last_params.items()}
-    plain = torch.autograd.grad(
-        learner.objective(theta, learner.last_batch, {k: v.detach() for k, v in inner.meta.items()})[0], list(theta.values())
-    )
-    for k, g in zip(theta, plain):
-        assert inner.grads[k].grad_fn is not None  # create_graph: the gradient can be differentiated
-        torch.testing.assert_close(inner.grads[k].detach(), g)
+    last = learner.last_update
+    replayed, state, _ = learner.train_step(last.params, last.opt_state, last.batch, last.hparams)
+    for k, v in learner.parameters().items():
+        assert torch.equal(replayed[k], v), k  # the record is exactly the update's input
+    assert torch.equal(state["square_avg"]["torso.0.weight"], learner.opt_state["square_avg"]["torso.0.weight"])
+    meta = {k: v.detach().requires_grad_() for k, v in learner.meta(last.hparams).items()}
+    assert all(v.shape == (3,) for v in meta.values()) and meta["gamma"][1:].tolist() == pytest.approx([0.9, 0.8])
+    params, _, _ = learner.train_step(last.params, last.opt_state, last.batch, last.hparams, meta, differentiable=True)
+    for k, v in params.items():
+        torch.testing.assert_close(v.detach(), replayed[k], rtol=1e-6, atol=1e-7)
+    probe = sum(v.square().sum() for v in params.values())
+    grads = torch.autograd.grad(probe, [meta[k] for k in META_KEYS])
+    assert all(torch.count_nonzero(g) > 0 for g in grads)  # the graph reaches every metaparameter of every head
     learner.close()
 
 
@@ -141,14 +164,13 @@ def test_objective_and_meta_follow_the_learners_device():
     learner.aux_meta = {k: torch.tensor([0.9, 0.8]) for k in META_KEYS}  # a solver's, on the CPU
     learner.iterate()
     learner.device = META_DEVICE
-    for leaves in (False, True):
-        meta = learner.meta(learner.resolve_hparams(None), leaves=leaves)
-        assert all(v.device == META_DEVICE for v in meta.values())
-    params = {k: v.detach().to(META_DEVICE) for k, v in learner.last_params.items()}
-    batch = {k: v.to(META_DEVICE) for k, v in learner.last_batch.items()}
-    for meta in (learner.meta(learner.resolve_hparams(None)), {**learner.meta(learner.resolve_hparams(None)), "g_v": 0.5}):
-        loss, metrics = learner.objective(params, batch, meta)  # a shared scalar weight takes the other path
-        assert loss.device == META_DEVICE and metrics.device == META_DEVICE
+    hp = learner.hparam_values(None)
+    assert all(v.device == META_DEVICE for v in learner.meta(hp).values())
+    params = {k: v.detach().to(META_DEVICE) for k, v in learner.last_update.params.items()}
+    batch = batch_to(learner.last_update.batch, META_DEVICE)
+    for meta in (learner.meta(hp), {**learner.meta(hp), "g_v": 0.5}):
+        loss, metrics = learner.objective(params, batch, hp, meta)  # a shared scalar weight takes the other path
+        assert loss.device == META_DEVICE and all(v.device == META_DEVICE for v in metrics.values())
     learner.device = torch.device("cpu")
     learner.close()
 
@@ -291,12 +313,12 @@ def test_async_learner_error_stops_the_actors():
 
 
 def test_async_actor_exception_is_reported_with_its_traceback(monkeypatch):
-    import agents.impala
+    import agents.actors
 
     def no_env(*args, **kwargs):
         raise OSError("simulator missing")
 
-    monkeypatch.setattr(agents.impala, "make_vector_env", no_env)  # forked actors inherit the patch
+    monkeypatch.setattr(agents.actors, "make_vector_env", no_env)  # forked actors inherit the patch
     learner = IMPALALearner(FORKED, seed=0)
     pids = learner._actors.alive()
     with pytest.raises(
@@ -304,3 +326,15 @@ def test_async_actor_exception_is_reported_with_its_traceback(monkeypatch):
     ):
         learner.iterate()
     assert _gone(pids)
+
+
+@pytest.mark.parametrize("scaling", [{}, {"normalize_reward": True}, {"sign_reward": True}], ids=["raw", "normalized", "sign"])
+def test_rollout_return_is_the_discounted_raw_reward_of_the_window(scaling):
+    """CartPole pays 1 per step, episode ends included: sum_{t<8} 0.9^t whatever the learner's reward scaling."""
+    learner = IMPALALearner(IMPALAConfig(**TINY, **scaling), seed=0)
+    for _ in range(3):
+        report = learner.iterate({"gamma": 0.9})
+        assert report.rollout_return == pytest.approx((1 - 0.9**8) / (1 - 0.9), rel=1e-12)
+    if scaling.get("normalize_reward"):
+        assert not torch.allclose(learner.last_update.batch.rewards, torch.ones(8, 2))  # the learner saw other rewards
+    learner.close()

@@ -30,7 +30,7 @@ def snapshot_params(learner) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_forked_learners_apply_their_own_lr(optimizer):
-    config = PPOConfig(num_envs=2, num_steps=8, optimizer=optimizer)
+    config = PPOConfig(num_envs=2, num_steps=8, update_rule=optimizer)
     a = PPOLearner(config, seed=3)
     a.iterate({**ONE_STEP, "lr": 1e-2})  # history: optimizer moments built with lr 1e-2
     state = a.state_dict()
@@ -70,7 +70,7 @@ def test_hyperenv_restore_then_new_lr_takes_effect_next_step(env_id, defaults, o
         env_id,
         hyper_steps=8,
         hyperparameters={"lr": (1e-3, 2e-3)},
-        config={"optimizer": optimizer},
+        config={"update_rule": optimizer},
         defaults=defaults,
     )
     low, high = np.array([-1.0], np.float32), np.array([1.0], np.float32)

@@ -6,11 +6,16 @@ import pytest
 import torch
 
 from agents.optim import (
+    SGD,
+    UPDATE_RULES,
+    Adam,
     FlatSteps,
+    RMSProp,
+    UpdateRule,
     adam,
     adam_init,
     clip_grad_norm,
-    get_optimizer,
+    get_update_rule,
     rmsprop,
     rmsprop_init,
     sgd,
@@ -178,10 +183,14 @@ def test_clip_grad_norm_golden():
         assert same is grads and norm.item() == pytest.approx(5.0)
 
 
-def test_get_optimizer_and_key_errors():
-    assert get_optimizer("adam") == (adam_init, adam)
-    with pytest.raises(ValueError, match=r"optimizer must be one of \['adam', 'rmsprop', 'sgd'\], got 'lamb'"):
-        get_optimizer("lamb")
+def test_get_update_rule_and_key_errors():
+    assert get_update_rule("adam") == Adam() and get_update_rule("rmsprop") == RMSProp() and get_update_rule("sgd") == SGD()
+    mine = Adam(beta1=0.5)
+    assert get_update_rule(mine) is mine
+    with pytest.raises(ValueError, match=r"update_rule must be one of \['adam', 'rmsprop', 'sgd'\] or an UpdateRule, got 'lamb'"):
+        get_update_rule("lamb")
+    with pytest.raises(ValueError, match=r"update_rule must be one of .* \(the UpdateRule protocol\), got 3"):
+        get_update_rule(3)
     params = make_params()
     with pytest.raises(ValueError, match=r"grads have keys \['w'\], params have \['b', 'w'\]"):
         sgd(params, {"w": params["w"]}, sgd_init(params), lr=0.1)
@@ -207,7 +216,7 @@ def test_flat_steps_equal_the_pure_rules_bit_for_bit(name, max_norm):
         clipped, ref_norm = clip_grad_norm(grads, max_norm)
         ref_params, ref_state = update(ref_params, clipped, ref_state, lr=3e-3)
         ref_grads.append(clipped)
-        norm = flat.step(list(grads.values()), max_norm=max_norm, lr=3e-3)
+        norm = flat.step(list(grads.values()), {"lr": 3e-3}, max_norm=max_norm)
         assert torch.equal(norm, ref_norm)
     new_params, new_state = flat.result()
     for k in params:
@@ -229,11 +238,71 @@ def test_flat_steps_equal_the_pure_rules_bit_for_bit(name, max_norm):
 def test_flat_steps_result_is_independent():
     params = make_params()
     flat = FlatSteps("adam", params, adam_init(params))
-    flat.step(list(make_grads(0).values()), max_norm=1.0, lr=1e-2)
+    flat.step(list(make_grads(0).values()), {"lr": 1e-2}, max_norm=1.0)
     first, state = flat.result()
     kept = {k: v.detach().clone() for k, v in first.items()}
     moments = {k: v.clone() for k, v in state["exp_avg"].items()}
-    flat.step(list(make_grads(1).values()), max_norm=1.0, lr=1e-2)
+    flat.step(list(make_grads(1).values()), {"lr": 1e-2}, max_norm=1.0)
     for k in kept:
         assert torch.equal(first[k].detach(), kept[k])
         assert torch.equal(state["exp_avg"][k], moments[k])
+
+
+# -- UpdateRule objects ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", [SGD(), Adam(), Adam(beta1=0.5, beta2=0.9, eps=1e-4), RMSProp(), RMSProp(alpha=0.9, eps=1e-3)])
+def test_rule_objects_are_the_functions_and_the_fast_path_matches_over_20_steps(rule):
+    """The object and its in-place twin (FlatSteps) agree with the pure path to 1e-6 over 20 steps."""
+    assert isinstance(rule, UpdateRule) and rule.parameters() == {} and UPDATE_RULES[rule.name]().name == rule.name
+    params = make_params()
+    state = rule.init(params)
+    flat = FlatSteps(rule, params, rule.init(params))
+    assert flat.supported
+    constants = {k: getattr(rule, k) for k in ("beta1", "beta2", "eps", "alpha") if hasattr(rule, k)}
+    function = {"sgd": sgd, "adam": adam, "rmsprop": rmsprop}[rule.name]
+    by_function, f_state = params, rule.init(params)
+    for step in range(20):
+        grads = make_grads(step)
+        params, state = rule.update(grads, state, params, {"lr": 1e-2})
+        by_function, f_state = function(by_function, grads, f_state, lr=1e-2, **constants)
+        flat.step(list(grads.values()), {"lr": 1e-2}, max_norm=0.0)
+    fast, fast_state = flat.result()
+    assert fast_state["step"] == state["step"] == 20
+    for k in params:
+        assert torch.equal(params[k], by_function[k])
+        torch.testing.assert_close(fast[k].detach(), params[k], rtol=0, atol=1e-6)
+
+
+def test_a_subclass_or_a_foreign_rule_takes_the_pure_path():
+    class Doubled(SGD):
+        def update(self, grads, state, params, hparams):
+            return super().update(grads, state, params, {"lr": 2 * hparams["lr"]})
+
+    params = make_params()
+    assert not FlatSteps(Doubled(), params, sgd_init(params)).supported
+
+
+def test_rules_are_differentiable_to_second_order():
+    """Through a create_graph gradient, clipping and the rule, d(loss after the step)/d(w) matches a finite difference."""
+    target = {
+        k: torch.randn(v.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64) for k, v in make_params().items()
+    }
+    start = {k: v.double() for k, v in make_params().items()}
+
+    def after(w: torch.Tensor, rule: UpdateRule) -> torch.Tensor:
+        params = {k: v.clone().requires_grad_() for k, v in start.items()}
+        loss = sum(((w * p - target[k]) ** 2).sum() for k, p in params.items())
+        grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()), create_graph=True)))
+        grads, _ = clip_grad_norm(grads, 1.0)
+        state = rule.init(params)
+        state = rule.update(grads, state, params, {"lr": 0.05})[1]  # non-zero moments first
+        new, _ = rule.update(grads, state, params, {"lr": 0.05})
+        return sum(((w * p - target[k]) ** 2).sum() for k, p in new.items())
+
+    for rule in (SGD(), Adam(), RMSProp()):
+        w = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+        (analytic,) = torch.autograd.grad(after(w, rule), w)
+        h = 1e-6
+        numeric = (after(w.detach() + h, rule) - after(w.detach() - h, rule)) / (2 * h)
+        torch.testing.assert_close(analytic, numeric.detach(), rtol=1e-5, atol=1e-8, msg=rule.name)

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from agents.a2c import A2CObjective
+from agents.a2c import A2C_METRICS, A2CObjective
+from agents.base import Batch
 from agents.networks import ActorCritic, entropy, log_prob
 from agents.ppo import PPO_METRICS, PPOObjective
 
@@ -35,13 +36,30 @@ def batch(ratios, advantages, actions, returns=None):
     actions = torch.tensor(actions)
     new_logp = torch.tensor([math.log(P0) if a == 0 else math.log(1 - P0) for a in actions.tolist()], dtype=torch.float64)
     n = len(ratios)
-    return {
-        "obs": torch.linspace(-1.0, 1.0, n, dtype=torch.float64).unsqueeze(1),
-        "actions": actions,
-        "log_probs": new_logp - torch.log(torch.tensor(ratios, dtype=torch.float64)),
-        "advantages": torch.tensor(advantages, dtype=torch.float64),
-        "returns": torch.tensor(returns if returns is not None else [VALUE] * n, dtype=torch.float64),
-    }
+    return flat_batch(
+        obs=torch.linspace(-1.0, 1.0, n, dtype=torch.float64).unsqueeze(1),
+        actions=actions,
+        log_probs=new_logp - torch.log(torch.tensor(ratios, dtype=torch.float64)),
+        advantages=torch.tensor(advantages, dtype=torch.float64),
+        returns=torch.tensor(returns if returns is not None else [VALUE] * n, dtype=torch.float64),
+    )
+
+
+def flat_batch(obs, actions, log_probs, advantages, returns) -> Batch:
+    """``n`` transitions as the learner's schedule hands them to the objective: a ``[1, n]`` Batch with its targets."""
+    n = len(log_probs)
+    row = {"dtype": log_probs.dtype}
+    return Batch(
+        obs=obs.unsqueeze(0),
+        actions=actions.unsqueeze(0),
+        log_probs=log_probs.unsqueeze(0),
+        values=torch.zeros(1, n, **row),
+        rewards=torch.zeros(1, n, **row),
+        discounts=torch.ones(1, n, **row),
+        bootstrap_value=torch.zeros(n, **row),
+        advantages=advantages.unsqueeze(0),
+        returns=returns.unsqueeze(0),
+    )
 
 
 # ratio, advantage: min(r A, clip(r, 0.8, 1.2) A)           clipped (|r - 1| > 0.2)?
@@ -58,18 +76,19 @@ APPROX_KL = sum((r - 1) - math.log(r) for r in RATIOS) / 4
 ENTROPY = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))  # = 0.5623351446...
 
 
-def metrics_dict(m: torch.Tensor) -> dict[str, float]:
-    return dict(zip(PPO_METRICS, m.tolist()))
+def metrics_dict(m: dict[str, torch.Tensor]) -> dict[str, float]:
+    assert tuple(m) == PPO_METRICS
+    return {k: v.item() for k, v in m.items()}
 
 
 def test_log_probs_of_the_hand_set_policy():
     net, params = tiny_network()
     b = batch(RATIOS, ADVS, ACTIONS)
-    out, value = net.forward(params, b["obs"])
-    logp = log_prob(out, params, b["actions"], discrete=True)
+    out, value = net.forward(params, b.obs[0])
+    logp = log_prob(out, params, b.actions[0], discrete=True)
     torch.testing.assert_close(logp, torch.tensor([math.log(0.75), math.log(0.25)] * 2, dtype=torch.float64))
     torch.testing.assert_close(value, torch.full((4,), VALUE, dtype=torch.float64))
-    torch.testing.assert_close((logp - b["log_probs"]).exp(), torch.tensor(RATIOS, dtype=torch.float64))
+    torch.testing.assert_close((logp - b.log_probs[0]).exp(), torch.tensor(RATIOS, dtype=torch.float64))
 
 
 def test_policy_loss_and_clip_fraction_by_hand():
@@ -86,7 +105,7 @@ def test_policy_loss_and_clip_fraction_by_hand():
     assert got["value"] == pytest.approx(0.75, abs=1e-12)
     assert got["entropy"] == pytest.approx(ENTROPY, abs=1e-12)
     assert loss.item() == pytest.approx(POLICY_LOSS + 0.5 * 0.75 - 0.01 * ENTROPY, abs=1e-12)
-    assert not m.requires_grad
+    assert not any(v.requires_grad for v in m.values())
 
 
 def test_normalized_advantages_by_hand():
@@ -163,7 +182,7 @@ def test_a2c_objective_by_hand():
     loss, m = A2CObjective(net)(params, b, {"vf_coef": 0.5, "ent_coef": 0.0})
     logp = [math.log(0.75), math.log(0.25)] * 2
     policy = -sum(lp * a for lp, a in zip(logp, ADVS)) / 4
-    assert m.tolist() == pytest.approx([policy, 0.75, ENTROPY], abs=1e-12)
+    assert [m[k].item() for k in A2C_METRICS] == pytest.approx([policy, 0.75, ENTROPY], abs=1e-12)
     assert loss.item() == pytest.approx(policy + 0.5 * 0.75, abs=1e-12)
 
 
@@ -172,13 +191,13 @@ def _gaussian_setup():
     gen = torch.Generator().manual_seed(0)
     params = {k: (0.3 * torch.randn(s, generator=gen, dtype=torch.float64)) for k, s in net.shapes().items()}
     n = 6
-    b = {
-        "obs": torch.randn(n, 3, generator=gen, dtype=torch.float64),
-        "actions": torch.randn(n, 2, generator=gen, dtype=torch.float64),
-        "log_probs": torch.full((n,), -2.0, dtype=torch.float64),
-        "advantages": torch.randn(n, generator=gen, dtype=torch.float64),
-        "returns": torch.randn(n, generator=gen, dtype=torch.float64),
-    }
+    b = flat_batch(
+        obs=torch.randn(n, 3, generator=gen, dtype=torch.float64),
+        actions=torch.randn(n, 2, generator=gen, dtype=torch.float64),
+        log_probs=torch.full((n,), -2.0, dtype=torch.float64),
+        advantages=torch.randn(n, generator=gen, dtype=torch.float64),
+        returns=torch.randn(n, generator=gen, dtype=torch.float64),
+    )
     return net, params, b
 
 
@@ -202,16 +221,16 @@ def test_objectives_are_pure_under_torch_func(name):
 @pytest.mark.parametrize("rule", ["sgd", "adam", "rmsprop"])
 def test_differentiating_through_one_functional_update_matches_a_finite_difference(rule):
     """d L(theta'(lr)) / d lr through the pure update rule, the white-box path solvers use."""
-    from agents.optim import OPTIMIZERS
+    from agents.optim import get_update_rule
 
     net, params, b = _gaussian_setup()
     objective = PPOObjective(net)
     meta = {"clip": 0.2, "vf_coef": 0.5, "ent_coef": 0.0}
     grads = torch.func.grad(lambda p: objective(p, b, meta)[0])(params)
-    init, update = OPTIMIZERS[rule]
+    rule = get_update_rule(rule)
 
     def after_step(lr: torch.Tensor) -> torch.Tensor:
-        new, _ = update(params, grads, init(params), lr=lr)
+        new, _ = rule.update(grads, rule.init(params), params, {"lr": lr})
         return objective(new, b, meta)[0]
 
     lr = torch.tensor(1e-2, dtype=torch.float64)
@@ -220,3 +239,71 @@ def test_differentiating_through_one_functional_update_matches_a_finite_differen
     numeric = (after_step(lr + eps) - after_step(lr - eps)) / (2 * eps)
     torch.testing.assert_close(analytic, numeric, rtol=1e-4, atol=1e-8)
     assert analytic < 0  # a small step along the negative gradient lowers the loss
+
+
+def _time_major_batch(seed: int = 3, t: int = 5, b: int = 3) -> tuple[ActorCritic, dict, Batch]:
+    """A collector-shaped ``[T, B]`` batch (no targets) with two episode ends, on a small Gaussian policy."""
+    net = ActorCritic(obs_dim=3, action_dim=2, discrete=False, hidden=(8,))
+    gen = torch.Generator().manual_seed(seed)
+    params = {k: (0.3 * torch.randn(s, generator=gen, dtype=torch.float64)).requires_grad_() for k, s in net.shapes().items()}
+    discounts = torch.ones(t, b, dtype=torch.float64)
+    discounts[1, 0] = discounts[3, 2] = 0.0
+    batch = Batch(
+        obs=torch.randn(t, b, 3, generator=gen, dtype=torch.float64),
+        actions=torch.randn(t, b, 2, generator=gen, dtype=torch.float64),
+        log_probs=torch.full((t, b), -2.0, dtype=torch.float64),
+        values=torch.randn(t, b, generator=gen, dtype=torch.float64),
+        rewards=torch.randn(t, b, generator=gen, dtype=torch.float64),
+        discounts=discounts,
+        bootstrap_value=torch.randn(b, generator=gen, dtype=torch.float64),
+    )
+    return net, params, batch
+
+
+HP = {"gamma": 0.97, "gae_lambda": 0.9, "clip": 0.2, "vf_coef": 0.5, "ent_coef": 0.01}
+
+
+@pytest.mark.parametrize("name", ["ppo", "a2c"])
+def test_objectives_compute_their_own_targets_from_the_batch(name):
+    from agents.returns import gae
+
+    net, params, b = _time_major_batch()
+    objective = PPOObjective(net) if name == "ppo" else A2CObjective(net)
+    loss, _ = objective(params, b, HP)
+    advantages = gae(b.rewards, b.discounts * HP["gamma"], b.values, b.bootstrap_value, HP["gae_lambda"])
+    given, _ = objective(params, b.with_targets(advantages, advantages + b.values), HP)
+    torch.testing.assert_close(loss, given, rtol=1e-12, atol=1e-12)
+    # flattening to the schedule's [1, T*B] form changes nothing
+    flat, _ = objective(params, objective.targets(b, HP).flat(), HP)
+    torch.testing.assert_close(loss, flat, rtol=1e-12, atol=1e-12)
+    assert objective.targets(b, HP).flat().obs.shape == (1, 15, 3)
+
+
+@pytest.mark.parametrize("name", ["ppo", "a2c"])
+def test_objectives_are_differentiable_in_gamma_lambda_and_every_weight(name):
+    net, params, b = _time_major_batch()
+    objective = PPOObjective(net) if name == "ppo" else A2CObjective(net)
+    keys = ["gamma", "gae_lambda", "vf_coef", "ent_coef"] + (["clip"] if name == "ppo" else [])
+    hp = {**HP, **{k: torch.tensor(HP[k], dtype=torch.float64, requires_grad=True) for k in keys}}
+    if name == "ppo":
+        hp["clip"] = torch.tensor(0.01, dtype=torch.float64, requires_grad=True)  # small, so some ratio is clipped
+        b = Batch(**{**{k: getattr(b, k) for k in b.__dataclass_fields__}, "log_probs": b.log_probs - 0.3})
+    loss, _ = objective(params, b, hp)
+    grads = torch.autograd.grad(loss, [hp[k] for k in keys])
+    for k, g in zip(keys, grads):
+        assert g != 0, k
+
+    def at(gamma: float) -> float:
+        return objective(params, b, {**HP, "clip": hp["clip"].item() if name == "ppo" else 0.2, "gamma": gamma})[0].item()
+
+    h = 1e-6
+    numeric = (at(HP["gamma"] + h) - at(HP["gamma"] - h)) / (2 * h)
+    assert grads[0].item() == pytest.approx(numeric, rel=1e-5)
+
+
+def test_a_flat_batch_without_targets_is_refused():
+    _, _, b = _time_major_batch()
+    with pytest.raises(ValueError, match="Batch.flat needs precomputed targets"):
+        b.flat()
+    with pytest.raises(ValueError, match="Batch.advantages and Batch.returns are set together"):
+        Batch(**{**{k: getattr(b, k) for k in b.__dataclass_fields__}, "advantages": b.values})

@@ -136,3 +136,14 @@ def test_explained_variance():
     assert explained_variance(torch.full((4,), target.mean().item()), target).item() == pytest.approx(0.0)
     # residual [1, -1, 1, -1]: var 4/3; target var 5/3 -> 1 - 4/5 = 0.2
     assert explained_variance(target - torch.tensor([1.0, -1.0, 1.0, -1.0]), target).item() == pytest.approx(0.2)
+
+
+def test_rollout_return_golden():
+    from agents.returns import rollout_return
+
+    r = torch.tensor([[1.0, 0.0], [2.0, -1.0], [4.0, 3.0]])
+    # column 0: 1 + 0.5 * 2 + 0.25 * 4 = 3; column 1: 0 - 0.5 + 0.75 = 0.25; mean 1.625
+    assert rollout_return(r, 0.5) == pytest.approx(1.625, abs=1e-12)
+    assert rollout_return(r.numpy(), 1.0) == pytest.approx((7.0 + 2.0) / 2, abs=1e-12)
+    with pytest.raises(ValueError, match=r"r_raw must be \[T, B\], got shape \(3,\)"):
+        rollout_return(r[:, 0], 0.5)

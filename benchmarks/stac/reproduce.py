@@ -51,7 +51,7 @@ def _path(out: str, env_id: str, solver: str, seed: int) -> Path:
 
 
 def _job(job: tuple[str, str, int, int, str, str, float]) -> str:
-    solver, env_id, seed, budget, backend, out, meta_lr = job
+    solver, env_id, seed, budget, _, out, meta_lr = job
     path = _path(out, env_id, solver, seed)
     import gymnasium as gym
     import torch
@@ -63,7 +63,7 @@ def _job(job: tuple[str, str, int, int, str, str, float]) -> str:
     torch.set_num_threads(1)
     gym.register_envs(hyperenvs)
     env = gym.make(env_id, total_timesteps=budget, iterations_per_step=1, **SOLVER_ENV[solver])
-    kwargs = {} if solver == "impala" else {"backend": backend, "meta_lr": meta_lr}
+    kwargs = {} if solver == "impala" else {"meta_lr": meta_lr}
     start = time.perf_counter()
     try:
         log = make_solver("static" if solver == "impala" else solver, **kwargs).run(env, seed=seed)
@@ -117,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=int, default=100_000, help="env steps per lifetime")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--backend", default="autograd", choices=("func", "autograd"), help="STAC's differentiation backend")
     parser.add_argument("--meta-lr", type=float, default=1e-3, help="STAC's Adam step on the metaparameter logits")
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--quick", action="store_true", help="2 seeds, 8k steps, CartPole only: a smoke run")
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     runs = out / "runs"
     # Interleave solvers so a partial run still compares like with like.
-    jobs = [(s, f"HyperRL/IMPALA-{t}-v0", seed, args.budget, args.backend, str(runs), args.meta_lr)
+    jobs = [(s, f"HyperRL/IMPALA-{t}-v0", seed, args.budget, None, str(runs), args.meta_lr)
             for t in args.tasks for seed in range(args.seeds) for s in args.solvers]  # fmt: skip
     start = time.perf_counter()
     todo = [j for j in jobs if not (args.skip_existing and _path(j[5], j[1], j[0], j[2]).exists())]

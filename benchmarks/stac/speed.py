@@ -3,9 +3,8 @@
 1. Wall time (and CPU time) per inner env step of a whole lifetime (``env.step``
    plus the solver's own work) for IMPALA with fixed eta (the static solver),
    STAC and STACX, at the same settings: ``HyperRL/IMPALA-<Task>-v0`` with one
-   IMPALA update per hyper-step.  Both metagradient backends are timed:
-   ``autograd`` (the default: it differentiates the learner's own update) and
-   ``torch.func`` (it recomputes the inner step).  In each repetition the
+   IMPALA update per hyper-step (the metagradient replays that update through
+   ``agents.unroll`` and differentiates it).  In each repetition the
    agents' lifetimes run side by side, a hyper-step of each in turn, so that a
    shared machine's slow spells hit every agent alike; the median over
    repetitions is reported, and the median of the per-repetition ratios
@@ -39,14 +38,12 @@ HERE = Path(__file__).resolve().parent
 
 AGENTS = {
     "impala": ("static", {}, {}),
-    "stac (autograd)": ("stac", {"backend": "autograd"}, {}),
-    "stac (torch.func)": ("stac", {"backend": "func"}, {}),
-    "stacx (autograd)": ("stacx", {"backend": "autograd"}, {"config": {"aux_heads": 2}}),
-    "stacx (torch.func)": ("stacx", {"backend": "func"}, {"config": {"aux_heads": 2}}),
-    "stac (autograd, meta_interval 2)": ("stac", {"backend": "autograd", "meta_interval": 2}, {}),
-    "stac (autograd, meta_interval 4)": ("stac", {"backend": "autograd", "meta_interval": 4}, {}),
+    "stac": ("stac", {}, {}),
+    "stacx": ("stacx", {}, {"config": {"aux_heads": 2}}),
+    "stac (meta_interval 2)": ("stac", {"meta_interval": 2}, {}),
+    "stac (meta_interval 4)": ("stac", {"meta_interval": 4}, {}),
 }
-"""label -> (solver, solver kwargs, gym.make kwargs); the default backend is ``autograd``"""
+"""label -> (solver, solver kwargs, gym.make kwargs)"""
 
 
 def per_step_times(task: str, steps: int, reps: int) -> dict[str, dict[str, float]]:

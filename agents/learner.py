@@ -1,7 +1,16 @@
-"""The shared body of on-policy actor-critic learners (PPO, A2C).
+"""The one learner shell of the actor-critic family (PPO, A2C, IMPALA).
 
-Subclasses supply a hyperparameter dataclass, an objective and ``_update``;
-this class owns construction, seeding, collection, divergence detection,
+A learner is a collector (``agents.rollout``), an objective
+``loss(params, batch, hparams, meta) -> (loss, metrics)`` and an update rule
+(``agents.optim.UpdateRule``, from ``config.update_rule``), met in the public
+
+    train_step(params, opt_state, batch, hparams, meta=None, *, differentiable=False)
+        -> (params, opt_state, metrics)
+
+Subclasses supply a hyperparameter dataclass, the objective and ``_schedule``
+(how one update walks over a batch: PPO's epochs x minibatches, one step for
+A2C and IMPALA); this class owns construction, seeding, collection,
+``iterate`` (collect + ``train_step`` + bookkeeping), divergence detection,
 snapshots and evaluation.
 """
 
@@ -19,10 +28,14 @@ import numpy as np
 import torch
 
 from agents import envstate
-from agents.base import Batch, IterationReport, Params
+from agents.base import Batch, IterationReport, LastUpdate, Params
 from agents.networks import ActorCritic, sample
-from agents.optim import OptState, get_optimizer
+from agents.optim import OptState, UpdateRule, clip_grad_norm, get_update_rule
 from agents.rollout import Collector, make_vector_env, task_spaces
+from agents.seeding import derive
+
+Metrics = dict[str, torch.Tensor]
+"""What ``train_step`` and the objectives report: 0-d tensors by name (detached unless a graph is asked for)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,8 +52,9 @@ class ActorCriticConfig:
     """hidden widths of the actor and critic MLPs (ignored for image observations)"""
     activation: str = "tanh"
     """hidden activation of the MLPs: ``tanh`` or ``relu``"""
-    optimizer: str = "adam"
-    """update rule: ``adam``, ``rmsprop`` or ``sgd``"""
+    update_rule: str | UpdateRule = "adam"
+    """update rule: a name in ``agents.optim.UPDATE_RULES`` (``adam``, ``rmsprop``, ``sgd``) or an
+    ``UpdateRule`` object (e.g. a learned optimizer)"""
     normalize_obs: bool = False
     """standardise observations with running statistics (MuJoCo PPO standard)"""
     normalize_reward: bool = False
@@ -49,12 +63,19 @@ class ActorCriticConfig:
     """clip rewards to their sign (Atari standard); reported returns stay unclipped"""
     grad_history: int = 2
     """how many recent update gradients ``gradient_history()`` keeps"""
+    max_param_norm_ratio: float = 1e3
+    """divergence bound: the run has diverged once the global L2 norm of the parameters exceeds this
+    multiple of its initial norm (healthy runs stay within about 10x; an absurd learning rate with Adam
+    and gradient clipping, which keeps every value finite, crosses it within an update or two);
+    ``inf`` disables the check (non-finite values are always a divergence)"""
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        get_optimizer(self.optimizer)
+        if not self.max_param_norm_ratio > 1:
+            raise ValueError(f"max_param_norm_ratio must be > 1, got {self.max_param_norm_ratio}")
+        get_update_rule(self.update_rule)
 
 
 def _to_tensors(obj: Any) -> Any:
@@ -87,6 +108,10 @@ def _clone(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_clone(v) for v in obj]
     return obj
+
+
+def _global_norm(params: Params) -> float:
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm([v.detach() for v in params.values()]))))
 
 
 class ActorCriticLearner:
@@ -123,8 +148,9 @@ class ActorCriticLearner:
             k: v.to(self.device).requires_grad_()
             for k, v in self.network.init(torch.Generator().manual_seed(self.seed)).items()
         }
-        self._opt_init, self._opt_update = get_optimizer(config.optimizer)
-        self.opt_state: OptState = self._opt_init(self.params)
+        self.update_rule: UpdateRule = get_update_rule(config.update_rule)
+        self.opt_state: OptState = self.update_rule.init(self.params)
+        self.initial_param_norm = _global_norm(self.params)
         self.collector = Collector(
             self.envs,
             self.network,
@@ -138,6 +164,9 @@ class ActorCriticLearner:
         self.timesteps = 0
         self.iterations = 0
         self.diverged = False
+        self.divergence = ""
+        self.last_update: LastUpdate | None = None
+        """inputs of the latest update of ``iterate`` (for white-box solvers; see ``LastUpdate``)"""
         self._grads: deque[Params] = deque(maxlen=config.grad_history)
         self._eval_env: gym.vector.VectorEnv | None = None
         self._eval_count = 0
@@ -174,42 +203,139 @@ class ActorCriticLearner:
         cast = {k: int(round(float(v))) if fields[k] in (int, "int") else float(v) for k, v in hparams.items()}
         return dataclasses.replace(self.default_hparams, **cast)
 
+    def hparam_values(self, hparams: Mapping[str, Any] | Any | None) -> dict[str, Any]:
+        """``train_step``'s hyperparameters: the defaults overlaid with ``hparams`` (a partial mapping or
+        the dataclass), as a dict; tensor values are kept as they are (differentiable), others cast."""
+        fields = {f.name: f.type for f in dataclasses.fields(self.Hyperparams)}
+        if isinstance(hparams, self.Hyperparams):
+            return {k: getattr(hparams, k) for k in fields}
+        values = {k: getattr(self.default_hparams, k) for k in fields}
+        unknown = set(hparams or {}) - set(fields)
+        if unknown:
+            raise ValueError(f"unknown hyperparameters {sorted(unknown)} for {type(self).__name__}; known: {sorted(fields)}")
+        for k, v in (hparams or {}).items():
+            if isinstance(v, torch.Tensor):
+                values[k] = v
+            else:
+                values[k] = int(round(float(v))) if fields[k] in (int, "int") else float(v)
+        return values
+
+    # -- one update: objective + update rule ------------------------------
+    def train_step(
+        self,
+        params: Params,
+        opt_state: OptState,
+        batch: Batch,
+        hparams: Mapping[str, Any] | Any | None = None,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        differentiable: bool = False,
+    ) -> tuple[Params, OptState, Metrics]:
+        """One update of ``params`` on ``batch`` (the algorithm's whole schedule), with these hyperparameters.
+
+        Pure in its inputs (they are not modified; the learner's own ``params``/``opt_state``
+        are not touched); the schedule's shuffling draws from the learner's generator.
+        ``differentiable=True``: gradients are taken with ``create_graph`` and nothing is
+        detached, so the returned params and state keep the graph to ``params``, to every
+        tensor in ``hparams`` and ``meta``, and to the update rule's ``parameters()``; the
+        stock rules' in-place fast path is then never used.  Otherwise the returned
+        params are fresh leaves (requiring grad) and the metrics are detached.
+        """
+        # Leaves of our own for inputs that carry no graph (e.g. a detached record): the caller's tensors keep their flags.
+        with torch.enable_grad():  # an update needs its gradient, whatever the caller's grad mode
+            params = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in params.items()}
+            return self._schedule(params, opt_state, batch, self.hparam_values(hparams), meta, differentiable, None)
+
+    def _schedule(
+        self,
+        params: Params,
+        opt_state: OptState,
+        batch: Batch,
+        hp: dict[str, Any],
+        meta: Mapping[str, Any] | None,
+        differentiable: bool,
+        grads_out: list[Params] | None,
+    ) -> tuple[Params, OptState, Metrics]:
+        """``train_step``'s body; ``grads_out`` collects the clipped gradients of its steps, oldest first."""
+        raise NotImplementedError
+
+    def _gradient_step(
+        self,
+        params: Params,
+        opt_state: OptState,
+        loss: torch.Tensor,
+        hp: Mapping[str, Any],
+        differentiable: bool,
+        grads_out: list[Params] | None,
+    ) -> tuple[Params, OptState, torch.Tensor]:
+        """Gradient of ``loss``, global-norm clipping, one update-rule step; returns the norm before clipping."""
+        grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()), create_graph=differentiable)))
+        grads, norm = clip_grad_norm(grads, float(hp["max_grad_norm"]))
+        if grads_out is not None:
+            grads_out.append({k: g.detach() for k, g in grads.items()})
+        if differentiable:
+            new, state = self.update_rule.update(grads, opt_state, params, hp)
+            return new, state, norm
+        with torch.no_grad():
+            new, state = self.update_rule.update(grads, opt_state, params, hp)
+        return {k: v.requires_grad_() for k, v in new.items()}, state, norm.detach()
+
     # -- the black-box path ----------------------------------------------
     def iterate(self, hparams: Mapping[str, float] | Any | None = None) -> IterationReport:
-        """Collect ``num_envs * num_steps`` transitions, then update with ``hparams``."""
+        """Collect ``num_envs * num_steps`` transitions, then ``train_step`` with ``hparams``."""
         hp = self.resolve_hparams(hparams)
         start = time.perf_counter()
         if self.diverged:
-            return IterationReport(timesteps=self.timesteps, env_steps=0, diverged=True)
+            return IterationReport(timesteps=self.timesteps, env_steps=0, diverged=True, divergence=self.divergence)
         batch, episodes = self.collector.collect(self.params, self.config.num_steps, hp.gamma)
         self.timesteps += batch.num_steps
-        losses, stats = self._update(batch, hp)
+        losses, stats = self._update(batch, self.hparam_values(hp))
+        return self._report(batch.num_steps, episodes, losses, stats, start)
+
+    def _update(self, batch: Batch, hp: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+        """``train_step`` on the learner's own state, with the bookkeeping: last update, gradients, metrics as floats."""
+        self.last_update = LastUpdate(
+            params={k: v.detach() for k, v in self.params.items()}, opt_state=self.opt_state, batch=batch, hparams=hp, meta=None
+        )
+        grads: list[Params] = []
+        self.params, self.opt_state, metrics = self._schedule(self.params, self.opt_state, batch, hp, None, False, grads)
+        self._grads.extendleft(grads[-self.config.grad_history :])
         self.iterations += 1
-        self.diverged = not self._finite(losses)
+        values = dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))
+        losses = {k: values.pop(k) for k in self.loss_names}
+        return losses, values
+
+    loss_names: ClassVar[tuple[str, ...]] = ("policy", "value", "entropy")
+    """the metrics ``IterationReport.losses`` holds; the others go to ``stats``"""
+
+    def _report(self, steps: int, episodes, losses, stats, start: float) -> IterationReport:
+        self.divergence = self._divergence(losses)
+        self.diverged = bool(self.divergence)
         return IterationReport(
             timesteps=self.timesteps,
-            env_steps=batch.num_steps,
+            env_steps=steps,
             episode_returns=tuple(e.ret for e in episodes),
             episode_lengths=tuple(e.length for e in episodes),
             losses=losses,
             stats=stats,
             diverged=self.diverged,
+            divergence=self.divergence,
             wall_time=time.perf_counter() - start,
         )
 
-    def _update(self, batch: Batch, hp: Any) -> tuple[dict[str, float], dict[str, float]]:
-        raise NotImplementedError
-
-    def _apply(self, grads: Params, lr: float) -> None:
-        """One update-rule step; the new parameters become leaves for the next gradient."""
-        self._grads.appendleft(grads)
-        with torch.no_grad():
-            params, self.opt_state = self._opt_update(self.params, grads, self.opt_state, lr=lr)
-        self.params = {k: v.requires_grad_() for k, v in params.items()}
-
-    def _finite(self, losses: Mapping[str, float]) -> bool:
-        norms = torch.stack(torch._foreach_norm(list(self.params.values())))
-        return bool(torch.isfinite(norms).all()) and all(np.isfinite(v) for v in losses.values())
+    def _divergence(self, losses: Mapping[str, float]) -> str:
+        """Why the run has diverged ("" if it has not): a non-finite value, or parameters beyond their bound."""
+        bad = [k for k, v in losses.items() if not np.isfinite(v)]
+        norm = _global_norm(self.params)
+        if bad or not np.isfinite(norm):
+            return f"non-finite {'loss ' + ', '.join(bad) if bad else 'parameters'}"
+        bound = self.config.max_param_norm_ratio * self.initial_param_norm
+        if norm > bound:
+            return (
+                f"parameter norm {norm:.3g} exceeds max_param_norm_ratio {self.config.max_param_norm_ratio:g} "
+                f"x the initial norm {self.initial_param_norm:.3g}"
+            )
+        return ""
 
     # -- white-box access -------------------------------------------------
     def parameters(self) -> Params:
@@ -234,6 +360,8 @@ class ActorCriticLearner:
             "timesteps": self.timesteps,
             "iterations": self.iterations,
             "diverged": self.diverged,
+            "divergence": self.divergence,
+            "initial_param_norm": self.initial_param_norm,
             "grad_history": [_clone(g) for g in self._grads],
             "collector": _to_tensors(self.collector.state_dict()),
         }
@@ -248,7 +376,7 @@ class ActorCriticLearner:
 
         Distinct per lifetime and point in it; below 2**31, since ALE's vector env takes int32 seeds.
         """
-        return (self.seed * 1_000_003 + self.timesteps) % (2**31 - 1)
+        return derive(self.seed, "fresh-episodes", self.timesteps)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if set(state["params"]) != set(self.params):
@@ -259,7 +387,7 @@ class ActorCriticLearner:
         self.seed = int(state.get("seed", self.seed))
         self.timesteps = int(state["timesteps"])
         self.iterations = int(state["iterations"])
-        self.diverged = bool(state["diverged"])
+        self._restore_flags(state)
         self._grads = deque((_clone(g) for g in state["grad_history"]), maxlen=self.config.grad_history)
         restored = "envs" in state
         if restored:
@@ -267,6 +395,12 @@ class ActorCriticLearner:
         else:
             self.collector.reset(seed=self.fresh_episode_seed())
         self.collector.load_state_dict(_to_numpy(state["collector"]), episodes=restored)
+
+    def _restore_flags(self, state: Mapping[str, Any]) -> None:
+        self.diverged = bool(state["diverged"])
+        self.divergence = str(state.get("divergence", "non-finite values" if self.diverged else ""))
+        self.initial_param_norm = float(state.get("initial_param_norm", self.initial_param_norm))
+        self.last_update = None
 
     # -- evaluation ---------------------------------------------------------
     @torch.no_grad()
@@ -277,7 +411,7 @@ class ActorCriticLearner:
         if self._eval_env is None:
             self._eval_env = make_vector_env(self.config.task, 1)
         env, returns = self._eval_env, []
-        obs, _ = env.reset(seed=self.seed + 7919 * (1 + self._eval_count))
+        obs, _ = env.reset(seed=derive(self.seed, "eval", self._eval_count))
         self._eval_count += 1
         total = 0.0
         while len(returns) < episodes:
