@@ -33,8 +33,6 @@ CASES = {
 }
 """a tiny lifetime of an id each solver runs on, as the command line takes it"""
 PENDING = {
-    "stac": "STAC's state_dict lands with the STAC rework",
-    "stacx": "STAC's state_dict lands with the STAC rework",
     "bierl-pm": "BiERL's state_dict lands with the BiERL rework",
     "bierl-npm": "BiERL's state_dict lands with the BiERL rework",
 }
