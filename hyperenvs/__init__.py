@@ -12,19 +12,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
-
-from hyperenvs.registry import REGISTRY, Entry, get
+from hyperenvs.registry import REGISTRY, Algorithm, Entry, Family, add_family, get, register_with_gymnasium
 from hyperenvs.spaces import Hyperparameter, HyperparameterSpace
 
 __all__ = [
     "REGISTRY",
+    "Algorithm",
     "Entry",
+    "Family",
     "HyperEnv",
     "Hyperparameter",
     "HyperparameterSpace",
     "JointDiscreteAction",
     "RecordSchedule",
+    "add_family",
     "check_hyperenv",
     "flatten",
     "get",
@@ -51,9 +52,7 @@ def __getattr__(name: str) -> Any:
 
 def register() -> None:
     """Register every id of the table with Gymnasium (idempotent)."""
-    for env_id in REGISTRY:
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point="hyperenvs.env:HyperEnv", kwargs={"entry": env_id})
+    register_with_gymnasium(list(REGISTRY))
 
 
 register()
