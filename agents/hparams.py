@@ -122,7 +122,7 @@ class Hyperparameter:
             return np.array([self.from_unit(u) for u in np.linspace(-1.0, 1.0, int(bins))])
         values = np.asarray(bins, dtype=np.float64)
         if values.ndim != 1 or len(values) < 1 or not np.all((values >= self.low) & (values <= self.high)):
-            raise ValueError(f"hyperparameter {self.name!r}: bin values {list(values)} must lie in [{self.low}, {self.high}]")
+            raise ValueError(f"hyperparameter {self.name!r}: bin values {values.tolist()} must lie in [{self.low}, {self.high}]")
         return values
 
     def _default_grid(self) -> np.ndarray:
