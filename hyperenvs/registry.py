@@ -85,13 +85,34 @@ class Entry:
     def id(self) -> str:
         return f"{NAMESPACE}/{self.algorithm.name}-{self.name}-v{VERSION}"
 
-    algorithm = property(lambda self: self.family.algorithm, doc="the inner learner")
-    total_timesteps = property(lambda self: self.family.total_timesteps, doc="lifetime budget in inner env steps")
-    iterations_per_step = property(lambda self: self.family.iterations_per_step, doc="learner iterations per hyper-step")
-    config = property(lambda self: self.family.config, doc="overrides of the learner's config dataclass")
-    defaults = property(lambda self: self.family.defaults, doc="overrides of declared defaults")
-    ranges = property(lambda self: self.family.ranges, doc="overrides of declared ranges")
-    observe = property(lambda self: self.family.observe, doc="default observation parts")
+    # The row's settings, read through the entry (HyperEnv and the command line ask an entry).
+    @property
+    def algorithm(self) -> Algorithm:
+        return self.family.algorithm
+
+    @property
+    def total_timesteps(self) -> int:
+        return self.family.total_timesteps
+
+    @property
+    def iterations_per_step(self) -> int:
+        return self.family.iterations_per_step
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self.family.config
+
+    @property
+    def defaults(self) -> Mapping[str, float]:
+        return self.family.defaults
+
+    @property
+    def ranges(self) -> Mapping[str, tuple[float, float]]:
+        return self.family.ranges
+
+    @property
+    def observe(self) -> tuple[str, ...]:
+        return self.family.observe
 
     def hyperparameters(self) -> tuple[Hyperparameter, ...]:
         """The learner's declared hyperparameters with this row's overrides (imports the learner's module)."""
