@@ -29,7 +29,11 @@ class PPOHyperparams:
         0.2, low=0.05, high=0.5, bins=(0.1, 0.2, 0.3, 0.4, 0.5), doc="surrogate clipping range epsilon (0.2; 0.1 on Atari)"
     )
     gae_lambda: float = hyperparameter(
-        0.95, low=0.8, high=1.0, bins=(0.9, 0.925, 0.95, 0.975, 0.99), doc="GAE bias-variance trade-off lambda"
+        0.95,
+        low=0.8,
+        high=1.0,
+        bins=(0.9, 0.925, 0.95, 0.975, 0.99),
+        doc="GAE lambda: 1 is Monte Carlo advantages (high variance), 0 one-step TD (high bias)",
     )
     minibatch_size: int = hyperparameter(
         64,
@@ -41,12 +45,22 @@ class PPOHyperparams:
         doc="transitions per gradient step; a remainder smaller than one minibatch is left out of that epoch "
         "(the batch is reshuffled every epoch, so it is rarely the same rows)",
     )
-    epochs: int = hyperparameter(10, low=1, high=30, integer=True, multipliers=(0.5, 1, 2), doc="passes over each batch")
-    gamma: float = hyperparameter(0.99, low=0.9, high=0.999, bins=(0.9, 0.95, 0.98, 0.99, 0.995, 0.999), doc="discount factor")
-    ent_coef: float = hyperparameter(0.0, low=0.0, high=0.1, bins=(0.0, 0.001, 0.01, 0.02, 0.05), doc="entropy bonus weight")
+    epochs: int = hyperparameter(
+        10, low=1, high=30, integer=True, multipliers=(0.5, 1, 2), doc="passes over each batch (10 on MuJoCo, 4 on Atari)"
+    )
+    gamma: float = hyperparameter(
+        0.99,
+        low=0.9,
+        high=0.999,
+        bins=(0.9, 0.95, 0.98, 0.99, 0.995, 0.999),
+        doc="discount factor; horizon about 1 / (1 - gamma)",
+    )
+    ent_coef: float = hyperparameter(
+        0.0, low=0.0, high=0.1, bins=(0.0, 0.001, 0.01, 0.02, 0.05), doc="entropy bonus weight (0 on MuJoCo, 0.01 on Atari)"
+    )
     vf_coef: float = hyperparameter(0.5, low=0.1, high=1.0, bins=(0.25, 0.5, 0.75, 1.0), doc="value loss weight")
     max_grad_norm: float = hyperparameter(
-        0.5, low=0.1, high=10.0, log=True, multipliers=(0.5, 1, 2), doc="global gradient-norm clip"
+        0.5, low=0.1, high=10.0, log=True, multipliers=(0.5, 1, 2), doc="global gradient-norm clip (0.5 in most PPO code)"
     )
 
 
