@@ -6,6 +6,9 @@ or any simulator::
     import gymnasium as gym, hyperenvs
     gym.register_envs(hyperenvs)
     env = gym.make("HyperRL/PPO-CartPole-v0")
+
+Ids come from the rows of ``hyperenvs.registry.FAMILIES``; ``add_family(row)`` adds a row's ids
+at run time (README, "Adding a learner").
 """
 
 from __future__ import annotations
