@@ -17,9 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import hyperenvs
-from solvers import SOLVERS, checkpoint, default_action_type, make_solver, solver_class
+from solvers import SOLVERS, checkpoint, default_action_type, make_solver, pbt, solver_class, sweep
 from solvers.base import RunLog, Solver, StepRecord, StopRun, describe_space
 from solvers.plots import plot_returns, plot_schedule
+from solvers.tensorboard import TensorBoardLogger
 
 console = Console()
 
@@ -192,6 +193,8 @@ def _run_solver(args: argparse.Namespace) -> Solver:
     """A new solver, or the one saved in ``--load-solver`` (its memory and encoder; a new lifetime starts)."""
     if args.load_solver:
         return solver_class(args.solver).load(args.load_solver)
+    if getattr(solver_class(args.solver), "population_based", False):  # pbt, pb2: --population, --address, ...
+        return make_solver(args.solver, **pbt.from_arguments(args))
     return make_solver(args.solver)
 
 
@@ -211,6 +214,8 @@ def _start(args: argparse.Namespace, seed: int, state: dict[str, Any] | None) ->
     resuming = state is not None and state["seed"] == seed
     solver = make_solver(args.solver) if resuming else _run_solver(args)
     env = make_env(args, solver=args.solver, needs=getattr(solver, "observation_parts", ()))
+    if args.tensorboard and not getattr(solver, "population_based", False):  # population members write their own
+        env = TensorBoardLogger(env, Path(args.tensorboard) / f"{args.solver}-seed{seed}")
     return solver, env, checkpoint.restore(state, solver, env, str(args.resume)) if resuming else None
 
 
@@ -381,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="start every lifetime from the solver state saved in PATH (a trained memory, or an interrupted run's)",
     )
+    p.add_argument("--tensorboard", metavar="DIR", help="write per-hyper-step TensorBoard scalars under DIR")
+    pbt.add_arguments(p)
     env_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -398,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     # 5 A2C iterations (400 env steps) per hyper-step: 250 decisions a lifetime, enough for EPGT's memory to matter.
     p.set_defaults(iterations_per_step=5)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sweep", help="every solver x id x seed as parallel runs (Ray), resumable, with an rliable report")
+    sweep.add_arguments(p)
+    env_options(p)
+    p.set_defaults(func=sweep.command)
 
     from solvers.bierl import pretrain as bierl_pretrain  # light: torch loads only when the command runs
 
