@@ -55,6 +55,8 @@ class PBTConfig:
     """directory for every member's RunLog, the exploit events and Tune's files (a temporary one when None)"""
     tensorboard: str | None = None
     """directory for per-member TensorBoard scalars (none when None)"""
+    keep_checkpoints: int | None = 4
+    """checkpoints kept per member (all when None); more than 2, since a source's latest must outlive its exploit"""
 
     def __post_init__(self) -> None:
         if self.population < 2:
@@ -65,6 +67,8 @@ class PBTConfig:
             raise ValueError(f"quantile_fraction must lie in (0, 0.5], got {self.quantile_fraction}")
         if not 0.0 <= self.resample_probability <= 1.0:
             raise ValueError(f"resample_probability must lie in [0, 1], got {self.resample_probability}")
+        if self.keep_checkpoints is not None and self.keep_checkpoints < 3:
+            raise ValueError(f"keep_checkpoints must be at least 3 (or None: all), got {self.keep_checkpoints}")
         if self.num_cpus is not None and self.num_cpus < 1:
             raise ValueError(f"num_cpus must be at least 1, got {self.num_cpus}")
 

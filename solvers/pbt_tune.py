@@ -308,7 +308,7 @@ def fit(
             verbose=0,
             stop=_StopAll(relay),
             callbacks=[relay],
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True, num_to_keep=4),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True, num_to_keep=solver.config.keep_checkpoints),
         ),
     )
     quiet = logging.getLogger("ray.tune")
