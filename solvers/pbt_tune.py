@@ -74,9 +74,17 @@ class LifetimeTrainable(tune.Trainable):
         self.member = member
         self.env = gym.make(member.env_id, **member.env_kwargs)
         self.space = self.env.unwrapped.hparam_space
-        logdir = Path(member.tensorboard) / self.trial_name if member.tensorboard else None
-        self.scalars = StepScalars(summary_writer(logdir)) if logdir else None
+        self.scalars, self._scalars_of = None, None
         self._begin(config)
+
+    def _open_scalars(self) -> None:
+        """This trial's TensorBoard writer: a reused actor may now run another trial."""
+        if not self.member.tensorboard or self._scalars_of == self.trial_name:
+            return
+        if self.scalars is not None:
+            self.scalars.close()
+        self.scalars = StepScalars(summary_writer(Path(self.member.tensorboard) / self.trial_name))
+        self._scalars_of = self.trial_name
 
     def _begin(self, config: dict[str, Any]) -> None:
         """A fresh lifetime with this config's seed (a checkpoint, if one follows, replaces it)."""
@@ -84,6 +92,7 @@ class LifetimeTrainable(tune.Trainable):
         self.env.reset(seed=seed)
         self.log = RunLog(solver=self.member.solver, env_id=self.member.env_id, seed=seed, space=list(self.member.space))
         self.restored: dict[str, Any] = {}
+        self._open_scalars()
         if self.scalars is not None:
             self.scalars.reset()
 
@@ -259,6 +268,11 @@ class _Relay(tune.Callback):
         self.callback = callback
         self.stopped = False
         self.results: list[dict[str, Any]] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into the experiment state; the run's callback (a progress
+        # bar, say) need not pickle, and a restored experiment has no run to report to.
+        return {**self.__dict__, "callback": None, "results": []}
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "record" not in result:

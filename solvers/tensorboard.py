@@ -55,6 +55,7 @@ class StepScalars:
                 self.writer.add_scalar(f"{group}/{name}", float(value), step)
         if np.isfinite(wall_time):  # absent when the env was made with timing=False
             self.writer.add_scalar("wall_time", float(wall_time), step)
+        self.writer.flush()  # once a hyper-step: a killed worker loses nothing written
 
     def close(self) -> None:
         self.writer.flush()
