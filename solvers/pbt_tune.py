@@ -212,7 +212,8 @@ def _mutations(space: list[dict[str, Any]], integers: set[str]) -> dict[str, Any
     out = {}
     for h in space:
         if h["name"] in integers:
-            out[h["name"]] = tune.randint(int(h["low"]), int(h["high"]) + 1)
+            draw = tune.lograndint if h["log"] else tune.randint
+            out[h["name"]] = draw(int(h["low"]), int(h["high"]) + 1)
         elif h["log"]:
             out[h["name"]] = tune.loguniform(h["low"], h["high"])
         else:
