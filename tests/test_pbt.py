@@ -159,3 +159,30 @@ def test_after_an_exploit_the_next_update_uses_the_perturbed_lr_on_the_source_pa
         checked += 1
     assert checked, "no exploit was followed by a hyper-step"
     assert len(list((tmp_path / "population").glob("*-member*.jsonl"))) == 2
+
+
+def test_explore_perturbs_every_controlled_hyperparameter_and_stays_in_range():
+    """ray#54755 lost mutations after a restore; here they come from the id's space on every run."""
+    pytest.importorskip("ray.tune", reason="Ray is not installed (the optional `distributed` extra)")
+    from ray.tune.experiment import Trial
+
+    from solvers import pbt_tune
+    from solvers.base import describe_space
+
+    env = make_tiny("HyperRL/PPO-CartPole-v0")
+    space, hps = describe_space(env), env.unwrapped.hparam_space.hyperparameters
+    integers = {h.name for h in hps if h.integer}
+    env.close()
+    member = pbt_tune.MemberSetup(env_id="HyperRL/PPO-CartPole-v0", env_kwargs={}, solver="pbt", coordinates="natural", space=space)
+    source = Trial("__fake", config={h.name: h.from_unit(0.0) for h in hps}, stub=True)
+    for resample in (0.0, 1.0):
+        scheduler = pbt_tune.make_scheduler(PBTSolver(population=2, resample_probability=resample), member, integers, None)
+        assert set(scheduler._hyperparam_mutations) == {h.name for h in hps} == {"lr", "clip", "gae_lambda", "minibatch_size"}
+        for _ in range(20):
+            new, _ = scheduler._get_new_config(source, source)
+            for h in hps:
+                assert h.low <= new[h.name] <= h.high, h.name
+                if resample == 0.0 and not h.integer:
+                    scaled = [min(max(f * source.config[h.name], h.low), h.high) for f in (0.8, 1.2)]
+                    assert new[h.name] in [pytest.approx(v) for v in scaled], h.name  # x0.8 or x1.2, clipped
+            assert all(isinstance(new[n], int) for n in integers)
