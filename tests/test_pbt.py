@@ -173,7 +173,9 @@ def test_explore_perturbs_every_controlled_hyperparameter_and_stays_in_range():
     space, hps = describe_space(env), env.unwrapped.hparam_space.hyperparameters
     integers = {h.name for h in hps if h.integer}
     env.close()
-    member = pbt_tune.MemberSetup(env_id="HyperRL/PPO-CartPole-v0", env_kwargs={}, solver="pbt", coordinates="natural", space=space)
+    member = pbt_tune.MemberSetup(
+        env_id="HyperRL/PPO-CartPole-v0", env_kwargs={}, solver="pbt", coordinates="natural", space=space
+    )
     source = Trial("__fake", config={h.name: h.from_unit(0.0) for h in hps}, stub=True)
     for resample in (0.0, 1.0):
         scheduler = pbt_tune.make_scheduler(PBTSolver(population=2, resample_probability=resample), member, integers, None)
