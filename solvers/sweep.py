@@ -2,7 +2,7 @@
 
 Runs go to Ray tasks (a local Ray by default, a cluster with ``address``), to a
 process pool when Ray is not installed, or stay in this process (``serial``).
-Each finished run's RunLog is written atomically to
+Each run's RunLog comes back to this process, which writes it atomically to
 ``OUT/runs/<id>/<solver>-seed<N>.jsonl``; a restarted sweep skips every run whose
 file is there, so an interrupted sweep loses at most the runs in flight.  A run's
 result depends only on its solver, id, seed and env options (CPU, one torch
@@ -42,7 +42,7 @@ class SweepConfig:
     env_args: argparse.Namespace = field(default_factory=argparse.Namespace)
     """the env options of ``hyperrl run`` (``--total-timesteps``, ``--config``, ...), applied to every run"""
     tensorboard: str | None = None
-    """directory for every run's TensorBoard scalars (none when None)"""
+    """directory for every run's TensorBoard scalars (none when None; on a cluster, each worker node's own disk)"""
 
     def __post_init__(self) -> None:
         import hyperenvs
@@ -94,42 +94,40 @@ def jobs_of(config: SweepConfig) -> list[Job]:
     return [Job(s, i, seed) for i in config.env_ids for s in config.solvers for seed in range(config.seeds)]
 
 
-def run_job(job: Job, env_args: argparse.Namespace, out: str, tensorboard: str | None) -> str:
-    """Run one lifetime and write its RunLog (atomically); returns the path.  Runs in a worker or in this process."""
+def run_job(job: Job, env_args: argparse.Namespace, tensorboard: str | None) -> str:
+    """Run one lifetime; returns its RunLog as text (the caller writes it: on a cluster, the worker's disk is not ours)."""
     import torch
 
-    from solvers.base import RunLog  # noqa: F401  (the worker imports the library here, not at unpickling)
+    from solvers import make_solver
+    from solvers.base import describe_space
     from solvers.cli import make_env
     from solvers.tensorboard import TensorBoardLogger
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one run per core: the same numbers whatever the backend
     try:
-        solver = _make_solver(job.solver)
+        solver = make_solver(job.solver)
         env = make_env(env_args, env_id=job.env_id, solver=job.solver, needs=getattr(solver, "observation_parts", ()))
         if tensorboard:
             env = TensorBoardLogger(env, Path(tensorboard) / job.path(Path("")).with_suffix("").relative_to("runs"))
         try:
             log = solver.run(env, seed=job.seed)
-            from solvers.base import describe_space
-
             log.space = describe_space(env)
         finally:
             env.close()
     finally:
         torch.set_num_threads(threads)
-    path = job.path(Path(out))
+    return log.dumps()
+
+
+def save(job: Job, text: str, out: Path) -> Path:
+    """Write a finished run's RunLog atomically: a run is either wholly there or absent."""
+    path = job.path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + f".{os.getpid()}.tmp")
-    log.save(partial)
-    os.replace(partial, path)  # a run is either wholly there or absent
-    return str(path)
-
-
-def _make_solver(name: str) -> Any:
-    from solvers import make_solver
-
-    return make_solver(name)
+    partial.write_text(text)
+    os.replace(partial, path)
+    return path
 
 
 def done(job: Job, out: Path) -> bool:
@@ -163,7 +161,8 @@ def run_sweep(
     if todo:
         backend = _backend(config)
         task = progress.add_task("sweep", total=len(jobs), completed=len(skipped), last="") if progress else None
-        for job in backend(todo, config):
+        for job, text in backend(todo, config):
+            save(job, text, out)
             ran.append(job)
             if progress is not None:
                 progress.update(task, advance=1, last=f"{job.solver} {job.env_id} seed {job.seed}")
@@ -182,8 +181,7 @@ def _backend(config: SweepConfig) -> Callable[[Sequence[Job], SweepConfig], Any]
 
 def _in_process(jobs: Sequence[Job], config: SweepConfig) -> Any:
     for job in jobs:
-        run_job(job, config.env_args, config.out, config.tensorboard)
-        yield job
+        yield job, run_job(job, config.env_args, config.tensorboard)
 
 
 def _on_pool(jobs: Sequence[Job], config: SweepConfig) -> Any:
@@ -193,10 +191,9 @@ def _on_pool(jobs: Sequence[Job], config: SweepConfig) -> Any:
     # forkserver: a fresh interpreter per pool, not a fork of this process with torch's threads in it
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(max_workers=config.workers or os.cpu_count(), mp_context=mp.get_context(method)) as pool:
-        futures = {pool.submit(run_job, job, config.env_args, config.out, config.tensorboard): job for job in jobs}
+        futures = {pool.submit(run_job, job, config.env_args, config.tensorboard): job for job in jobs}
         for future in as_completed(futures):
-            future.result()
-            yield futures[future]
+            yield futures[future], future.result()
 
 
 def _on_ray(jobs: Sequence[Job], config: SweepConfig) -> Any:
@@ -204,12 +201,12 @@ def _on_ray(jobs: Sequence[Job], config: SweepConfig) -> Any:
 
     ray = raycluster.connect(config.address, num_cpus=config.workers, what="a Ray sweep")
     remote = ray.remote(num_cpus=1)(run_job)
-    pending = {remote.remote(job, config.env_args, config.out, config.tensorboard): job for job in jobs}
+    pending = {remote.remote(job, config.env_args, config.tensorboard): job for job in jobs}
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            ray.get(ready[0])  # raises the run's error here
-            yield pending.pop(ready[0])
+            text = ray.get(ready[0])  # raises the run's error here
+            yield pending.pop(ready[0]), text
     finally:
         for ref in pending:  # interrupted: what is in flight is lost, what finished is on disk
             ray.cancel(ref, force=True)
