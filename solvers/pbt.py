@@ -86,10 +86,11 @@ class PBTSolver:
 
     def __init__(self, config: PBTConfig | None = None, **fields: Any) -> None:
         self.config = config if config is not None else PBTConfig(**fields)
-        if self.config.address is not None:  # an unreachable cluster fails here, before any env is built
-            from solvers import raycluster
+        from solvers import raycluster
 
+        if self.config.address is not None:  # an unreachable cluster fails here, before any env is built
             raycluster.check_address(self.config.address)
+        raycluster.require(f"the {self.name} solver")
         self.logs: list[RunLog] = []
         """every member's RunLog, in member order, after ``run``"""
         self.exploits: list[dict[str, Any]] = []

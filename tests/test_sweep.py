@@ -96,3 +96,16 @@ def test_probability_of_improvement_counts_pairs_and_ties_count_half():
     assert probability_of_improvement(np.array([[1.0], [2.0]]), np.array([[2.0], [1.0]]), reps=50)[0] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="same tasks"):
         probability_of_improvement(np.zeros((3, 2)), np.zeros((3, 1)))
+
+
+def test_without_ray_everything_else_works_and_pbt_says_what_to_install(monkeypatch, tmp_path, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails, as when the extra is not installed
+    assert not raycluster.available()
+    assert main(["run", "pbt", A2C, "--population", "2", "--out", str(tmp_path / "pbt"), *TINY]) == 2
+    printed = capsys.readouterr().out
+    assert "the pbt solver needs Ray: pip install 'hyperrl[distributed]'" in printed
+    assert "env steps" not in printed  # refused before any run started
+    assert main(["sweep", "static", A2C, "--seeds", "1", "--out", str(tmp_path / "sw"), "--backend", "serial", *TINY]) == 0
+    assert (tmp_path / "sw" / "report.md").exists()
