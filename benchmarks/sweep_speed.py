@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,13 +66,13 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2, help="times each sweep is run (the best time counts)")
     args = parser.parse_args()
-    out = Path(args.out)
+    out, runs = Path(args.out), Path(tempfile.mkdtemp(prefix="sweep-speed-"))
     startup = start_ray(2)
     ray_s, serial_s = [], []
     for _ in range(args.repeats):  # interleaved, so a change in the machine's load hits both
-        ray_s.append(timed(config(out / "ray", "ray", args.seeds)))
-        serial_s.append(timed(config(out / "serial", "serial", args.seeds)))
-    same = (out / "ray" / "report.json").read_text() == (out / "serial" / "report.json").read_text()
+        ray_s.append(timed(config(runs / "ray", "ray", args.seeds)))
+        serial_s.append(timed(config(runs / "serial", "serial", args.seeds)))
+    same = (runs / "ray" / "report.json").read_text() == (runs / "serial" / "report.json").read_text()
     result = {
         "runs": 2 * 2 * args.seeds,
         "budget": BUDGET,
@@ -83,6 +84,8 @@ def main() -> int:
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
     }
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(runs)
     (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     return 0
