@@ -5,9 +5,11 @@ Imported only once a population run starts (it imports Ray).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -326,13 +328,8 @@ def fit(
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True, num_to_keep=solver.config.keep_checkpoints),
         ),
     )
-    quiet = logging.getLogger("ray.tune")
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)  # Tune narrates every exploit at INFO; the exploit events file has them all
-    try:
+    with _quiet_tune():
         grid = tuner.fit()
-    finally:
-        quiet.setLevel(level)
     if grid.errors:
         raise RuntimeError(f"{len(grid.errors)} member(s) of the population failed; first: {grid.errors[0]}")
     logs = [_final_log(result) for result in sorted(grid, key=lambda r: r.path)]
@@ -342,6 +339,25 @@ def fit(
         stop.log = max(logs, key=lambda log: np.nan_to_num(log.final_return(), nan=-np.inf))
         raise stop
     return logs, events, relay.results
+
+
+@contextlib.contextmanager
+def _quiet_tune() -> Any:
+    """Tune narrates every exploit at INFO (the exploit events file has them all) and prints a
+    header table even at ``verbose=0`` unless its older console output is chosen; both are put
+    back as they were after the run."""
+    logger, saved_env = logging.getLogger("ray.tune"), os.environ.get("RAY_AIR_NEW_OUTPUT")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if saved_env is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = saved_env
 
 
 def _final_log(result: Any) -> RunLog:
