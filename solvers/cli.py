@@ -13,14 +13,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import hyperenvs
 from agents.hparams import declared
-from solvers import SOLVERS, checkpoint, is_stateful, make_solver, solver_class, solver_spec
+from solvers import SOLVERS, checkpoint, is_stateful, make_solver, pbt, solver_class, solver_spec, sweep
 from solvers.base import RunLog, Solver, SolverSpec, StepRecord, StopRun, describe_space
 from solvers.plots import plot_returns, plot_schedule
+from solvers.tensorboard import TensorBoardLogger
 
 console = Console()
 
@@ -253,6 +255,8 @@ def _run_solver(args: argparse.Namespace) -> Solver:
     """A new solver, or the one saved in ``--load-solver`` (its memory and encoder; a new lifetime starts)."""
     if args.load_solver:
         return solver_class(args.solver).load(args.load_solver)
+    if getattr(solver_class(args.solver), "population_based", False):  # pbt, pb2: --population, --address, ...
+        return make_solver(args.solver, **pbt.from_arguments(args))
     return make_solver(args.solver)
 
 
@@ -272,12 +276,16 @@ def _start(args: argparse.Namespace, seed: int, state: dict[str, Any] | None) ->
     resuming = state is not None and state["seed"] == seed
     solver = make_solver(args.solver) if resuming else _run_solver(args)
     env = make_env(args, solver=solver)
+    if args.tensorboard and not getattr(solver, "population_based", False):  # population members write their own
+        env = TensorBoardLogger(env, Path(args.tensorboard) / f"{args.solver}-seed{seed}")
     return solver, env, checkpoint.restore(state, solver, env, str(args.resume)) if resuming else None
 
 
 def _read_checkpoint(args: argparse.Namespace) -> dict[str, Any] | None:
     if not args.resume:
         return None
+    if getattr(solver_class(args.solver), "population_based", False):
+        raise ValueError(f"{args.solver} runs cannot be resumed: a population-based run starts over (see solvers/pbt.py)")
     state = checkpoint.load(args.resume, solver_name=args.solver, env_id=args.env_id)
     if not args.seed <= state["seed"] < args.seed + args.seeds:
         raise ValueError(f"{args.resume} is seed {state['seed']}, outside this command's seeds")
@@ -469,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="start every lifetime from the solver state saved in PATH (a trained memory, or an interrupted run's)",
     )
+    p.add_argument("--tensorboard", metavar="DIR", help="write per-hyper-step TensorBoard scalars under DIR")
+    pbt.add_arguments(p)
     env_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -486,6 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
     # 5 A2C iterations (400 env steps) per hyper-step: 250 decisions a lifetime, enough for EPGT's memory to matter.
     p.set_defaults(iterations_per_step=5)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sweep", help="every solver x id x seed as parallel runs (Ray), resumable, with an rliable report")
+    sweep.add_arguments(p)
+    env_options(p)
+    p.set_defaults(func=sweep.command)
 
     from solvers.bierl import pretrain as bierl_pretrain  # light: torch loads only when the command runs
 
@@ -516,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, KeyError, gym.error.Error) as err:
-        console.print(f"[bold red]error:[/] {err}")
+        console.print(f"[bold red]error:[/] {escape(str(err))}")  # escaped: "pip install 'hyperrl[distributed]'"
         return 2
 
 
