@@ -62,6 +62,10 @@ class IterationReport:
     """undiscounted, unscaled returns of the episodes that ended in this iteration"""
     episode_lengths: tuple[int, ...] = ()
     """lengths of the episodes that ended in this iteration"""
+    rollout_return: float = float("nan")
+    """undiscounted return of one episode of the policy this iteration started from, acting without
+    exploration noise (ES: the unperturbed centre policy's episode, run with the population); NaN
+    when the learner runs no such episode"""
     losses: Mapping[str, float] = field(default_factory=dict)
     """mean loss terms over the update (e.g. ``policy``, ``value``, ``entropy``)"""
     stats: Mapping[str, float] = field(default_factory=dict)

@@ -245,7 +245,7 @@ ES = Algorithm(
 
 NSRES = Algorithm(
     name="NSRES",
-    learner="agents.nsres:NSRESLearner",
+    learner="agents.es:ESLearner",
     config="agents.es:ESConfig",
     hparams="agents.es:ESHyperparams",
     hyperparameters=_ES_HPARAMS,
@@ -255,7 +255,7 @@ NSRES = Algorithm(
 # CMA-ES adapts its own step sizes per coordinate; the hyper-agent sets the global sigma.
 CMAES = Algorithm(
     name="CMAES",
-    learner="agents.cmaes:CMAESLearner",
+    learner="agents.es:ESLearner",
     config="agents.es:ESConfig",
     hparams="agents.es:ESHyperparams",
     hyperparameters=_ES_HPARAMS[:1],
@@ -283,6 +283,10 @@ _ES_TASKS: tuple[tuple[str, str], ...] = (
 _ES_BUDGET = 201_000_000
 
 
+_ES_STRATEGY = {"ES": "openai", "NSRES": "nsres", "CMAES": "cmaes"}
+"""the ESLearner strategy (``ESConfig.strategy``) of each ES row"""
+
+
 def _es_entries(algorithm: Algorithm, tasks: tuple[tuple[str, str], ...]) -> dict[str, Entry]:
     out = {}
     for name, task in tasks:
@@ -292,6 +296,7 @@ def _es_entries(algorithm: Algorithm, tasks: tuple[tuple[str, str], ...]) -> dic
             name=name,
             total_timesteps=_ES_BUDGET,
             iterations_per_step=1,
+            config=MappingProxyType({"strategy": _ES_STRATEGY[algorithm.name]}),
             observe=("fitness", "statistics"),
         )
         out[entry.id] = entry
