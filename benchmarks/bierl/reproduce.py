@@ -71,7 +71,7 @@ def run_one(args: tuple) -> dict:
         "curve": log.returns(window=5).tolist(),
         "timesteps": log.timesteps.tolist(),
         "sigma": log.schedule()["sigma"].tolist(),
-        "lookahead_env_steps": int(getattr(solver, "lookahead_env_steps", 0)),
+        "meta_env_steps": int(getattr(solver, "meta_env_steps", 0)),
         "wall_time": wall,
     }
 
@@ -140,7 +140,7 @@ def summarise(rows: list[dict]) -> None:
         runs = [r for r in rows if r["method"] == m]
         scores = np.array([r["score"] for r in runs])
         point, lo, hi = iqm_ci(scores)
-        look = np.mean([r["lookahead_env_steps"] for r in runs])
+        look = np.mean([r["meta_env_steps"] for r in runs])
         wall = np.mean([r["wall_time"] for r in runs])
         print(f"{m:<16} {point:9.1f}  [{lo:9.1f}, {hi:9.1f}]  {scores.mean():9.1f}  {len(runs):5d}  {look:16.0f}  {wall:6.0f}")
 
