@@ -189,10 +189,11 @@ class BiERLPM(LookAheadSolver):
         super().load_state_dict(state)
         net = state["net"]
         self._build(int(net["fc2.weight"].shape[0]), self.seed)
-        shapes = {k: tuple(v.shape) for k, v in self.net.state_dict().items()}
-        if shapes != {k: tuple(v.shape) for k, v in net.items()}:
+        theirs = {k: tuple(v.shape) for k, v in net.items()}
+        if theirs != {k: tuple(v.shape) for k, v in self.net.state_dict().items()}:
             raise ValueError(
-                f"the state holds a meta-network of shapes {shapes}; this solver has quantiles={self.quantiles}, hidden={self.hidden}"
+                f"the state holds a meta-network of shapes {theirs}, which does not fit this solver "
+                f"(quantiles={self.quantiles}, hidden={self.hidden})"
             )
         self.net.load_state_dict(net)
         self.updates = int(state["updates"])
