@@ -303,3 +303,62 @@ def test_cmaes_refuses_a_learning_rate():
     assert learner.timesteps == 0  # refused before any rollout
     assert learner.iterate({"sigma": 0.05}).env_steps > 0
     learner.close()
+
+
+def test_a_budget_below_one_iteration_names_the_fields_to_shrink():
+    import gymnasium as gym
+
+    import hyperenvs
+
+    gym.register_envs(hyperenvs)
+    with pytest.raises(ValueError, match=r"total_timesteps=2048 .*'population'=200.*'max_episode_steps'=None.*201000 env steps"):
+        gym.make("HyperRL/ES-HalfCheetah-v0", total_timesteps=2048)
+    with pytest.raises(ValueError, match=r"13 episodes .*meta-population.* = 130 env steps"):
+        gym.make("HyperRL/NSRES-HalfCheetah-v0", config={"population": 10, "max_episode_steps": 10}, total_timesteps=129)
+    gym.make("HyperRL/NSRES-HalfCheetah-v0", config={"population": 10, "max_episode_steps": 10}, total_timesteps=130).close()
+
+
+STDIN_SCRIPT = """
+import gymnasium as gym, hyperenvs
+gym.register_envs(hyperenvs)
+env = gym.make("HyperRL/ES-InvertedPendulum-v0", config={"population": 4, "max_episode_steps": 50, "workers": 2},
+               total_timesteps=2000)
+env.reset(seed=0)
+print("reward", env.step(env.action_space.sample())[1], env.unwrapped.learner.backend.name)
+env.close()
+"""
+
+
+def test_an_es_env_works_from_a_script_on_stdin():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-"], input=STDIN_SCRIPT, capture_output=True, text=True, timeout=120, cwd=root, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "reward" in done.stdout and done.stdout.split()[-1] == "serial"  # workers could not re-import <stdin>
+    assert "cannot re-import this script's __main__" in done.stderr
+
+
+def test_a_killed_worker_is_a_clear_error_within_seconds():
+    import os
+    import signal
+    import threading
+    import time
+
+    from agents.es.backends import WorkerDied
+    from agents.es.workers import CENTRE
+
+    config = ESConfig(task="HalfCheetah-v5", population=20, max_episode_steps=1000, backend="process", workers=2)
+    learner = ESLearner(config, seed=0)
+    learner.evaluator.jobs(learner.theta, 0.05, 0, 0, [CENTRE, CENTRE])  # the workers are up
+    pid = next(iter(learner.backend.pool._processes))
+    threading.Timer(0.05, os.kill, (pid, signal.SIGKILL)).start()  # 21 episodes of 1000 steps take longer
+    start = time.perf_counter()
+    with pytest.raises(WorkerDied, match="worker process died"):
+        learner.iterate()
+    assert time.perf_counter() - start < 10
+    learner.close()
