@@ -137,7 +137,9 @@ class IterationReport:
     rollout_return: float = float("nan")
     """mean over inner envs of ``sum_{t<T} gamma^t r_raw[t, b]`` over this iteration's rollout: the env's own
     rewards (before scaling, normalisation, sign-clipping and truncation bootstrapping), gamma the
-    iteration's, not bootstrapped (``agents.returns.rollout_return``); NaN where a learner does not fill it"""
+    iteration's, not bootstrapped (``agents.returns.rollout_return``).  ES has no rollout of that kind:
+    there it is the undiscounted return of the unperturbed centre policy's episode, run with the
+    population.  NaN where a learner does not fill it"""
 
 
 @runtime_checkable

@@ -77,6 +77,8 @@ class HyperEnv(gym.Env):
         self.defaults = self._make_defaults(all_hparams, defaults)
         self.action_space = self.hparam_space.action_space
         learner_cls = registry.load(self.entry.algorithm.learner)
+        if hasattr(learner_cls, "check_budget"):  # a budget one iteration overruns fails here, not minutes later
+            learner_cls.check_budget(self.config, self.total_timesteps)
         parts = observe if observe is not None else self.entry.observe
         self.observers = make_observers(parts, learner_cls.param_shapes(self.config), learner=learner_cls)
         self.observation_space = spaces.Dict({name: obs.space for name, obs in self.observers.items()})

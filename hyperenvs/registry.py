@@ -183,8 +183,9 @@ ES = Algorithm(
     hparams="agents.es:ESHyperparams",
     controlled=("sigma",),
 )
-NSRES = replace(ES, name="NSRES", learner="agents.nsres:NSRESLearner")
-CMAES = replace(ES, name="CMAES", learner="agents.cmaes:CMAESLearner", exposes=("sigma",))
+NSRES = replace(ES, name="NSRES")
+# CMA-ES adapts its own step sizes per coordinate; the hyper-agent sets the global sigma only.
+CMAES = replace(ES, name="CMAES", exposes=("sigma",))
 
 # -- the tasks ------------------------------------------------------------------------
 CARTPOLE = (("CartPole", "CartPole-v1"),)
@@ -325,9 +326,10 @@ FAMILIES: tuple[Family, ...] = (
         config={"num_envs": 16, "sign_reward": True},
         defaults={"gamma": 0.995},
     ),
-    Family(algorithm=ES, **_ES_ROW),
-    Family(algorithm=NSRES, **_ES_ROW),
-    Family(algorithm=CMAES, **_ES_ROW),
+    # One ESLearner shell; each row picks its ask/tell strategy (agents/es/).
+    Family(algorithm=ES, config={"strategy": "openai"}, **_ES_ROW),
+    Family(algorithm=NSRES, config={"strategy": "nsres"}, **_ES_ROW),
+    Family(algorithm=CMAES, config={"strategy": "cmaes"}, **_ES_ROW),
 )
 
 

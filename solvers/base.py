@@ -47,6 +47,9 @@ class StepRecord:
     """seconds of the whole ``env.step`` call plus the solver's own decision time"""
     diverged: bool = False
     """True when the inner training diverged at this step (the lifetime then ends)"""
+    meta_env_steps: int = 0
+    """inner env steps a meta-level spent outside the lifetime by the end of this step (BiERL's scoring),
+    from ``info["meta_env_steps"]``; whether ``timesteps`` includes them is the solver's ``charge_budget``"""
 
 
 @dataclass(kw_only=True)
@@ -212,6 +215,7 @@ class EpisodeSolver:
                 episode_returns=tuple(float(x) for x in info["episode_returns"]),
                 wall_time=time.perf_counter() - start,
                 diverged=bool(info.get("diverged", False)),
+                meta_env_steps=int(info.get("meta_env_steps", 0)),
             )
             log.append(record)
             if callback is not None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from _helpers import make_tiny, obs_equal
 
-from solvers import SOLVERS, make_solver
+from solvers import SOLVERS, StopRun, make_solver
 from solvers.bierl import BiERLNPM, BiERLPM, bo_propose
 
 ES_ID = "HyperRL/ES-InvertedPendulum-v0"
@@ -47,8 +47,8 @@ def test_look_ahead_leaves_no_trace():
     solver = BiERLNPM(interval=1)
     solver.begin(env, None, {}, seed=0)
     before, obs_before = _state(env), env.unwrapped._observe()
-    scores = [solver.one_step_fitness({"sigma": s}) for s in (0.02, 0.08)]
-    assert all(np.isfinite(scores)) and solver.lookahead_env_steps > 0
+    scores = [solver.score({"sigma": s}) for s in (0.02, 0.08)]
+    assert all(np.isfinite(scores)) and solver.meta_env_steps > 0
     _assert_state_equal(before, _state(env))
     assert obs_equal(obs_before, env.unwrapped._observe())
     action = env.unwrapped.hparam_space.encode({"sigma": 0.05})
@@ -165,12 +165,12 @@ def test_look_ahead_repeats_eq5_and_counts_its_evaluation_episodes():
     before = _state(env)
     one = BiERLNPM(interval=1)
     one.begin(env, None, {}, seed=0)
-    assert one.one_step_fitness(values) == first[0]  # repeat 0 is the lifetime's own next draw
-    assert one.lookahead_env_steps == first[1]  # the inner iteration and the scoring episode
+    assert one.score(values) == first[0]  # repeat 0 is the lifetime's own next draw
+    assert one.meta_env_steps == first[1]  # the inner iteration and the scoring episode
     two = BiERLNPM(interval=1, lookahead_repeats=2)
     two.begin(env, None, {}, seed=0)
-    assert two.one_step_fitness(values) == np.mean([first[0], second[0]])
-    assert two.lookahead_env_steps == first[1] + second[1]
+    assert two.score(values) == np.mean([first[0], second[0]])
+    assert two.meta_env_steps == first[1] + second[1]
     _assert_state_equal(before, _state(env))
     env.close()
 
@@ -189,3 +189,106 @@ def test_pm_warns_when_the_packaged_warm_start_does_not_fit():
         warnings.simplefilter("error")
         BiERLPM(pretrained=None).begin(env, None, {}, seed=0)  # no warm start asked for: no warning
     env.close()
+
+
+@pytest.mark.parametrize("scorer", ["lookahead", "perturbed"])
+def test_both_scorers_leave_no_trace_and_use_common_random_numbers(scorer):
+    # HalfCheetah: real-valued returns, so a different sigma gives a different score.
+    env = make_tiny("HyperRL/ES-HalfCheetah-v0", config={"population": 4, "max_episode_steps": 10}, total_timesteps=300)
+    env.reset(seed=3)
+    env.step(env.action_space.sample() * 0)
+    solver = BiERLNPM(interval=1, scorer=scorer, lookahead_repeats=2, perturbed_samples=4)
+    solver.begin(env, None, {}, seed=0)
+    before = env.unwrapped.snapshot()
+    first = solver.score({"sigma": 0.05})
+    other = solver.score({"sigma": 0.02})
+    again = solver.score({"sigma": 0.05})
+    assert first == again and first != other  # equal sigma, equal score, whatever was scored in between
+    assert solver.meta_env_steps > 0
+    after = env.unwrapped.snapshot()
+    _assert_state_equal(before["learner"], after["learner"])
+    assert {k: v for k, v in before.items() if k != "learner"} == {k: v for k, v in after.items() if k != "learner"}
+    env.close()
+
+
+def test_perturbed_scorer_is_the_mean_of_mirrored_copies():
+    env = make_tiny("HyperRL/ES-HalfCheetah-v0", config={"population": 4, "max_episode_steps": 10}, total_timesteps=300)
+    env.reset(seed=1)
+    learner = env.unwrapped.learner
+    from agents.es.workers import Job, evaluate_jobs, process_cache
+    from agents.seeding import derive
+
+    jobs = [Job(pair=0, sign=1), Job(pair=0, sign=-1), Job(pair=1, sign=1)]
+    direct = evaluate_jobs(
+        process_cache(), "HalfCheetah-v5", 10, learner.spec, learner.theta, 0.03, derive(learner.seed, "probe"), 0, jobs
+    )
+    solver = BiERLNPM(interval=1, scorer="perturbed", perturbed_samples=3)
+    solver.begin(env, None, {}, seed=0)
+    assert solver.score({"sigma": 0.03}) == np.mean([r[0] for r in direct]) and solver.meta_env_steps == 30
+    env.close()
+
+
+def test_perturbed_scorer_refuses_hyperparameters_it_cannot_see():
+    config = {"population": 4, "max_episode_steps": 10}
+    env = make_tiny(ES_ID, config=config, total_timesteps=300, hyperparameters=["sigma", "lr"])
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="perturbed scorer sees sigma only"):
+        BiERLNPM(scorer="perturbed").begin(env, None, {}, seed=0)
+    with pytest.raises(ValueError, match="scorer must be one of"):
+        BiERLNPM(scorer="oracle")
+    env.close()
+
+
+def test_charged_and_uncharged_accounting_differ_exactly_by_the_scoring_steps():
+    logs = {}
+    for charge in (False, True):
+        env = make_tiny(ES_ID, config={"population": 4, "max_episode_steps": 10}, total_timesteps=10_000)
+        solver = BiERLNPM(interval=2, init_points=2, bo_points=0, lookahead_repeats=2, charge_budget=charge)
+        stop = _stop_after(4)
+        with pytest.raises(StopRun) as run:
+            solver.run(env, seed=0, callback=stop)
+        logs[charge] = run.value.log
+        assert env.unwrapped.learner.charged_env_steps == (solver.meta_env_steps if charge else 0)
+        env.close()
+    plain, charged = logs[False], logs[True]
+    assert [r.meta_env_steps for r in plain.records] == [r.meta_env_steps for r in charged.records]
+    assert plain.records[-1].meta_env_steps > plain.records[0].meta_env_steps > 0  # two meta-updates in four steps
+    assert [r.hyperparameters for r in plain.records] == [r.hyperparameters for r in charged.records]  # the same lifetime
+    diff = charged.timesteps - plain.timesteps
+    np.testing.assert_array_equal(diff, [r.meta_env_steps for r in charged.records])
+
+
+def _stop_after(steps: int):
+    def callback(record):
+        if record.step + 1 == steps:
+            raise StopRun
+
+    return callback
+
+
+@pytest.mark.parametrize(
+    "name, kwargs", [("bierl-pm", {"meta_pairs": 1, "pretrained": None}), ("bierl-npm", {"init_points": 2, "bo_points": 1})]
+)
+def test_solver_restored_mid_run_makes_the_same_next_decisions(tmp_path, name, kwargs):
+    from solvers import checkpoint
+
+    def fresh():
+        return make_solver(name, interval=2, **kwargs), _env(hyper_steps=6)
+
+    solver, env = fresh()
+    whole = solver.run(env, seed=0)
+    env.close()
+    solver, env = fresh()
+    with pytest.raises(StopRun) as stopped:
+        solver.run(env, seed=0, callback=_stop_after(3))
+    path = checkpoint.save(tmp_path / "run.pt", solver_name=name, solver=solver, env=env, log=stopped.value.log)
+    env.close()
+    solver, env = fresh()  # a new process, say: nothing carried over but the file
+    state = checkpoint.load(path, solver_name=name, env_id=ES_ID)
+    obs, log = checkpoint.restore(state, solver, env, str(path))
+    resumed = solver.resume(env, obs, log)
+    env.close()
+    assert len(resumed) == len(whole) > 3
+    assert [r.hyperparameters for r in resumed.records] == [r.hyperparameters for r in whole.records]
+    assert [r.meta_env_steps for r in resumed.records] == [r.meta_env_steps for r in whole.records]
+    assert [r.episode_returns for r in resumed.records] == [r.episode_returns for r in whole.records]

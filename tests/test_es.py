@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from agents.es import ESConfig, ESLearner, mirrored_gradient, rank_utilities
-from agents.es_workers import pair_noise, split
+from agents.es.backends import split
+from agents.es.workers import pair_noise
 
 TINY = dict(task="InvertedPendulum-v5", population=6, max_episode_steps=20, backend="serial")
 
@@ -70,18 +71,12 @@ def test_noise_is_a_pure_function_of_its_key_and_chunks_cover_jobs():
     assert [j for c in split(jobs, 3) for j in c] == jobs
 
 
-LEARNERS = {"ES": "agents.es:ESLearner", "NSRES": "agents.nsres:NSRESLearner", "CMAES": "agents.cmaes:CMAESLearner"}
-
-
-def _learner_cls(name: str) -> type:
-    import importlib
-
-    module, _, attr = LEARNERS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+LEARNERS = {"ES": "openai", "NSRES": "nsres", "CMAES": "cmaes"}
+"""the strategy of each ES row"""
 
 
 def _run(backend: str, iterations: int = 2, algorithm: str = "ES", **kw) -> tuple[np.ndarray, list]:
-    learner = _learner_cls(algorithm)(ESConfig(**{**TINY, "backend": backend, **kw}), seed=5)
+    learner = ESLearner(ESConfig(**{**TINY, "backend": backend, "strategy": LEARNERS[algorithm], **kw}), seed=5)
     hparams = {"sigma": 0.05} if algorithm == "CMAES" else {"sigma": 0.05, "lr": 0.05}  # CMA-ES has no lr
     try:
         reports = [learner.iterate(hparams) for _ in range(iterations)]
@@ -116,8 +111,9 @@ def test_same_seed_same_result_with_ray(algorithm, ray_local):
 
 def test_process_workers_shut_down_on_close():
     learner = ESLearner(ESConfig(**{**TINY, "backend": "process", "workers": 2}), seed=0)
-    procs = list(learner.backend.pool._pool)
     learner.iterate()
+    procs = list(learner.backend.pool._processes.values())
+    assert len(procs) == 2
     learner.close()
     for p in procs:
         p.join(timeout=10)
@@ -138,14 +134,27 @@ def test_look_ahead_leaves_no_trace_and_state_loads_weights_only():
         learner.load_state_dict(loaded)
         learner.iterate({"sigma": sigma})
     learner.load_state_dict(loaded)
-    for key in ("theta", "adam_m", "adam_v"):
-        assert torch.equal(learner.state_dict()[key], snap[key])
-    assert (learner.timesteps, learner.iterations, learner._t) == (snap["timesteps"], snap["iterations"], snap["adam_t"])
+    _assert_nested_equal(learner.state_dict(), snap)
+    assert snap["strategy"]["optimizer"]["step"] == 1 and snap["strategy"]["optimizer"]["exp_avg"]["theta"].abs().sum() > 0
     again = learner.iterate({"sigma": 0.03})
     assert again.episode_returns == reference.episode_returns and again.timesteps == reference.timesteps
     assert again.stats == reference.stats
     assert torch.equal(learner.state_dict()["theta"], after["theta"])
     learner.close()
+
+
+def _assert_nested_equal(a, b) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            if key != "token":  # CMA-ES' cache token is fresh in every state
+                _assert_nested_equal(a[key], b[key])
+    elif isinstance(a, list):
+        assert len(a) == len(b) and all(_assert_nested_equal(x, y) is None for x, y in zip(a, b))
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
 
 
 def test_gradient_history_and_parameters_are_per_tensor():
@@ -161,7 +170,7 @@ def test_gradient_history_and_parameters_are_per_tensor():
 
 
 def test_knn_novelty_golden_values():
-    from agents.nsres import knn_novelty
+    from agents.es.nsres import knn_novelty
 
     archive = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
     # (0,0): nearest two are itself (0) and (3,4) (5) -> 2.5; (10,0) with k=1: nearest is (3,4) at sqrt(65).
@@ -170,13 +179,9 @@ def test_knn_novelty_golden_values():
     assert knn_novelty(archive, np.zeros((1, 2)), 10).shape == (1,)  # k larger than the archive
 
 
-@pytest.mark.parametrize("cls_path", ["agents.nsres:NSRESLearner", "agents.cmaes:CMAESLearner"])
-def test_variants_snapshot_exactly_through_a_weights_only_file(cls_path):
-    import importlib
-
-    module, _, name = cls_path.partition(":")
-    cls = getattr(importlib.import_module(module), name)
-    learner = cls(ESConfig(**TINY), seed=4)
+@pytest.mark.parametrize("strategy", ["nsres", "cmaes"])
+def test_variants_snapshot_exactly_through_a_weights_only_file(strategy):
+    learner = ESLearner(ESConfig(**TINY, strategy=strategy), seed=4)
     learner.iterate({"sigma": 0.05})
     buf = io.BytesIO()
     torch.save(learner.state_dict(), buf)
@@ -184,7 +189,7 @@ def test_variants_snapshot_exactly_through_a_weights_only_file(cls_path):
     theta = learner.theta.copy()
     buf.seek(0)
     state = torch.load(buf, weights_only=True)
-    fresh = cls(ESConfig(**TINY), seed=4)  # a new learner: CMA-ES must replay, not use the cache
+    fresh = ESLearner(ESConfig(**TINY, strategy=strategy), seed=4)  # a new learner: CMA-ES must replay, not use the cache
     fresh.load_state_dict(state)
     again = fresh.iterate({"sigma": 0.03})
     assert (again.episode_returns, again.stats) == (first.episode_returns, first.stats)
@@ -211,7 +216,8 @@ def test_es_hyper_env_builds_no_inner_vector_env():
 
 
 def test_config_records_are_keyword_only():
-    from agents.es_workers import Job, PolicySpec
+    from agents.es.policy import PolicySpec
+    from agents.es.workers import Job
 
     with pytest.raises(TypeError):
         Job(0, 1)
@@ -237,10 +243,10 @@ def test_noise_stream_zero_is_the_lifetime_and_others_are_independent():
 
 
 def test_nsres_scores_its_members_in_one_call_and_reuses_the_chosen_centre():
-    from agents.es_workers import CENTRE, Job, evaluate_jobs, process_cache
-    from agents.nsres import NSRESLearner
+    from agents.es.workers import CENTRE, evaluate_jobs, mirrored_jobs, process_cache
 
-    learner = NSRESLearner(ESConfig(**TINY), seed=6)
+    learner = ESLearner(ESConfig(**TINY, strategy="nsres"), seed=6)
+    nsres = learner.strategy
     calls = []
     backend_map = learner.backend.map
 
@@ -249,36 +255,34 @@ def test_nsres_scores_its_members_in_one_call_and_reuses_the_chosen_centre():
         return backend_map(fn, chunks)
 
     learner.backend.map = counting_map
-    thetas = learner.thetas.copy()
+    thetas = nsres.thetas.copy()
     report = learner.iterate({"sigma": 0.05})
     assert calls == [3, 6]  # the three members in one call, then the six candidates: no centre rerun
-    chosen = learner._centres[learner.current]
-    jobs = [Job(pair=p, sign=s) for p in range(3) for s in (1, -1)] + [CENTRE]
-    direct = evaluate_jobs(process_cache(), TINY["task"], 20, learner.spec, thetas[learner.current], 0.05, 6, 0, jobs)
+    chosen = nsres.centres[nsres.current]
+    jobs = [*mirrored_jobs(3), CENTRE]
+    direct = evaluate_jobs(process_cache(), TINY["task"], 20, learner.spec, thetas[nsres.current], 0.05, 6, 0, jobs)
     assert report.episode_returns == (chosen[0],) == (direct[-1][0],) and report.episode_lengths == (direct[-1][1],)
     np.testing.assert_array_equal(learner.fitness_history()[0], [r[0] for r in direct[:-1]])
-    steps = sum(r[1] for r in learner._centres) + sum(r[1] for r in direct[:-1])
+    steps = sum(r[1] for r in nsres.centres) + sum(r[1] for r in direct[:-1])
     assert report.env_steps == learner.timesteps == steps  # every member's rollout counted once, in this iteration
     learner.close()
 
 
 def test_cmaes_cache_entry_under_a_colliding_token_is_not_trusted():
-    from agents.cmaes import CMAESLearner
-
-    learner = CMAESLearner(ESConfig(**TINY), seed=4)
+    learner = ESLearner(ESConfig(**TINY, strategy="cmaes"), seed=4)
     learner.iterate({"sigma": 0.05})
     state = learner.state_dict()
-    learner._new_es = lambda: pytest.fail("its own cached state should load without a replay")
+    learner.strategy._new_es = lambda: pytest.fail("its own cached state should load without a replay")
     learner.load_state_dict(state)
     expected = learner.iterate({"sigma": 0.03})
     # A fresh learner (another process, say) whose cache holds a different lifetime at the
     # same iteration count under the very token the state carries.
-    other = CMAESLearner(ESConfig(**TINY), seed=4)
+    other = ESLearner(ESConfig(**TINY, strategy="cmaes"), seed=4)
     other.iterate({"sigma": 0.07})
     other.state_dict()
-    (stale,) = other._cache.values()
-    other._cache.clear()
-    other._cache[state["cma_token"]] = stale
+    (stale,) = other.strategy._cache.values()
+    other.strategy._cache.clear()
+    other.strategy._cache[state["strategy"]["token"]] = stale
     other.load_state_dict(state)
     again = other.iterate({"sigma": 0.03})
     assert (again.episode_returns, again.stats) == (expected.episode_returns, expected.stats)
@@ -288,14 +292,72 @@ def test_cmaes_cache_entry_under_a_colliding_token_is_not_trusted():
 
 
 def test_cmaes_refuses_a_learning_rate():
-    from agents.cmaes import CMAESLearner
     from agents.es import ESHyperparams
 
     with pytest.raises(ValueError, match="lr=0.1 was given to CMA-ES"):
-        CMAESLearner(ESConfig(**TINY), seed=0, hparams=ESHyperparams(lr=0.1))
-    learner = CMAESLearner(ESConfig(**TINY), seed=0)
+        ESLearner(ESConfig(**TINY, strategy="cmaes"), seed=0, hparams=ESHyperparams(lr=0.1))
+    learner = ESLearner(ESConfig(**TINY, strategy="cmaes"), seed=0)
     with pytest.raises(ValueError, match="no learning rate"):
         learner.iterate({"sigma": 0.05, "lr": 0.05})
     assert learner.timesteps == 0  # refused before any rollout
     assert learner.iterate({"sigma": 0.05}).env_steps > 0
+    learner.close()
+
+
+def test_a_budget_below_one_iteration_names_the_fields_to_shrink():
+    import gymnasium as gym
+
+    import hyperenvs
+
+    gym.register_envs(hyperenvs)
+    with pytest.raises(ValueError, match=r"total_timesteps=2048 .*'population'=200.*'max_episode_steps'=None.*201000 env steps"):
+        gym.make("HyperRL/ES-HalfCheetah-v0", total_timesteps=2048)
+    with pytest.raises(ValueError, match=r"13 episodes .*meta-population.* = 130 env steps"):
+        gym.make("HyperRL/NSRES-HalfCheetah-v0", config={"population": 10, "max_episode_steps": 10}, total_timesteps=129)
+    gym.make("HyperRL/NSRES-HalfCheetah-v0", config={"population": 10, "max_episode_steps": 10}, total_timesteps=130).close()
+
+
+STDIN_SCRIPT = """
+import gymnasium as gym, hyperenvs
+gym.register_envs(hyperenvs)
+env = gym.make("HyperRL/ES-InvertedPendulum-v0", config={"population": 4, "max_episode_steps": 50, "workers": 2},
+               total_timesteps=2000)
+env.reset(seed=0)
+print("reward", env.step(env.action_space.sample())[1], env.unwrapped.learner.backend.name)
+env.close()
+"""
+
+
+def test_an_es_env_works_from_a_script_on_stdin():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-"], input=STDIN_SCRIPT, capture_output=True, text=True, timeout=120, cwd=root, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "reward" in done.stdout and done.stdout.split()[-1] == "serial"  # workers could not re-import <stdin>
+    assert "cannot re-import this script's __main__" in done.stderr
+
+
+def test_a_killed_worker_is_a_clear_error_within_seconds():
+    import os
+    import signal
+    import threading
+    import time
+
+    from agents.es.backends import WorkerDied
+    from agents.es.workers import CENTRE
+
+    config = ESConfig(task="HalfCheetah-v5", population=20, max_episode_steps=1000, backend="process", workers=2)
+    learner = ESLearner(config, seed=0)
+    learner.evaluator.jobs(learner.theta, 0.05, 0, 0, [CENTRE, CENTRE])  # the workers are up
+    pid = next(iter(learner.backend.pool._processes))
+    threading.Timer(0.05, os.kill, (pid, signal.SIGKILL)).start()  # 21 episodes of 1000 steps take longer
+    start = time.perf_counter()
+    with pytest.raises(WorkerDied, match="worker process died"):
+        learner.iterate()
+    assert time.perf_counter() - start < 10
     learner.close()

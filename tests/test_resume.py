@@ -32,11 +32,6 @@ CASES = {
     "bierl-npm": ("HyperRL/ES-InvertedPendulum-v0", TINY_ES),
 }
 """a tiny lifetime of an id each solver runs on, as the command line takes it"""
-PENDING = {
-    "bierl-pm": "BiERL's state_dict lands with the BiERL rework",
-    "bierl-npm": "BiERL's state_dict lands with the BiERL rework",
-}
-"""solvers whose state_dict is not on this branch yet"""
 
 
 POPULATION = {"pbt", "pb2"}
@@ -74,7 +69,7 @@ def _records(path) -> list[dict]:
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=pytest.mark.xfail(strict=False, reason=PENDING[n])) if n in PENDING else n for n in SOLVERS],
+    list(CASES),
 )
 def test_ctrl_c_stops_on_a_step_boundary_and_resume_finishes_the_same_lifetime(name, tmp_path, monkeypatch):
     if name == "dqn":

@@ -34,10 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.aggregate import iqm_ci, write_csv  # noqa: E402
 
 METHODS = ("es-0.02", "es-0.05", "es-0.08", "bierl-npm", "bierl-pm", "nsres-0.05", "nsres+bierl-npm", "nsres+bierl-pm")
+ISSUE16 = (
+    *(f"es-{s}" for s in ("0.02", "0.035", "0.05", "0.065", "0.08")),
+    *(f"bierl-{m}:{scorer}" for m in ("pm", "npm") for scorer in ("lookahead", "perturbed")),
+)
+"""issue 16's reproduction: the whole fixed-sigma grid against both meta-levels with both scorers"""
 
 
 def parse_method(method: str) -> tuple[str, str]:
-    """``"nsres+bierl-pm"`` -> ``("NSRES", "bierl-pm")``; ``"nsres-0.05"`` -> ``("NSRES", "fixed-0.05")``."""
+    """``"nsres+bierl-pm"`` -> ``("NSRES", "bierl-pm")``; ``"nsres-0.05"`` -> ``("NSRES", "fixed-0.05")``.
+
+    A meta-level may name its scorer: ``bierl-pm:perturbed`` (default ``lookahead``).
+    """
+    method = method.split(":")[0]
     algorithm, _, meta = method.rpartition("+")
     if method.startswith("nsres-") or method.startswith("es-"):
         algorithm, meta = method.split("-")[0], "fixed-" + method.split("-", 1)[1]
@@ -51,21 +60,31 @@ def run_one(args: tuple) -> dict:
     import gymnasium as gym
 
     import hyperenvs
+    from hyperenvs import registry
     from solvers import make_solver
 
     gym.register_envs(hyperenvs)
-    config = {"population": opts["population"], "max_episode_steps": opts["episode_steps"], "backend": "serial"}
-    budget = opts["iterations"] * (opts["population"] + 1) * opts["episode_steps"]
+    episode_steps = opts["episode_steps"] or None  # 0: the task's own limit (full episodes)
+    config = {"population": opts["population"], "max_episode_steps": episode_steps, "backend": "serial"}
+    limit = episode_steps or gym.spec(registry.get(f"ES-{opts['task']}-v0").task).max_episode_steps
+    budget = opts["iterations"] * (opts["population"] + 1) * limit  # an upper bound: iterations end the run
     algorithm, meta = parse_method(method)
     env = gym.make(f"HyperRL/{algorithm}-{opts['task']}-v0", config=config, total_timesteps=budget)
+    scoring = {
+        "scorer": method.partition(":")[2] or "lookahead",
+        "lookahead_repeats": opts["lookahead_repeats"],
+        "perturbed_samples": opts["perturbed_samples"],
+    }
     if meta.startswith("fixed-"):
         solver = _Fixed(float(meta.removeprefix("fixed-")))
     elif meta == "bierl-npm":
-        solver = make_solver("bierl-npm", interval=opts["interval"], init_points=3, bo_points=3)
+        points = {"init_points": opts["init_points"], "bo_points": opts["bo_points"]}
+        solver = make_solver("bierl-npm", interval=opts["interval"], **points, **scoring)
     else:
-        solver = make_solver("bierl-pm", interval=opts["interval"], meta_pairs=opts["meta_pairs"], pretrained=opts["pretrained"])
+        pm = {"meta_pairs": opts["meta_pairs"], "pretrained": opts["pretrained"]}
+        solver = make_solver("bierl-pm", interval=opts["interval"], **pm, **scoring)
     start = time.perf_counter()
-    log = solver.run(env, seed=seed)
+    log = _run_iterations(solver, env, seed, opts["iterations"])
     wall = time.perf_counter() - start
     env.close()
     return {
@@ -75,9 +94,24 @@ def run_one(args: tuple) -> dict:
         "curve": log.returns(window=5).tolist(),
         "timesteps": log.timesteps.tolist(),
         "sigma": log.schedule()["sigma"].tolist(),
-        "lookahead_env_steps": int(getattr(solver, "lookahead_env_steps", 0)),
+        "meta_env_steps_curve": [r.meta_env_steps for r in log.records],  # timesteps + this: the charged axis
+        "meta_env_steps": int(getattr(solver, "meta_env_steps", 0)),
         "wall_time": wall,
     }
+
+
+def _run_iterations(solver, env, seed: int, iterations: int):
+    """One lifetime of ``iterations`` hyper-steps (= ES iterations on ES ids), or fewer if the budget ends it."""
+    from solvers.base import StopRun
+
+    def stop(record) -> None:
+        if record.step + 1 >= iterations:
+            raise StopRun
+
+    try:
+        return solver.run(env, seed=seed, callback=stop)
+    except StopRun as stopped:
+        return stopped.log
 
 
 class _Fixed:
@@ -86,7 +120,7 @@ class _Fixed:
     def __init__(self, sigma: float) -> None:
         self.sigma = sigma
 
-    def run(self, env, *, seed):
+    def run(self, env, *, seed, callback=None):
         from solvers.base import EpisodeSolver
 
         sigma = self.sigma
@@ -100,7 +134,7 @@ class _Fixed:
             def act(self, obs):
                 return self.action
 
-        return Fixed().run(env, seed=seed)
+        return Fixed().run(env, seed=seed, callback=callback)
 
 
 def main() -> None:
@@ -112,9 +146,13 @@ def main() -> None:
     parser.add_argument("--episode-steps", type=int, default=200)
     parser.add_argument("--interval", type=int, default=10)
     parser.add_argument("--meta-pairs", type=int, default=2)
+    parser.add_argument("--init-points", type=int, default=3, help="NPM's random points per meta-update")
+    parser.add_argument("--bo-points", type=int, default=3, help="NPM's BO points per meta-update")
+    parser.add_argument("--lookahead-repeats", type=int, default=1, help="the paper's l")
+    parser.add_argument("--perturbed-samples", type=int, default=10, help="copies scored by the perturbed scorer")
     parser.add_argument("--pretrained", default="auto")
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), help="or 'issue16' for that reproduction's arms")
     parser.add_argument("--out", default="benchmarks/bierl/results")
     parser.add_argument("--analyse", action="store_true", help="no runs: summarise OUT/TASK.json (and rewrite its CSV)")
     opts = vars(parser.parse_args())
@@ -124,6 +162,8 @@ def main() -> None:
         print(write_run_summary(rows, path.with_name(f"{opts['task']}-runs.csv")))
         summarise(rows)
         return
+    if opts["methods"] == ["issue16"]:
+        opts["methods"] = list(ISSUE16)
     for method in opts["methods"]:
         parse_method(method)  # fail before any run
     if opts["pretrained"] == "none":
@@ -159,7 +199,7 @@ def summarise(rows: list[dict]) -> None:
         runs = [r for r in rows if r["method"] == m]
         scores = np.array([r["score"] for r in runs])
         point, lo, hi = iqm_ci(scores)
-        look = np.mean([r["lookahead_env_steps"] for r in runs])
+        look = np.mean([r["meta_env_steps"] for r in runs])
         wall = np.mean([r["wall_time"] for r in runs])
         print(f"{m:<16} {point:9.1f}  [{lo:9.1f}, {hi:9.1f}]  {scores.mean():9.1f}  {len(runs):5d}  {look:16.0f}  {wall:6.0f}")
 

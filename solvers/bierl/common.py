@@ -1,14 +1,12 @@
-"""What both BiERL meta-levels share: the one-step look-ahead fitness (paper Eq. 5 and 7).
+"""What both BiERL meta-levels share: scoring candidates (paper Eq. 5 and 7), budget accounting, snapshots.
 
-A candidate hyperparameter setting is scored as the paper does: fork the
-lifetime with ``env.unwrapped.snapshot()``, run one inner ES iteration with the
-candidate, score the updated policy by one evaluation episode, and
-``restore()``; repeat that ``l`` times and average.  Repeat ``i`` draws its
-inner noise and its evaluation episode from the learner's noise stream ``i``
-(``ESLearner.noise_stream``), so the repeats are independent Monte Carlo
-samples while all candidates share the same ``l`` draws: common random numbers,
-which make the comparison of candidates less noisy without changing what each
-score estimates.  Repeat 0 is the draw the lifetime itself takes next.
+Every ``interval`` hyper-steps the meta-level scores candidate hyperparameter
+settings with a scorer from ``solvers.bierl.scorers`` (``lookahead``: the
+paper's one-step look-ahead; ``perturbed``: the authors' cheaper score) and
+learns from the scores.  The inner env steps the scorers spend are counted in
+``meta_env_steps``, reported in each step's ``info["meta_env_steps"]`` and the
+RunLog, and with ``charge_budget=True`` also charged to the lifetime, whose
+``timesteps`` (and so its budget) then include them.
 """
 
 from __future__ import annotations
@@ -18,9 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
-from solvers.base import EpisodeSolver, SolverSpec
+from solvers.base import Callback, EpisodeSolver, RunLog, SolverSpec
+from solvers.bierl.scorers import make_scorer
 
 
 class LookAheadSolver(EpisodeSolver):
@@ -28,80 +26,110 @@ class LookAheadSolver(EpisodeSolver):
 
     spec = SolverSpec()
 
-    def __init__(self, *, interval: int = 10, lookahead_repeats: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        interval: int = 10,
+        scorer: str = "lookahead",
+        lookahead_repeats: int = 1,
+        perturbed_samples: int = 10,
+        charge_budget: bool = False,
+    ) -> None:
         """
         Args:
             interval: hyper-steps between meta-updates (the paper's t).  A hyper-step runs the
                 env's ``iterations_per_step`` inner iterations, so this counts inner iterations
                 only while that is 1, as on every ``HyperRL/ES-*`` id; otherwise the paper's t
                 is ``interval * iterations_per_step``.
+            scorer: ``lookahead`` (paper Eq. 4-5) or ``perturbed`` (the authors' code).
             lookahead_repeats: the paper's l, one-step look-aheads averaged per candidate; each
                 costs one inner iteration and one evaluation episode.
+            perturbed_samples: perturbed copies per candidate for the ``perturbed`` scorer.
+            charge_budget: add the scorers' env steps to the lifetime's ``timesteps`` (its budget).
         """
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
-        if lookahead_repeats < 1:
-            raise ValueError(f"lookahead_repeats must be >= 1, got {lookahead_repeats}")
         self.interval = interval
-        self.lookahead_repeats = lookahead_repeats
-
-    def begin(self, env: gym.Env, obs: Any, info: dict[str, Any], seed: int) -> None:
-        self.env = env.unwrapped
-        learner = getattr(self.env, "learner", None)
-        if not hasattr(self.env, "snapshot") or not all(
-            hasattr(learner, name) for name in ("fitness_history", "noise_stream", "evaluate_episodes")
-        ):
-            raise ValueError(f"{self.name} needs a HyperRL ES env (snapshot/restore, a fitness history, noise streams)")
-        self.space = self.env.hparam_space
-        self.values: dict[str, float] = dict(self.space.defaults())
-        self.seed = seed
+        self.scorer = make_scorer(scorer, lookahead_repeats=lookahead_repeats, perturbed_samples=perturbed_samples)
+        self.charge_budget = charge_budget
         self.steps = 0
-        self.lookahead_env_steps = 0
-        """inner env steps spent in look-aheads, inner iterations and evaluation episodes alike
-        (not charged to the lifetime's budget)"""
+        self.meta_env_steps = 0
+        """inner env steps spent scoring candidates in this lifetime (look-aheads and their episodes)"""
         self.meta_time = 0.0
         self.history: list[dict[str, float]] = []
 
+    # -- lifetime hooks -----------------------------------------------------------
+    def begin(self, env: gym.Env, obs: Any, info: dict[str, Any], seed: int) -> None:
+        self._attach(env)
+        self.values: dict[str, float] = dict(self.space.defaults())
+        self.seed = seed
+        self.steps = 0
+        self.meta_env_steps = 0
+        self.meta_time = 0.0
+        self.history = []
+
+    def _attach(self, env: gym.Env) -> None:
+        self.env = env.unwrapped
+        learner = getattr(self.env, "learner", None)
+        if not hasattr(self.env, "snapshot") or not all(
+            hasattr(learner, name) for name in ("fitness_history", "noise_stream", "evaluate_episodes", "charge")
+        ):
+            raise ValueError(f"{self.name} needs a HyperRL ES env (snapshot/restore, a fitness history, noise streams)")
+        self.space = self.env.hparam_space
+        if self.scorer.name == "perturbed" and list(self.space.names) != ["sigma"]:
+            raise ValueError(
+                f"the perturbed scorer sees sigma only (theta + sigma eps takes no ES step); this env controls "
+                f"{list(self.space.names)}: use scorer='lookahead' or hyperparameters=['sigma']"
+            )
+
+    def resume(self, env: gym.Env, obs: Any, log: RunLog, *, callback: Callback | None = None) -> RunLog:
+        self._attach(env)  # a resumed solver skips ``begin``: its state came from ``load_state_dict``
+        return super().resume(env, obs, log, callback=callback)
+
     def act(self, obs: Any) -> Any:
         if self.steps % self.interval == 0:
-            start = time.perf_counter()
+            start, spent = time.perf_counter(), self.meta_env_steps
             self.meta_update()
             self.meta_time += time.perf_counter() - start
+            if self.charge_budget:
+                self.env.learner.charge(self.meta_env_steps - spent)
         self.values = self.choose()
         self.steps += 1
         self.history.append(dict(self.values))
         return self.space.encode(self.values)
 
+    def observe(self, action: Any, obs: Any, reward: float, done: bool, info: dict[str, Any]) -> None:
+        info["meta_env_steps"] = self.meta_env_steps
+
     def meta_update(self) -> None:
-        """Learn from look-aheads (subclasses)."""
+        """Learn from scored candidates (subclasses)."""
 
     def choose(self) -> dict[str, float]:
         """The hyperparameters of the next hyper-step (subclasses may recompute them every step)."""
         return self.values
 
-    def one_step_fitness(self, values: Mapping[str, float]) -> float:
-        """Paper Eq. 5: mean return after one inner ES iteration with ``values``, over ``l`` repeats.
+    def score(self, values: Mapping[str, float]) -> float:
+        """The scorer's fitness of ``values`` (over the current ones and the env's defaults); the lifetime is untouched."""
+        fitness, steps = self.scorer(self.env, {**self.env.defaults, **self.values, **values})
+        self.meta_env_steps += steps
+        return fitness
 
-        The lifetime is untouched: every repeat starts from, and the call ends on, one snapshot.
-        """
-        env = self.env
-        hparams = {**env.defaults, **self.values, **values}
-        snap = env.snapshot()
-        scores = []
-        try:
-            for repeat in range(self.lookahead_repeats):
-                if repeat:
-                    env.restore(snap)
-                scores.append(self._one_step(env.learner, hparams, repeat))
-        finally:
-            env.restore(snap)
-        return float(np.mean(scores))
+    # -- snapshots ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Counters and the current hyperparameters; numbers only (subclasses add their meta-level)."""
+        return {
+            "seed": self.seed,
+            "steps": self.steps,
+            "meta_env_steps": self.meta_env_steps,
+            "meta_time": self.meta_time,
+            "values": dict(self.values),
+            "history": [dict(h) for h in self.history],
+        }
 
-    def _one_step(self, learner: Any, hparams: Mapping[str, float], repeat: int) -> float:
-        """One look-ahead in noise stream ``repeat``: its env steps are counted, inner and evaluation."""
-        before = learner.timesteps
-        with learner.noise_stream(repeat):
-            learner.iterate(hparams)
-            [(ret, length)] = learner.evaluate_episodes(1)
-        self.lookahead_env_steps += learner.timesteps - before + length
-        return ret
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.seed = int(state["seed"])
+        self.steps = int(state["steps"])
+        self.meta_env_steps = int(state["meta_env_steps"])
+        self.meta_time = float(state["meta_time"])
+        self.values = {k: float(v) for k, v in state["values"].items()}
+        self.history = [{k: float(v) for k, v in h.items()} for h in state["history"]]

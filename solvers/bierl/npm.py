@@ -9,10 +9,12 @@ in the controlled hyperparameters' unit cube, and keep the best.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from agents.seeding import derive
 from solvers.bierl.common import LookAheadSolver
 
 
@@ -46,15 +48,15 @@ class BiERLNPM(LookAheadSolver):
 
     name = "bierl-npm"
 
-    def __init__(self, *, interval: int = 10, init_points: int = 10, bo_points: int = 20, lookahead_repeats: int = 1) -> None:
-        super().__init__(interval=interval, lookahead_repeats=lookahead_repeats)
+    def __init__(self, *, interval: int = 10, init_points: int = 10, bo_points: int = 20, **scoring: Any) -> None:
+        """``interval`` and ``scoring`` (scorer, lookahead_repeats, ...) are ``LookAheadSolver``'s."""
+        super().__init__(interval=interval, **scoring)
         if init_points < 1 or bo_points < 0:
             raise ValueError(f"need init_points >= 1 and bo_points >= 0, got {init_points}, {bo_points}")
         self.init_points, self.bo_points = init_points, bo_points
 
     def begin(self, env: Any, obs: Any, info: dict[str, Any], seed: int) -> None:
         super().begin(env, obs, info, seed)
-        self.rng = np.random.default_rng([seed, 0xB0])
         self.updates = 0
 
     def _values(self, unit: np.ndarray) -> dict[str, float]:
@@ -62,15 +64,24 @@ class BiERLNPM(LookAheadSolver):
 
     def meta_update(self) -> None:
         d = len(self.space)
-        xs = list(self.rng.uniform(size=(self.init_points, d)))
-        ys = [self.one_step_fitness(self._values(x)) for x in xs]
+        rng = np.random.default_rng(derive(self.seed, "bierl-npm", self.updates))  # no RNG state to snapshot
+        xs = list(rng.uniform(size=(self.init_points, d)))
+        ys = [self.score(self._values(x)) for x in xs]
         for _ in range(self.bo_points):
-            seed = int(self.rng.integers(2**31 - 1))
+            seed = int(rng.integers(2**31 - 1))
             if np.ptp(ys) == 0:  # a flat landscape gives the GP nothing to fit: explore at random
-                x = self.rng.uniform(size=d)
+                x = rng.uniform(size=d)
             else:
                 x = bo_propose(np.array(xs), np.array(ys), seed=seed)
             xs.append(x)
-            ys.append(self.one_step_fitness(self._values(x)))
+            ys.append(self.score(self._values(x)))
         self.values = self._values(xs[int(np.argmax(ys))])
         self.updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counters and the chosen setting: each meta-update's BO starts afresh from points it draws itself."""
+        return {**super().state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.updates = int(state["updates"])

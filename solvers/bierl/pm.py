@@ -12,6 +12,7 @@ scored by the one-step look-ahead fitness (Eq. 4-5).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from agents.es import mirrored_gradient, rank_utilities
+from agents.seeding import derive
 from hyperenvs.observers import zscore_sorted
 from solvers.bierl.common import LookAheadSolver
 
@@ -63,15 +65,15 @@ class BiERLPM(LookAheadSolver):
         meta_pairs: int = 100,
         meta_sigma: float = 0.05,
         meta_lr: float = 0.03,
-        lookahead_repeats: int = 1,
         pretrained: str | Path | None = "auto",
         train: bool = True,
+        **scoring: Any,
     ) -> None:
         """``pretrained``: a state_dict file, ``"auto"`` (the packaged warm start if present) or None.
 
-        ``interval`` and ``lookahead_repeats`` are ``LookAheadSolver``'s.
+        ``interval`` and ``scoring`` (scorer, lookahead_repeats, ...) are ``LookAheadSolver``'s.
         """
-        super().__init__(interval=interval, lookahead_repeats=lookahead_repeats)
+        super().__init__(interval=interval, **scoring)
         self.k, self.quantiles, self.hidden = k, quantiles, hidden
         self.meta_pairs, self.meta_sigma, self.meta_lr = meta_pairs, meta_sigma, meta_lr
         self.pretrained = pretrained
@@ -84,11 +86,21 @@ class BiERLPM(LookAheadSolver):
         outputs = len(self.space)
         if self.net is None or self.net.fc2.out_features != outputs:
             # The network persists across lifetimes (meta-training); built on the first one.
-            with torch.random.fork_rng():
-                torch.manual_seed(seed)
-                self.net = MetaNetwork(quantiles=self.quantiles, hidden=self.hidden, outputs=outputs)
+            self._build(outputs, seed)
             self._warm_start()
-        self.rng = np.random.default_rng([seed, 0x93])
+        self.updates = 0
+
+    def _build(self, outputs: int, seed: int) -> None:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.net = MetaNetwork(quantiles=self.quantiles, hidden=self.hidden, outputs=outputs)
+
+    def _attach(self, env: Any) -> None:
+        super()._attach(env)
+        if self.net is not None and self.net.fc2.out_features != len(self.space):
+            raise ValueError(
+                f"this meta-network sets {self.net.fc2.out_features} hyperparameters; the env controls {list(self.space.names)}"
+            )
 
     def _warm_start(self) -> None:
         """Load ``pretrained``; the packaged file only fits its own space, so a misfit warns instead of failing."""
@@ -154,12 +166,34 @@ class BiERLPM(LookAheadSolver):
         if not self.train or not self.env.learner.fitness_history():
             return
         vartheta = nn.utils.parameters_to_vector(self.net.parameters()).double()
-        noise = self.rng.standard_normal((self.meta_pairs, vartheta.numel()))
+        rng = np.random.default_rng(derive(self.seed, "bierl-pm", self.updates))  # no RNG state to snapshot
+        noise = rng.standard_normal((self.meta_pairs, vartheta.numel()))
         fitness = np.empty((self.meta_pairs, 2))
         for j in range(self.meta_pairs):
             for s, sign in enumerate((1.0, -1.0)):
                 candidate = vartheta + sign * self.meta_sigma * torch.from_numpy(noise[j])
-                fitness[j, s] = self.one_step_fitness(self._decide(candidate.float()))
+                fitness[j, s] = self.score(self._decide(candidate.float()))
         shaped = rank_utilities(fitness.ravel()).reshape(self.meta_pairs, 2)
         grad = mirrored_gradient(shaped, noise, self.meta_sigma)
         nn.utils.vector_to_parameters((vartheta + self.meta_lr * torch.from_numpy(grad)).float(), self.net.parameters())
+        self.updates += 1
+
+    # -- snapshots ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The meta-network's weights and the counters (meta-ES keeps no optimizer state: plain steps)."""
+        if self.net is None:
+            raise RuntimeError("nothing to save yet: the solver has not seen an env (call run or begin first)")
+        return {**super().state_dict(), "net": {k: v.clone() for k, v in self.net.state_dict().items()}, "updates": self.updates}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        net = state["net"]
+        self._build(int(net["fc2.weight"].shape[0]), self.seed)
+        theirs = {k: tuple(v.shape) for k, v in net.items()}
+        if theirs != {k: tuple(v.shape) for k, v in self.net.state_dict().items()}:
+            raise ValueError(
+                f"the state holds a meta-network of shapes {theirs}, which does not fit this solver "
+                f"(quantiles={self.quantiles}, hidden={self.hidden})"
+            )
+        self.net.load_state_dict(net)
+        self.updates = int(state["updates"])
