@@ -204,11 +204,20 @@ def _check_persistent(args: argparse.Namespace) -> None:
         )
 
 
+def _solver_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--optimizer`` goes to the optim4rl solver (the learned optimizer it trains with); no other takes it."""
+    if getattr(args, "optimizer", None) is None:
+        return {}
+    if args.solver != "optim4rl":
+        raise ValueError(f"--optimizer is for the optim4rl solver, not {args.solver!r}")
+    return {"optimizer": args.optimizer}
+
+
 def _run_solver(args: argparse.Namespace) -> Solver:
     """A new solver, or the one saved in ``--load-solver`` (its memory and encoder; a new lifetime starts)."""
     if args.load_solver:
         return solver_class(args.solver).load(args.load_solver)
-    return make_solver(args.solver)
+    return make_solver(args.solver, **_solver_kwargs(args))
 
 
 def _solver_path(args: argparse.Namespace, seed: int) -> Path:
@@ -225,7 +234,7 @@ def _save_solver(args: argparse.Namespace, solver: Any, seed: int) -> None:
 def _start(args: argparse.Namespace, seed: int, state: dict[str, Any] | None) -> tuple[Solver, gym.Env, Any]:
     """The solver and env of one seed; restored from the checkpoint when it is that seed's (then also ``(obs, log)``)."""
     resuming = state is not None and state["seed"] == seed
-    solver = make_solver(args.solver) if resuming else _run_solver(args)
+    solver = make_solver(args.solver, **_solver_kwargs(args)) if resuming else _run_solver(args)
     env = make_env(args, solver=solver)
     return solver, env, checkpoint.restore(state, solver, env, str(args.resume)) if resuming else None
 
@@ -403,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="start every lifetime from the solver state saved in PATH (a trained memory, or an interrupted run's)",
     )
+    p.add_argument("--optimizer", metavar="FILE", help="optim4rl: the learned optimizer file (default: the shipped one)")
     env_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -426,6 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bierl-pretrain", help="meta-train BiERL-PM's network on a simple task (warm start)")
     bierl_pretrain.add_arguments(p)
     p.set_defaults(func=bierl_pretrain.command)
+
+    from solvers.optim4rl import cli as optim4rl_cli  # light: torch loads only when the command runs
+
+    p = sub.add_parser("optim4rl-train", help="meta-train an Optim4RL learned optimizer (pipeline training)")
+    optim4rl_cli.add_arguments(p)
+    p.set_defaults(func=optim4rl_cli.command)
     return parser
 
 

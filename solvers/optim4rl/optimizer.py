@@ -29,30 +29,7 @@ import torch
 
 from agents.base import Params
 from agents.optim import Hparams, OptState
-
-
-@dataclass(frozen=True, kw_only=True)
-class Optim4RLConfig:
-    """Structure of a learned optimizer: fixed once it is built (its weights are trained, not this)."""
-
-    hidden: int = 8
-    """hidden size of each of the two GRUs (the paper: 8)"""
-    head: tuple[int, ...] = ()
-    """hidden widths of the two output heads: ``()`` a linear head (the authors' current code), ``(16, 16)``
-    the paper's ReLU MLP"""
-    clip_inputs: bool = False
-    """clip each gradient element to [-1, 1] before it enters the GRUs (the paper's gridworlds: True; Catch: False)"""
-    eps: float = 1e-8
-    """added to ``exp(o2)`` under the square root"""
-
-    def __post_init__(self) -> None:
-        if self.hidden < 1:
-            raise ValueError(f"Optim4RLConfig.hidden must be >= 1, got {self.hidden}")
-        if any(int(w) < 1 for w in self.head):
-            raise ValueError(f"Optim4RLConfig.head widths must be >= 1, got {self.head}")
-        if not self.eps > 0:
-            raise ValueError(f"Optim4RLConfig.eps must be > 0, got {self.eps}")
-        object.__setattr__(self, "head", tuple(int(w) for w in self.head))
+from solvers.optim4rl.config import Optim4RLConfig
 
 
 def weight_shapes(config: Optim4RLConfig) -> dict[str, tuple[int, ...]]:
