@@ -247,3 +247,14 @@ def test_rules_registered_from_outside_are_found_by_name():
 def test_importing_hyperenvs_loads_no_learned_optimizer():
     code = "import sys, hyperenvs, agents.optim; assert not any(m.startswith('solvers') for m in sys.modules), sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_ppo_learner_trains_with_it_too():
+    rule = Optim4RL(weights=random_weights(Optim4RLConfig()))
+    env = make_tiny("HyperRL/PPO-CartPole-v0", config={"update_rule": rule})
+    env.reset(seed=0)
+    before = params_of(env)
+    env.step(env.action_space.sample())
+    learner = env.unwrapped.learner
+    assert learner.opt_state["step"] >= 1 and learner.opt_state["h1"].keys() == learner.params.keys()
+    assert all(not torch.equal(before[k], v.detach()) for k, v in learner.params.items())
