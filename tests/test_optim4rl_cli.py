@@ -44,3 +44,13 @@ def test_run_trains_with_the_given_optimizer_file(tmp_path):
     torch.save({"format": "something else"}, tmp_path / "bad.pt")
     bad = str(tmp_path / "bad.pt")
     assert main(["run", "optim4rl", A2C_CARTPOLE, *TINY_RUN, "--optimizer", bad, "--out", str(tmp_path)]) == 2
+
+
+def test_resume_refuses_a_checkpoint_of_other_options(tmp_path, capsys):
+    argv = ["optim4rl-train", "--units", "2", "--iterations", "1", "--hidden", "4", "--out", str(tmp_path / "o.pt")]
+    assert main(argv) == 0
+    checkpoint = tmp_path / "o.pt.checkpoint.pt"
+    assert checkpoint.is_file()
+    assert main([*argv, "--resume", str(checkpoint), "--meta-lr", "0.5"]) == 2
+    assert "was written by a run with other options" in capsys.readouterr().out
+    assert main([*argv, "--resume", str(checkpoint)]) == 0  # the same options: it was done already

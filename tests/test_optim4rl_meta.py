@@ -152,3 +152,15 @@ def test_meta_training_is_seeded_and_deterministic():
     assert not all(torch.equal(a.weights[k], c.weights[k]) for k in a.weights)
     assert [r.resets for r in reports_a] == [(0,), (1,)]
     assert np.isfinite([r.grad_norm for r in reports_a]).all() and reports_a[-1].grad_norm > 0
+
+
+def test_a_resumed_meta_training_ends_where_the_uninterrupted_one_does(tmp_path):
+    config = dataclasses.replace(tiny(0), iterations=4)
+    saved = []
+    whole, reports = meta_train(
+        config, checkpoint=lambda state: saved.append(torch.save(state, tmp_path / f"{len(saved)}.pt")), checkpoint_every=2
+    )
+    assert len(saved) == 2  # t = 2 and t = 4
+    resumed, rest = meta_train(config, resume=torch.load(tmp_path / "0.pt", weights_only=True))
+    assert rest == reports[2:]
+    assert all(torch.equal(whole.weights[k], resumed.weights[k]) for k in whole.weights)

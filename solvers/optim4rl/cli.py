@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
 
 from solvers.optim4rl.config import MetaTrainConfig, Optim4RLConfig
 
@@ -25,7 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-inputs", action="store_true", help="clip gradient elements to [-1, 1] before the GRUs")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default="optim4rl.pt", help="where to write the optimizer's state_dict")
-    p.add_argument("--log", help="also write one JSON line per meta-iteration here")
+    p.add_argument("--log", help="also write one JSON line per meta-iteration here (appended to on --resume)")
+    p.add_argument(
+        "--checkpoint", help="where to keep the run's checkpoint (default: OUT + '.checkpoint.pt'), every 25 iterations"
+    )
+    p.add_argument("--resume", metavar="PATH", help="continue the run whose checkpoint is PATH (give the same options)")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -48,14 +55,35 @@ def config_from_args(args: argparse.Namespace) -> MetaTrainConfig:
     )
 
 
+def _describe(config: MetaTrainConfig) -> str:
+    """The run's configuration as text: a checkpoint remembers it, so a resume with other options is refused."""
+    return json.dumps(asdict(config), sort_keys=True, default=str)
+
+
+def _read_checkpoint(path: str, config: MetaTrainConfig) -> dict:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged or foreign file
+        raise ValueError(f"checkpoint {path} is not readable: {type(err).__name__}: {err}") from err
+    if not isinstance(state, dict) or state.get("config") != _describe(config):
+        raise ValueError(f"checkpoint {path} was written by a run with other options: give the same ones to --resume")
+    return state["trainer"]
+
+
 def command(args: argparse.Namespace) -> int:
     import numpy as np
+    import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from solvers.optim4rl.files import save
     from solvers.optim4rl.train import MetaReport, meta_train
 
     config = config_from_args(args)
+    resume = _read_checkpoint(args.resume, config) if args.resume else None
+    checkpoint_path = Path(args.checkpoint or f"{args.out}.checkpoint.pt")
+    checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
     seen: list[float] = []
     columns = (
         TextColumn("[bold]meta-iteration"),
@@ -64,8 +92,8 @@ def command(args: argparse.Namespace) -> int:
         TimeElapsedColumn(),
         TextColumn("unit return {task.fields[ret]}  meta-grad norm {task.fields[norm]}"),
     )
-    with Progress(*columns) as progress, open(args.log or "/dev/null", "w") as log:
-        bar = progress.add_task("meta", total=config.iterations, ret="-", norm="-")
+    with Progress(*columns) as progress, open(args.log or os.devnull, "a" if resume else "w") as log:
+        bar = progress.add_task("meta", total=config.iterations, completed=resume["t"] if resume else 0, ret="-", norm="-")
 
         def on_step(r: MetaReport) -> None:
             seen.extend(r.returns)
@@ -73,9 +101,13 @@ def command(args: argparse.Namespace) -> int:
             progress.update(bar, completed=r.iteration, ret=ret, norm=f"{r.grad_norm:.3g}")
             row = {"iteration": r.iteration, "loss": r.loss, "grad_norm": r.grad_norm, "returns": list(r.returns)}
             log.write(json.dumps({**row, "resets": list(r.resets)}) + "\n")
+            log.flush()
 
-        rule, _ = meta_train(config, on_step=on_step)
-    print(f"wrote {save(rule, args.out)}")
+        def keep(state: dict) -> None:
+            torch.save({"config": _describe(config), "trainer": state}, checkpoint_path)
+
+        rule, _ = meta_train(config, on_step=on_step, resume=resume, checkpoint=keep)
+    print(f"wrote {save(rule, args.out)} (checkpoint {checkpoint_path})")
     return 0
 
 

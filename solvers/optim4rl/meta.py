@@ -113,6 +113,15 @@ class Unit:
         learner.iterations += steps
         return out.loss, returns
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"lives": self.lives, "learner": self.learner.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Rebuild the life ``state`` was in, then restore its learner (parameters, recurrent state, envs, RNG)."""
+        self.lives = int(state["lives"]) - 1
+        self.reset()
+        self.learner.load_state_dict(state["learner"])
+
     def close(self) -> None:
         self.learner.close()
 
@@ -136,6 +145,10 @@ class Population(Protocol):
 
     def meta_loss(self, hparams: Mapping[str, Any], steps: int) -> PopulationLoss: ...
 
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -157,6 +170,15 @@ class LoopPopulation:
             losses.append(loss)
             returns.extend(rets)
         return PopulationLoss(loss=torch.stack(losses).mean(), returns=returns)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"units": [unit.state_dict() for unit in self.units]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if len(state["units"]) != self.num_units:
+            raise ValueError(f"state has {len(state['units'])} units, this population {self.num_units}")
+        for unit, unit_state in zip(self.units, state["units"]):
+            unit.load_state_dict(unit_state)
 
     def close(self) -> None:
         for unit in self.units:

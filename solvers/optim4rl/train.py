@@ -12,8 +12,9 @@ Gymnasium A2C units; the vectorised population plugs into ``MetaTrainer`` in its
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,6 +89,25 @@ class MetaTrainer:
             resets=tuple(resets),
         )
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs: the optimizer's weights, the meta-Adam state, t, the population."""
+        return {
+            "t": self.t,
+            "weights": {k: v.detach().clone() for k, v in self.weights.items()},
+            "adam": {k: v if k == "step" else {n: t.clone() for n, t in v.items()} for k, v in self.adam_state.items()},
+            "population": self.population.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if set(state["weights"]) != set(self.weights):
+            raise ValueError(f"checkpoint has weights {sorted(state['weights'])}, this optimizer {sorted(self.weights)}")
+        with torch.no_grad():
+            for k, w in self.weights.items():
+                w.copy_(state["weights"][k])
+        self.adam_state = {k: v if k == "step" else {n: t.clone() for n, t in v.items()} for k, v in state["adam"].items()}
+        self.t = int(state["t"])
+        self.population.load_state_dict(state["population"])
+
 
 def loop_population(config: MetaTrainConfig, rule: Optim4RL) -> LoopPopulation:
     """``config.units`` A2C units on ``config.task``, all updating with ``rule``."""
@@ -102,18 +122,32 @@ def loop_population(config: MetaTrainConfig, rule: Optim4RL) -> LoopPopulation:
 
 
 def meta_train(
-    config: MetaTrainConfig, *, on_step: Callable[[MetaReport], None] | None = None
+    config: MetaTrainConfig,
+    *,
+    on_step: Callable[[MetaReport], None] | None = None,
+    resume: Mapping[str, Any] | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_every: int = 25,
 ) -> tuple[Optim4RL, list[MetaReport]]:
-    """A fresh optimizer meta-trained as ``config`` says; returns it (weights detached) and the reports."""
+    """An optimizer meta-trained as ``config`` says; returns it (weights detached) and this call's reports.
+
+    ``resume``: a ``MetaTrainer.state_dict()`` to continue from (the run then ends at the same
+    ``config.iterations`` and the same weights as the uninterrupted one).  ``checkpoint(state)`` is
+    called every ``checkpoint_every`` meta-iterations and at the end.
+    """
     rule = Optim4RL(config=config.optimizer, weights=init_weights(config.optimizer, seed=derive(config.seed, "optimizer")))
     population = loop_population(config, rule)
     trainer = MetaTrainer(rule, population, config)
+    if resume is not None:
+        trainer.load_state_dict(resume)
     reports = []
     try:
-        for _ in range(config.iterations):
+        while trainer.t < config.iterations:
             reports.append(trainer.step())
             if on_step is not None:
                 on_step(reports[-1])
+            if checkpoint is not None and (trainer.t % checkpoint_every == 0 or trainer.t == config.iterations):
+                checkpoint(trainer.state_dict())
     finally:
         population.close()
     weights = {k: v.detach().clone() for k, v in rule.weights.items()}
