@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def run(rule: str, seed: int, steps: int, lr: float) -> dict:
+def run(rule, seed: int, steps: int, lr: float) -> dict:
     import numpy as np
 
     from agents.a2c import A2CConfig, A2CHyperparams, A2CLearner
@@ -42,14 +42,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--optimizer", help="a learned optimizer file (default: the shipped one)")
+    parser.add_argument("--rules", default="optim4rl,signsgd,adam,rmsprop", help="which rows to run (others kept from --out)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "compare.json"))
     args = parser.parse_args(argv)
     import numpy as np
     import torch
 
+    from solvers.optim4rl import Optim4RL
+
     learned = f"optim4rl:{args.optimizer}" if args.optimizer else "optim4rl"
-    rules = {"optim4rl": learned, "adam": "adam", "rmsprop": "rmsprop"}
-    results = {name: [run(rule, seed, args.steps, args.lr) for seed in range(args.seeds)] for name, rule in rules.items()}
+    # signsgd: an Optim4RL before any meta-training (zero heads: exactly sign-SGD), the start the learned one grew from
+    rules = {"optim4rl": learned, "signsgd": Optim4RL, "adam": "adam", "rmsprop": "rmsprop"}
+    meta = {"task": "CartPole-v1", "steps": args.steps, "lr": args.lr, "seeds": args.seeds, "optimizer": learned}
+    out = Path(args.out)
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    results = old.get("results", {}) if old.get("setup") == meta else {}
+    for name in args.rules.split(","):
+        rule = rules[name]
+        results[name] = [run(rule() if callable(rule) else rule, seed, args.steps, args.lr) for seed in range(args.seeds)]
     print(f"A2C CartPole-v1 16x5 64-64, lr {args.lr:g}, {args.steps} env steps, seeds 0..{args.seeds - 1}, "
           f"torch threads {torch.get_num_threads()}")  # fmt: skip
     print(f"{'rule':<10} {'mean final':>10}  per seed (last 20 episodes)      s/run")
@@ -57,9 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         finals = [r["final"] for r in runs]
         seconds = np.mean([r["seconds"] for r in runs])
         print(f"{name:<10} {np.mean(finals):>10.1f}  {' '.join(f'{f:7.1f}' for f in finals):<32} {seconds:6.1f}")
-    meta = {"task": "CartPole-v1", "steps": args.steps, "lr": args.lr, "seeds": args.seeds, "optimizer": learned}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"setup": meta, "results": results}, indent=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"setup": meta, "results": results}, indent=1))
     print(f"wrote {args.out}")
     return 0
 

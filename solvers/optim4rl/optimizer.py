@@ -117,8 +117,11 @@ class Optim4RL:
         names = list(params)
         sizes = [params[k].numel() for k in names]
         w = self.weights
-        dtype = next(iter(w.values())).dtype
-        g = torch.cat([grads[k].reshape(-1) for k in names]).detach().to(dtype)
+        first = next(iter(w.values()))
+        g = torch.cat([grads[k].reshape(-1) for k in names]).detach().to(first.dtype)
+        if first.device != g.device:  # an agent on another device: the weights follow it (differentiably)
+            w = {k: v.to(g.device) for k, v in w.items()}
+        dtype = first.dtype
         x = g.clamp(-1.0, 1.0) if self.config.clip_inputs else g
         h1 = torch.cat([state["h1"][k].reshape(-1, self.config.hidden) for k in names]).to(dtype)
         h2 = torch.cat([state["h2"][k].reshape(-1, self.config.hidden) for k in names]).to(dtype)
