@@ -39,6 +39,7 @@ def run(rule, seed: int, steps: int, lr: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--optimizer", help="a learned optimizer file (default: the shipped one)")
@@ -53,14 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     learned = f"optim4rl:{args.optimizer}" if args.optimizer else "optim4rl"
     # signsgd: an Optim4RL before any meta-training (zero heads: exactly sign-SGD), the start the learned one grew from
     rules = {"optim4rl": learned, "signsgd": Optim4RL, "adam": "adam", "rmsprop": "rmsprop"}
-    meta = {"task": "CartPole-v1", "steps": args.steps, "lr": args.lr, "seeds": args.seeds, "optimizer": learned}
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    meta = {"task": "CartPole-v1", "steps": args.steps, "lr": args.lr, "seeds": seeds, "optimizer": learned}
     out = Path(args.out)
     old = json.loads(out.read_text()) if out.is_file() else {}
     results = old.get("results", {}) if old.get("setup") == meta else {}
     for name in args.rules.split(","):
         rule = rules[name]
-        results[name] = [run(rule() if callable(rule) else rule, seed, args.steps, args.lr) for seed in range(args.seeds)]
-    print(f"A2C CartPole-v1 16x5 64-64, lr {args.lr:g}, {args.steps} env steps, seeds 0..{args.seeds - 1}, "
+        results[name] = [run(rule() if callable(rule) else rule, seed, args.steps, args.lr) for seed in meta["seeds"]]
+    print(f"A2C CartPole-v1 16x5 64-64, lr {args.lr:g}, {args.steps} env steps, seeds {meta['seeds']}, "
           f"torch threads {torch.get_num_threads()}")  # fmt: skip
     print(f"{'rule':<10} {'mean final':>10}  per seed (last 20 episodes)      s/run")
     for name, runs in results.items():
