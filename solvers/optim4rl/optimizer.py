@@ -114,28 +114,33 @@ class Optim4RL:
     def update(self, grads: Params, state: OptState, params: Params, hparams: Hparams) -> tuple[Params, OptState]:
         if params.keys() != grads.keys():
             raise ValueError(f"grads have keys {sorted(grads)}, params have {sorted(params)}")
-        names = list(params)
+        names, hidden = list(params), self.config.hidden
         sizes = [params[k].numel() for k in names]
-        w = self.weights
-        first = next(iter(w.values()))
-        g = torch.cat([grads[k].reshape(-1) for k in names]).detach().to(first.dtype)
-        if first.device != g.device:  # an agent on another device: the weights follow it (differentiably)
-            w = {k: v.to(g.device) for k, v in w.items()}
-        dtype = first.dtype
-        x = g.clamp(-1.0, 1.0) if self.config.clip_inputs else g
-        h1 = torch.cat([state["h1"][k].reshape(-1, self.config.hidden) for k in names]).to(dtype)
-        h2 = torch.cat([state["h2"][k].reshape(-1, self.config.hidden) for k in names]).to(dtype)
-        h1 = gru_cell(x.unsqueeze(1), h1, w, "gru1")
-        h2 = gru_cell(x.square().unsqueeze(1), h2, w, "gru2")
-        depth = len(self.config.head)
-        o1, o2 = head(h1, w, "head1", depth), head(h2, w, "head2", depth)
-        step = -torch.sign(g) * torch.exp(o1) / torch.sqrt(torch.exp(o2) + self.config.eps)
+        g = torch.cat([grads[k].reshape(-1) for k in names])
+        h1 = torch.cat([state["h1"][k].reshape(-1, hidden) for k in names])
+        h2 = torch.cat([state["h2"][k].reshape(-1, hidden) for k in names])
+        direction, h1, h2 = self.flat_step(g, h1, h2)
         new, s1, s2 = {}, {}, {}
-        for k, d, a, b in zip(names, step.split(sizes), h1.split(sizes), h2.split(sizes)):
+        for k, d, a, b in zip(names, direction.split(sizes), h1.split(sizes), h2.split(sizes)):
             p = params[k]
             new[k] = p + hparams["lr"] * d.view(p.shape).to(p.dtype)
-            s1[k], s2[k] = a.reshape(*p.shape, -1), b.reshape(*p.shape, -1)
+            s1[k], s2[k] = a.reshape(*p.shape, hidden), b.reshape(*p.shape, hidden)
         return new, {"step": state["step"] + 1, "h1": s1, "h2": s2}
+
+    def flat_step(self, g: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The maths on flat tensors: gradients ``g`` ``[N]``, hidden states ``[N, H]`` -> the step per unit of
+        learning rate, ``-sign(g) exp(o1) / sqrt(exp(o2) + eps)`` ``[N]``, and the new hidden states."""
+        w = self.weights
+        first = next(iter(w.values()))
+        g = g.detach().to(first.dtype)  # stop-gradient: the meta-gradient does not flow through the agent-gradient
+        if first.device != g.device:  # an agent on another device: the weights follow it (differentiably)
+            w = {k: v.to(g.device) for k, v in w.items()}
+        x = g.clamp(-1.0, 1.0) if self.config.clip_inputs else g
+        h1 = gru_cell(x.unsqueeze(1), h1.to(first.dtype), w, "gru1")
+        h2 = gru_cell(x.square().unsqueeze(1), h2.to(first.dtype), w, "gru2")
+        depth = len(self.config.head)
+        o1, o2 = head(h1, w, "head1", depth), head(h2, w, "head2", depth)
+        return -torch.sign(g) * torch.exp(o1) / torch.sqrt(torch.exp(o2) + self.config.eps), h1, h2
 
     # -- files ---------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
