@@ -42,6 +42,7 @@ def test_run_trains_with_the_given_optimizer_file(tmp_path):
     assert (tmp_path / "optim4rl-seed0.jsonl").is_file()
     assert main(["run", "static", A2C_CARTPOLE, *TINY_RUN, "--optimizer", str(path), "--out", str(tmp_path)]) == 2
     torch.save({"format": "something else"}, tmp_path / "bad.pt")
+    assert main(["run", "optim4rl", A2C_CARTPOLE, *TINY_RUN, "--config", "update_rule=adam", "--out", str(tmp_path)]) == 2
     bad = str(tmp_path / "bad.pt")
     assert main(["run", "optim4rl", A2C_CARTPOLE, *TINY_RUN, "--optimizer", bad, "--out", str(tmp_path)]) == 2
 
