@@ -164,3 +164,23 @@ def test_a_resumed_meta_training_ends_where_the_uninterrupted_one_does(tmp_path)
     resumed, rest = meta_train(config, resume=torch.load(tmp_path / "0.pt", weights_only=True))
     assert rest == reports[2:]
     assert all(torch.equal(whole.weights[k], resumed.weights[k]) for k in whole.weights)
+
+
+def test_units_carry_their_recurrent_state_on_and_a_reset_zeroes_it():
+    from solvers.optim4rl.train import loop_population
+
+    config = tiny(0)
+    gen = torch.Generator().manual_seed(0)
+    rule = Optim4RL(weights={k: torch.rand(s, generator=gen) - 0.5 for k, s in weight_shapes(config.optimizer).items()})
+    population = loop_population(config, rule)
+    unit = population.units[0]
+    population.meta_loss(config.agent_hparams, steps=2)
+    state = unit.learner.opt_state
+    assert state["step"] == 2 and all(not h.requires_grad and h.abs().sum() > 0 for h in state["h1"].values())
+    population.meta_loss(config.agent_hparams, steps=2)
+    assert unit.learner.opt_state["step"] == 4  # the state carries on across meta-iterations
+    population.reset([0])
+    fresh = unit.learner.opt_state
+    assert fresh["step"] == 0 and all(h.abs().sum() == 0 for key in ("h1", "h2") for h in fresh[key].values())
+    assert population.units[1].learner.opt_state["step"] == 4 and unit.lives == 2
+    population.close()
