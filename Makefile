@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: a looser spec on a fresh env pulls a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# distributed: Ray, PB2's scikit-learn, tensorboard; CI runs the Ray paths on a local 2-CPU Ray.
+	$(PY) -m pip install --quiet -e '.[dev,distributed]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from agents.base import Batch, Params
+from agents.hparams import declare, hyperparameter
 from agents.learner import ActorCriticConfig, ActorCriticLearner
 from agents.networks import ActorCritic, entropy, log_prob
 from agents.optim import UpdateRule
@@ -17,22 +18,41 @@ from agents.returns import explained_variance, lambda_returns
 A2C_METRICS = ("policy", "value", "entropy")
 
 
+@declare
 @dataclass(frozen=True, kw_only=True)
 class A2CHyperparams:
     """What a hyper-agent may change between A2C iterations."""
 
-    lr: float = 7e-4
-    """RMSProp/Adam step size; usual range 1e-5 .. 1e-2, searched on a log scale"""
-    gamma: float = 0.99
-    """discount factor; usual range 0.9 .. 0.999"""
-    gae_lambda: float = 1.0
-    """1.0 gives n-step bootstrapped returns, below 1 gives GAE; usual range 0.9 .. 1"""
-    ent_coef: float = 0.0
-    """entropy bonus weight; usual range 0 .. 0.05"""
-    vf_coef: float = 0.5
-    """value loss weight; usual range 0.25 .. 1"""
-    max_grad_norm: float = 0.5
-    """global gradient-norm clip; usual range 0.3 .. 5"""
+    lr: float = hyperparameter(
+        7e-4,
+        low=1e-5,
+        high=1e-2,
+        log=True,
+        # EPGT's classic-control bins: 7 log-even multipliers 0.4 .. 2.5 (1e-2 collapses RMSProp A2C on CartPole)
+        multipliers=tuple(2.5 ** (k / 3) for k in range(-3, 4)),
+        doc="RMSProp/Adam step size (7e-4 in Mnih et al., 2016)",
+    )
+    gamma: float = hyperparameter(
+        0.99,
+        low=0.9,
+        high=0.999,
+        bins=(0.9, 0.95, 0.98, 0.99, 0.995, 0.999),
+        doc="discount factor; horizon about 1 / (1 - gamma)",
+    )
+    gae_lambda: float = hyperparameter(
+        1.0, low=0.8, high=1.0, bins=(0.9, 0.95, 0.975, 0.99, 1.0), doc="1 gives n-step bootstrapped returns, below 1 GAE"
+    )
+    ent_coef: float = hyperparameter(
+        0.0,
+        low=0.0,
+        high=0.1,
+        bins=(0.0, 0.001, 0.01, 0.02, 0.05),
+        doc="entropy bonus weight (0.01 on Atari in Mnih et al., 2016)",
+    )
+    vf_coef: float = hyperparameter(0.5, low=0.1, high=1.0, bins=(0.25, 0.5, 0.75, 1.0), doc="value loss weight")
+    max_grad_norm: float = hyperparameter(
+        0.5, low=0.1, high=10.0, log=True, multipliers=(0.5, 1, 2), doc="global gradient-norm clip"
+    )
 
 
 class A2CObjective:

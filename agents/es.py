@@ -37,6 +37,7 @@ from agents.es_workers import (
     pair_noise,
     process_cache,
 )
+from agents.hparams import declare, hyperparameter
 
 STREAM_STRIDE = 2**32
 """key offset between noise streams: no lifetime reaches 2**32 iterations or evaluation episodes"""
@@ -116,14 +117,17 @@ class ESConfig:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
 
 
+@declare
 @dataclass(frozen=True, kw_only=True)
 class ESHyperparams:
     """What a hyper-agent may change between iterations."""
 
-    sigma: float = 0.05
-    """perturbation scale (BiERL's range [0.02, 0.08])"""
-    lr: float = 0.05
-    """step size on theta (BiERL reference: 0.05 with plain ES steps)"""
+    sigma: float = hyperparameter(
+        0.05, low=0.02, high=0.08, bins=(0.02, 0.035, 0.05, 0.065, 0.08), doc="perturbation scale (BiERL's range and grid)"
+    )
+    lr: float = hyperparameter(
+        0.05, low=0.005, high=0.5, log=True, multipliers=(0.5, 1, 2), doc="step size on theta (BiERL: 0.05 with plain ES steps)"
+    )
 
 
 def policy_spec(config: ESConfig, obs_space: gym.Space, act_space: gym.Space) -> PolicySpec:

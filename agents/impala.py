@@ -30,6 +30,7 @@ import torch
 
 from agents.actors import ActorError, ActorPool
 from agents.base import Batch, IterationReport, Params
+from agents.hparams import declare, hyperparameter
 from agents.impala_network import IMPALANetwork, build_impala_network
 from agents.impala_objective import IMPALA_METRICS, META_KEYS, IMPALAObjective, head_meta, meta_of
 from agents.learner import ActorCriticConfig, ActorCriticLearner, _clone
@@ -50,26 +51,41 @@ __all__ = [
 ]
 
 
+@declare
 @dataclass(frozen=True, kw_only=True)
 class IMPALAHyperparams:
     """What a hyper-agent may change between IMPALA updates (STAC's eta, plus lr and clipping)."""
 
-    lr: float = 6e-4
-    """RMSProp step size (IMPALA's Atari value); usual range 1e-5 .. 1e-2, log scale"""
-    gamma: float = 0.99
-    """discount factor; usual range 0.9 .. 0.999 (STAC uses 0.995 on Atari)"""
-    lambda_: float = 1.0
-    """V-trace trace coefficient lambda; 1 in IMPALA"""
-    g_v: float = 0.5
-    """value-loss weight (IMPALA's baseline cost) on ``0.5 (v_s - V(x_s))^2``"""
-    g_p: float = 1.0
-    """policy-gradient loss weight"""
-    g_e: float = 0.01
-    """entropy bonus weight"""
-    alpha: float = 1.0
-    """leaky V-trace coefficient: 1 is V-trace, 0 is importance sampling"""
-    max_grad_norm: float = 40.0
-    """global gradient-norm clip (IMPALA's 40)"""
+    lr: float = hyperparameter(
+        6e-4,
+        low=1e-5,
+        high=1e-2,
+        log=True,
+        multipliers=tuple(2.5 ** (k / 2) for k in range(-2, 3)),  # 0.4 .. 2.5, as EPGT's A2C bins
+        doc="RMSProp step size (IMPALA's Atari value)",
+    )
+    # gamma's and g_v's bins are STAC's robustness grids (Zahavy et al., 2020, Fig. 6-7).
+    gamma: float = hyperparameter(
+        0.99, low=0.8, high=0.9999, bins=(0.9, 0.95, 0.99, 0.995, 0.999), doc="discount factor (STAC uses 0.995 on Atari)"
+    )
+    lambda_: float = hyperparameter(
+        1.0, low=0.0, high=1.0, bins=(0.5, 0.8, 0.9, 0.95, 1.0), doc="V-trace trace coefficient lambda (1 in IMPALA)"
+    )
+    g_v: float = hyperparameter(
+        0.5,
+        low=0.0,
+        high=2.0,
+        bins=(0.05, 0.15, 0.5, 1.0, 2.0),
+        doc="value-loss weight (IMPALA's baseline cost) on 0.5 (v_s - V(x_s))^2",
+    )
+    g_p: float = hyperparameter(1.0, low=0.0, high=2.0, bins=(0.25, 0.5, 1.0, 1.5, 2.0), doc="policy-gradient loss weight")
+    g_e: float = hyperparameter(0.01, low=0.0, high=0.1, bins=(0.0, 0.005, 0.01, 0.02, 0.05), doc="entropy bonus weight")
+    alpha: float = hyperparameter(
+        1.0, low=0.0, high=1.0, bins=(0.0, 0.25, 0.5, 0.75, 1.0), doc="leaky V-trace alpha: 1 is V-trace, 0 importance sampling"
+    )
+    max_grad_norm: float = hyperparameter(
+        40.0, low=0.1, high=100.0, log=True, multipliers=(0.5, 1, 2), doc="global gradient-norm clip (IMPALA's 40)"
+    )
 
     def meta(self) -> dict[str, float]:
         """The objective's ``meta`` dict."""

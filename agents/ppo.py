@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from agents.base import Batch, Params
+from agents.hparams import declare, hyperparameter
 from agents.learner import ActorCriticConfig, ActorCriticLearner
 from agents.networks import ActorCritic, entropy, log_prob
 from agents.optim import FlatSteps
@@ -17,29 +18,51 @@ from agents.returns import explained_variance, gae
 PPO_METRICS = ("policy", "value", "entropy", "approx_kl", "clip_fraction")
 
 
+@declare
 @dataclass(frozen=True, kw_only=True)
 class PPOHyperparams:
     """What a hyper-agent may change between PPO iterations."""
 
-    lr: float = 3e-4
-    """Adam step size; usual range 1e-5 .. 1e-3, searched on a log scale"""
-    clip: float = 0.2
-    """surrogate clipping range epsilon; usual range 0.1 .. 0.3"""
-    gae_lambda: float = 0.95
-    """GAE bias-variance trade-off; usual range 0.9 .. 0.99"""
-    minibatch_size: int = 64
-    """transitions per gradient step; usual range 32 .. 4096.  A remainder smaller than one minibatch
-    is left out of that epoch; the batch is reshuffled every epoch, so it is rarely the same rows"""
-    epochs: int = 10
-    """passes over each batch; usual range 3 .. 30"""
-    gamma: float = 0.99
-    """discount factor; usual range 0.9 .. 0.999"""
-    ent_coef: float = 0.0
-    """entropy bonus weight; usual range 0 .. 0.05"""
-    vf_coef: float = 0.5
-    """value loss weight; usual range 0.25 .. 1"""
-    max_grad_norm: float = 0.5
-    """global gradient-norm clip; usual range 0.3 .. 5"""
+    lr: float = hyperparameter(
+        3e-4, low=1e-5, high=1e-2, log=True, multipliers=(0.5, 1, 2), doc="Adam step size (3e-4 in Schulman et al., 2017)"
+    )
+    clip: float = hyperparameter(
+        0.2, low=0.05, high=0.5, bins=(0.1, 0.2, 0.3, 0.4, 0.5), doc="surrogate clipping range epsilon (0.2; 0.1 on Atari)"
+    )
+    gae_lambda: float = hyperparameter(
+        0.95,
+        low=0.8,
+        high=1.0,
+        bins=(0.9, 0.925, 0.95, 0.975, 0.99),
+        doc="GAE lambda: 1 is Monte Carlo advantages (high variance), 0 one-step TD (high bias)",
+    )
+    minibatch_size: int = hyperparameter(
+        64,
+        low=16,
+        high=1024,
+        log=True,
+        integer=True,
+        multipliers=(0.5, 1, 2),
+        doc="transitions per gradient step; a remainder smaller than one minibatch is left out of that epoch "
+        "(the batch is reshuffled every epoch, so it is rarely the same rows)",
+    )
+    epochs: int = hyperparameter(
+        10, low=1, high=30, integer=True, multipliers=(0.5, 1, 2), doc="passes over each batch (10 on MuJoCo, 4 on Atari)"
+    )
+    gamma: float = hyperparameter(
+        0.99,
+        low=0.9,
+        high=0.999,
+        bins=(0.9, 0.95, 0.98, 0.99, 0.995, 0.999),
+        doc="discount factor; horizon about 1 / (1 - gamma)",
+    )
+    ent_coef: float = hyperparameter(
+        0.0, low=0.0, high=0.1, bins=(0.0, 0.001, 0.01, 0.02, 0.05), doc="entropy bonus weight (0 on MuJoCo, 0.01 on Atari)"
+    )
+    vf_coef: float = hyperparameter(0.5, low=0.1, high=1.0, bins=(0.25, 0.5, 0.75, 1.0), doc="value loss weight")
+    max_grad_norm: float = hyperparameter(
+        0.5, low=0.1, high=10.0, log=True, multipliers=(0.5, 1, 2), doc="global gradient-norm clip (0.5 in most PPO code)"
+    )
 
 
 class PPOObjective:

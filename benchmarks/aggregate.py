@@ -1,4 +1,5 @@
-"""The one aggregate every reproduction reports: IQM over runs with a 95% bootstrap CI (rliable).
+"""The aggregates every reproduction reports (IQM with a 95% bootstrap CI, AUC: the library's, in
+solvers/aggregate.py, so sweeps share them) and the per-run summary each reproduction commits.
 
 Scores are one number per run (seed) of one task, so rliable's stratified
 bootstrap reduces to resampling runs (percentile interval, seeded).
@@ -18,37 +19,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CI_METHOD = "rliable.library.get_interval_estimates: IQM, 95% percentile bootstrap over runs"
+from solvers.aggregate import CI_METHOD, auc, iqm_ci, probability_of_improvement  # noqa: E402
 
-
-def iqm_ci(scores: np.ndarray, *, reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """``(iqm, ci_low, ci_high)`` of one score per run; NaN scores (diverged runs) count as the worst run."""
-    from rliable import library, metrics
-
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if scores.size == 0:
-        raise ValueError("iqm_ci needs at least one score")
-    if not np.isfinite(scores).any():
-        return float("nan"), float("nan"), float("nan")
-    scores = np.nan_to_num(scores, nan=np.nanmin(scores)).reshape(-1, 1)
-    # rliable's StratifiedBootstrap draws from numpy's global RNG and ignores
-    # ``random_state``, so seed the global RNG for the call and put it back after
-    saved = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        point, ci = library.get_interval_estimates({"runs": scores}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps)
-    finally:
-        np.random.set_state(saved)
-    return float(point["runs"][0]), float(ci["runs"][0, 0]), float(ci["runs"][1, 0])
-
-
-def auc(log) -> float:
-    """Area under a RunLog's return curve, per hyper-step (the mean over the lifetime); NaN steps skipped."""
-    curve = log.returns()
-    return float(np.nanmean(curve)) if np.isfinite(curve).any() else float("nan")
-
+__all__ = ["CI_METHOD", "RUN_FIELDS", "auc", "iqm_ci", "probability_of_improvement", "run_row", "write_run_summary"]
 
 RUN_FIELDS = ("solver", "env_id", "seed", "threads", "hyper_steps", "env_steps", "final_return", "auc")
 """the columns of a reproduction's committed per-run summary (``final_return``: last 10 episodes; ``auc``: see ``auc``)"""
@@ -90,7 +65,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="RunLog .jsonl files, or folders of them")
     parser.add_argument("--out", type=Path, required=True, help="the CSV to write")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from solvers.base import RunLog
 
     missing = [str(p) for p in args.runs if not p.exists()]

@@ -24,7 +24,8 @@ import subprocess
 import sys
 
 TARGET_S = 0.5
-HEAVY = ("torch", "mujoco", "agents", "stable_baselines3", "ale_py", "hyperenvs.env")
+# ``agents`` itself loads (the torch-free declarations in agents.hparams); its learners must not.
+HEAVY = ("torch", "mujoco", "agents.base", "agents.ppo", "stable_baselines3", "ale_py", "hyperenvs.env")
 
 CHILD = r"""
 import json, sys, time

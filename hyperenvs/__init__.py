@@ -6,25 +6,29 @@ or any simulator::
     import gymnasium as gym, hyperenvs
     gym.register_envs(hyperenvs)
     env = gym.make("HyperRL/PPO-CartPole-v0")
+
+Ids come from the rows of ``hyperenvs.registry.FAMILIES``; ``add_family(row)`` adds a row's ids
+at run time (README, "Adding a learner").
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
-
-from hyperenvs.registry import REGISTRY, Entry, get
+from hyperenvs.registry import REGISTRY, Algorithm, Entry, Family, add_family, get, register_with_gymnasium
 from hyperenvs.spaces import Hyperparameter, HyperparameterSpace
 
 __all__ = [
     "REGISTRY",
+    "Algorithm",
     "Entry",
+    "Family",
     "HyperEnv",
     "Hyperparameter",
     "HyperparameterSpace",
     "JointDiscreteAction",
     "RecordSchedule",
+    "add_family",
     "check_hyperenv",
     "flatten",
     "get",
@@ -51,9 +55,7 @@ def __getattr__(name: str) -> Any:
 
 def register() -> None:
     """Register every id of the table with Gymnasium (idempotent)."""
-    for env_id in REGISTRY:
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point="hyperenvs.env:HyperEnv", kwargs={"entry": env_id})
+    register_with_gymnasium(list(REGISTRY))
 
 
 register()

@@ -36,7 +36,7 @@ class HyperEnv(gym.Env):
         total_timesteps: int | None = None,
         hyperparameters: Sequence[str] | Mapping[str, tuple[float, float] | None] | None = None,
         action_type: str = "continuous",
-        bins: int | Mapping[str, int | Sequence[float]] = 5,
+        bins: int | Mapping[str, int | Sequence[float]] | None = None,
         observe: Sequence[str] | None = None,
         reward: str = "mean_return",
         num_envs: int | None = None,
@@ -53,7 +53,8 @@ class HyperEnv(gym.Env):
             hyperparameters: which to control: a list of names, or ``{name: (low, high) | None}``
                 where None keeps the id's range.
             action_type: ``"continuous"`` (Box in [-1, 1]) or ``"discrete"`` (MultiDiscrete bins).
-            bins: bins per hyperparameter for discrete actions: a count, or per-name counts or values.
+            bins: bins per hyperparameter for discrete actions: a count, or per-name counts or values;
+                None (and names left out) keeps each hyperparameter's declared bins.
             observe: observation parts, from ``projection`` and ``statistics``.
             reward: ``mean_return``, ``improvement`` or ``final_return``.
             num_envs: parallel inner environments (overrides the id's config).

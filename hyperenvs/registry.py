@@ -1,19 +1,21 @@
-"""The one table of HyperRL ids: algorithm x task -> learner, budget, ranges.
+"""The one table of HyperRL ids: rows of (algorithm, tasks, budget, overrides), one build loop.
 
-Plain data only: importing this module loads no torch and no simulator, so
-``import hyperenvs`` stays cheap.  Learners are named by import strings and
-resolved when an env is built.
+Plain data only: importing this module loads no torch and no simulator, so ``import hyperenvs``
+stays cheap.  Learners and their hyperparameter dataclasses are named by import strings and
+resolved when an env is built.  The hyperparameters themselves are declared once, in the
+learner's module (``agents.hparams``); a row may only override their ranges, defaults and
+bins for its tasks, never declare new ones.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from hyperenvs.spaces import Hyperparameter
+from agents.hparams import Hyperparameter, declared
 
 NAMESPACE = "HyperRL"
 VERSION = 0
@@ -21,7 +23,7 @@ VERSION = 0
 
 @dataclass(frozen=True, kw_only=True)
 class Algorithm:
-    """An inner learning algorithm and everything a hyper-agent may control in it."""
+    """An inner learning algorithm, by import strings, and what its ids control by default."""
 
     name: str
     """the id prefix, e.g. ``PPO``"""
@@ -30,23 +32,21 @@ class Algorithm:
     config: str
     """``module:Class`` of its frozen config dataclass"""
     hparams: str
-    """``module:Class`` of its hyperparameter dataclass"""
-    hyperparameters: tuple[Hyperparameter, ...]
-    """every controllable hyperparameter with its default range"""
+    """``module:Class`` of its hyperparameter dataclass (every field declared with ``agents.hparams``)"""
     controlled: tuple[str, ...]
-    """the ones an id controls when ``gym.make`` is not told otherwise"""
+    """the hyperparameters an id controls when ``gym.make`` is not told otherwise"""
+    exposes: tuple[str, ...] | None = None
+    """the declared hyperparameters an id offers (None: all); CMA-ES shares ES's dataclass but owns no lr"""
 
 
 @dataclass(frozen=True, kw_only=True)
-class Entry:
-    """One registered hyper-environment."""
+class Family:
+    """One row of the table: an algorithm on tasks that share settings.  Each task becomes an id."""
 
     algorithm: Algorithm
     """the inner learner"""
-    task: str
-    """the inner task's Gymnasium id"""
-    name: str
-    """short task name used in the HyperRL id"""
+    tasks: tuple[tuple[str, str], ...]
+    """``(short name used in the id, Gymnasium id of the inner task)`` pairs"""
     total_timesteps: int
     """lifetime budget in inner environment steps"""
     iterations_per_step: int
@@ -54,24 +54,94 @@ class Entry:
     config: Mapping[str, Any] = field(default_factory=dict)
     """overrides of the learner's config dataclass"""
     defaults: Mapping[str, float] = field(default_factory=dict)
-    """overrides of the learner's default hyperparameters (the ``static`` baseline)"""
+    """overrides of declared defaults (the ``static`` baseline)"""
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    """overrides of the algorithm's default ranges for this task"""
+    """overrides of declared ``(low, high)`` ranges"""
+    bins: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    """overrides of declared default bins (needed where a default moves off the declared bins)"""
     observe: tuple[str, ...] = ("projection", "statistics")
     """observation parts when ``gym.make`` is not told otherwise"""
+
+    def __post_init__(self) -> None:
+        for name in ("config", "defaults", "ranges", "bins"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def entries(self) -> list[Entry]:
+        return [Entry(family=self, name=name, task=task) for name, task in self.tasks]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """One registered hyper-environment: a row's settings applied to one task."""
+
+    family: Family
+    """the row it comes from"""
+    name: str
+    """short task name used in the HyperRL id"""
+    task: str
+    """the inner task's Gymnasium id"""
 
     @property
     def id(self) -> str:
         return f"{NAMESPACE}/{self.algorithm.name}-{self.name}-v{VERSION}"
 
+    # The row's settings, read through the entry (HyperEnv and the command line ask an entry).
+    @property
+    def algorithm(self) -> Algorithm:
+        return self.family.algorithm
+
+    @property
+    def total_timesteps(self) -> int:
+        return self.family.total_timesteps
+
+    @property
+    def iterations_per_step(self) -> int:
+        return self.family.iterations_per_step
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self.family.config
+
+    @property
+    def defaults(self) -> Mapping[str, float]:
+        return self.family.defaults
+
+    @property
+    def ranges(self) -> Mapping[str, tuple[float, float]]:
+        return self.family.ranges
+
+    @property
+    def observe(self) -> tuple[str, ...]:
+        return self.family.observe
+
     def hyperparameters(self) -> tuple[Hyperparameter, ...]:
-        """The algorithm's hyperparameters with this task's ranges and defaults."""
-        out = []
-        for h in self.algorithm.hyperparameters:
-            low, high = self.ranges.get(h.name, (h.low, h.high))
-            default = self.defaults.get(h.name, h.default)
-            out.append(Hyperparameter(h.name, low, high, log=h.log, integer=h.integer, default=default))
-        return tuple(out)
+        """The learner's declared hyperparameters with this row's overrides (imports the learner's module)."""
+        own = declared(load(self.algorithm.hparams))
+        if self.algorithm.exposes is not None:
+            own = tuple(h for h in own if h.name in self.algorithm.exposes)
+        names = [h.name for h in own]
+        row = self.family
+        for kind, given in (("controlled", row.algorithm.controlled), *((k, getattr(row, k)) for k in OVERRIDES)):
+            unknown = sorted(set(given) - set(names))
+            if unknown:
+                raise ValueError(f"{self.id}: {kind} names {unknown}, which are not declared; declared: {names}")
+        return tuple(self._override(h) for h in own)
+
+    def _override(self, h: Hyperparameter) -> Hyperparameter:
+        row = self.family
+        if not any(h.name in getattr(row, k) for k in OVERRIDES):
+            return h
+        low, high = row.ranges.get(h.name, (h.low, h.high))
+        bins = row.bins.get(h.name, h.bins)
+        multipliers = None if h.name in row.bins else h.multipliers
+        try:
+            return replace(h, low=low, high=high, default=row.defaults.get(h.name, h.default), bins=bins, multipliers=multipliers)
+        except ValueError as err:
+            raise ValueError(f"{self.id}: {err}") from None
+
+
+OVERRIDES = ("defaults", "ranges", "bins")
+"""what a row may change about a declared hyperparameter"""
 
 
 def load(target: str) -> Any:
@@ -80,113 +150,21 @@ def load(target: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-_SHARED = (
-    Hyperparameter("gamma", 0.9, 0.999, default=0.99),
-    Hyperparameter("ent_coef", 0.0, 0.1, default=0.0),
-    Hyperparameter("vf_coef", 0.1, 1.0, default=0.5),
-    Hyperparameter("max_grad_norm", 0.1, 10.0, log=True, default=0.5),
-)
-
+# -- the algorithms -------------------------------------------------------------------
 PPO = Algorithm(
     name="PPO",
     learner="agents.ppo:PPOLearner",
     config="agents.ppo:PPOConfig",
     hparams="agents.ppo:PPOHyperparams",
-    hyperparameters=(
-        Hyperparameter("lr", 1e-5, 1e-2, log=True, default=3e-4),
-        Hyperparameter("clip", 0.05, 0.5, default=0.2),
-        Hyperparameter("gae_lambda", 0.8, 1.0, default=0.95),
-        Hyperparameter("minibatch_size", 16, 1024, log=True, integer=True, default=64),
-        Hyperparameter("epochs", 1, 30, integer=True, default=10),
-        *_SHARED,
-    ),
     controlled=("lr", "clip", "gae_lambda", "minibatch_size"),
 )
-
 A2C = Algorithm(
     name="A2C",
     learner="agents.a2c:A2CLearner",
     config="agents.a2c:A2CConfig",
     hparams="agents.a2c:A2CHyperparams",
-    hyperparameters=(
-        Hyperparameter("lr", 1e-5, 1e-2, log=True, default=7e-4),
-        Hyperparameter("gae_lambda", 0.8, 1.0, default=1.0),
-        *_SHARED,
-    ),
     controlled=("lr",),
 )
-
-# Per-family settings, (config, defaults, total_timesteps, iterations_per_step).
-# PPO MuJoCo follows Schulman et al. (2017); classic control and Box2D follow
-# the rl-baselines3-zoo tunings; Atari follows the PPO paper's Atari table.
-_PPO_FAMILIES: dict[str, tuple[dict, dict, int, int]] = {
-    "cartpole": (
-        {"num_envs": 8, "num_steps": 32},
-        {"lr": 1e-3, "gamma": 0.98, "gae_lambda": 0.8, "epochs": 20, "minibatch_size": 256},
-        100_000,
-        4,
-    ),
-    "classic": (
-        {"num_envs": 8, "num_steps": 256, "normalize_obs": True},
-        {"lr": 3e-4, "gae_lambda": 0.94, "epochs": 4, "minibatch_size": 256},
-        200_000,
-        1,
-    ),
-    "box2d": (
-        {"num_envs": 16, "num_steps": 128, "normalize_obs": True, "normalize_reward": True},
-        {"lr": 3e-4, "gamma": 0.999, "gae_lambda": 0.98, "epochs": 4, "minibatch_size": 256, "ent_coef": 0.01},
-        1_000_000,
-        1,
-    ),
-    "mujoco": (
-        {"num_envs": 1, "num_steps": 2048, "normalize_obs": True, "normalize_reward": True},
-        {"lr": 3e-4, "gae_lambda": 0.95, "epochs": 10, "minibatch_size": 64},
-        1_000_000,
-        1,
-    ),
-    "atari": (
-        {"num_envs": 8, "num_steps": 128, "sign_reward": True},
-        {"lr": 2.5e-4, "clip": 0.1, "epochs": 4, "minibatch_size": 256, "ent_coef": 0.01},
-        10_000_000,
-        1,
-    ),
-}
-
-_A2C_FAMILIES: dict[str, tuple[dict, dict, int, int]] = {
-    "cartpole": ({}, {}, 100_000, 25),
-    "classic": ({"normalize_obs": True}, {}, 200_000, 25),
-    "box2d": ({"normalize_obs": True, "normalize_reward": True}, {"gamma": 0.995, "ent_coef": 0.01}, 1_000_000, 25),
-    "mujoco": ({"num_envs": 4, "num_steps": 8, "normalize_obs": True, "normalize_reward": True}, {}, 1_000_000, 64),
-    "atari": ({"sign_reward": True}, {"ent_coef": 0.01}, 10_000_000, 25),
-}
-
-_TASKS: tuple[tuple[str, str, str], ...] = (
-    ("CartPole", "CartPole-v1", "cartpole"),
-    ("Acrobot", "Acrobot-v1", "classic"),
-    ("MountainCar", "MountainCar-v0", "classic"),
-    ("MountainCarContinuous", "MountainCarContinuous-v0", "classic"),
-    ("Pendulum", "Pendulum-v1", "classic"),
-    ("LunarLander", "LunarLander-v3", "box2d"),
-    ("LunarLanderContinuous", "LunarLanderContinuous-v3", "box2d"),
-    ("BipedalWalker", "BipedalWalker-v3", "box2d"),
-    *(
-        (name, f"{name}-v5", "mujoco")
-        for name in (
-            "HalfCheetah",
-            "Hopper",
-            "Walker2d",
-            "Ant",
-            "Humanoid",
-            "Swimmer",
-            "InvertedPendulum",
-            "InvertedDoublePendulum",
-        )
-    ),
-    *((name, f"ALE/{name}-v5", "atari") for name in ("Pong", "Breakout", "Alien", "MsPacman", "SpaceInvaders", "Seaquest")),
-)
-
-_ATARI_RANGES = {"minibatch_size": (64, 2048)}
-
 # IMPALA (Espeholt et al., 2018) with leaky V-trace: the inner learner of STAC/STACX
 # (Zahavy et al., 2020), whose metaparameters eta are gamma, lambda_, g_v, g_p, g_e, alpha.
 IMPALA = Algorithm(
@@ -194,146 +172,203 @@ IMPALA = Algorithm(
     learner="agents.impala:IMPALALearner",
     config="agents.impala:IMPALAConfig",
     hparams="agents.impala:IMPALAHyperparams",
-    hyperparameters=(
-        Hyperparameter("lr", 1e-5, 1e-2, log=True, default=6e-4),
-        Hyperparameter("gamma", 0.8, 0.9999, default=0.99),
-        Hyperparameter("lambda_", 0.0, 1.0, default=1.0),
-        Hyperparameter("g_v", 0.0, 2.0, default=0.5),
-        Hyperparameter("g_p", 0.0, 2.0, default=1.0),
-        Hyperparameter("g_e", 0.0, 0.1, default=0.01),
-        Hyperparameter("alpha", 0.0, 1.0, default=1.0),
-        Hyperparameter("max_grad_norm", 0.1, 100.0, log=True, default=40.0),
-    ),
     controlled=("gamma", "lambda_", "g_v", "g_p", "g_e", "alpha", "lr"),
 )
-
-# Unrolls of 20 steps, RMSProp; Atari: 16 envs, sign rewards, gamma 0.995 (STAC's setting).
-# Classic control and Box2D scale rewards (the shared torso otherwise drowns in value-loss
-# gradients: Acrobot stays at -500 for 100k steps without it, reaches about -100 with it).
-_IMPALA_FAMILIES: dict[str, tuple[dict, dict, int, int]] = {
-    "cartpole": ({"num_envs": 8}, {"lr": 1e-3}, 100_000, 10),
-    "classic": ({"num_envs": 8, "normalize_reward": True}, {"lr": 1e-3}, 200_000, 10),
-    "box2d": ({"num_envs": 16, "normalize_reward": True}, {"gamma": 0.995}, 1_000_000, 10),
-    "atari": ({"num_envs": 16, "sign_reward": True}, {"gamma": 0.995}, 10_000_000, 10),
-}
-
-_IMPALA_TASKS: tuple[tuple[str, str, str], ...] = (
-    ("CartPole", "CartPole-v1", "cartpole"),
-    ("Acrobot", "Acrobot-v1", "classic"),
-    ("MountainCar", "MountainCar-v0", "classic"),
-    ("LunarLander", "LunarLander-v3", "box2d"),
-    *((name, f"ALE/{name}-v5", "atari") for name in ("Pong", "Breakout", "SpaceInvaders", "Seaquest")),
-)
-
-
-# Evolution strategies, BiERL's inner level (Wang et al., 2023): OpenAI-ES with mirrored
-# sampling and rank shaping; sigma in [0.02, 0.08] as in BiERL.  n = 200 candidates an iteration,
-# episodes of at most 1000 steps, one iteration a hyper-step (BiERL meta-updates every 10).
-_ES_HPARAMS = (
-    Hyperparameter("sigma", 0.02, 0.08, default=0.05),
-    Hyperparameter("lr", 0.005, 0.5, log=True, default=0.05),
-)
-
+# Evolution strategies, BiERL's inner level (Wang et al., 2023): OpenAI-ES with mirrored sampling
+# and rank shaping, NSR-ES, and CMA-ES, which adapts its own step sizes (the hyper-agent sets sigma).
 ES = Algorithm(
     name="ES",
     learner="agents.es:ESLearner",
     config="agents.es:ESConfig",
     hparams="agents.es:ESHyperparams",
-    hyperparameters=_ES_HPARAMS,
     controlled=("sigma",),
 )
+NSRES = replace(ES, name="NSRES", learner="agents.nsres:NSRESLearner")
+CMAES = replace(ES, name="CMAES", learner="agents.cmaes:CMAESLearner", exposes=("sigma",))
 
-NSRES = Algorithm(
-    name="NSRES",
-    learner="agents.nsres:NSRESLearner",
-    config="agents.es:ESConfig",
-    hparams="agents.es:ESHyperparams",
-    hyperparameters=_ES_HPARAMS,
-    controlled=("sigma",),
+# -- the tasks ------------------------------------------------------------------------
+CARTPOLE = (("CartPole", "CartPole-v1"),)
+CLASSIC = (
+    ("Acrobot", "Acrobot-v1"),
+    ("MountainCar", "MountainCar-v0"),
+    ("MountainCarContinuous", "MountainCarContinuous-v0"),
+    ("Pendulum", "Pendulum-v1"),
 )
-
-# CMA-ES adapts its own step sizes per coordinate; the hyper-agent sets the global sigma.
-CMAES = Algorithm(
-    name="CMAES",
-    learner="agents.cmaes:CMAESLearner",
-    config="agents.es:ESConfig",
-    hparams="agents.es:ESHyperparams",
-    hyperparameters=_ES_HPARAMS[:1],
-    controlled=("sigma",),
-)
-
-_ES_TASKS: tuple[tuple[str, str], ...] = (
-    *(
-        (name, f"{name}-v5")
-        for name in (
-            "HalfCheetah",
-            "Hopper",
-            "Walker2d",
-            "Ant",
-            "Swimmer",
-            "InvertedPendulum",
-            "InvertedDoublePendulum",
-        )
-    ),
+BOX2D = (
+    ("LunarLander", "LunarLander-v3"),
     ("LunarLanderContinuous", "LunarLanderContinuous-v3"),
     ("BipedalWalker", "BipedalWalker-v3"),
 )
+_MUJOCO = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer", "InvertedPendulum", "InvertedDoublePendulum")
+MUJOCO = tuple((name, f"{name}-v5") for name in _MUJOCO)
+ATARI = tuple((name, f"ALE/{name}-v5") for name in ("Pong", "Breakout", "Alien", "MsPacman", "SpaceInvaders", "Seaquest"))
 
-# 1000 iterations of 200 full episodes (plus the unperturbed policy's) bound the lifetime.
+
+def _only(tasks: tuple[tuple[str, str], ...], *names: str) -> tuple[tuple[str, str], ...]:
+    return tuple(t for t in tasks if t[0] in names)
+
+
+# 1000 iterations of 200 full episodes (plus the unperturbed policy's) bound an ES lifetime.
 _ES_BUDGET = 201_000_000
+_ES_TASKS = (*_only(MUJOCO, *(n for n in _MUJOCO if n != "Humanoid")), *_only(BOX2D, "LunarLanderContinuous", "BipedalWalker"))
+_ES_ROW = {"tasks": _ES_TASKS, "total_timesteps": _ES_BUDGET, "iterations_per_step": 1, "observe": ("fitness", "statistics")}
+
+# -- the table: one row per (algorithm, family of tasks) --------------------------------
+# PPO MuJoCo follows Schulman et al. (2017); classic control and Box2D the rl-baselines3-zoo
+# tunings; Atari the PPO paper's Atari table.  A row that moves gae_lambda's default off the
+# declared bins {0.9 .. 0.99} gives bins around its own default.
+# A2C: 16 envs x 5 steps with RMSProp (4 x 8 on MuJoCo), 25 updates a hyper-step.
+# IMPALA: unrolls of 20, RMSProp; Atari 16 envs, sign rewards, gamma 0.995 (STAC's setting).
+# Classic control and Box2D scale rewards (the shared torso otherwise drowns in value-loss
+# gradients: Acrobot stays at -500 for 100k steps without it, reaches about -100 with it).
+# ES: n = 200 candidates an iteration, episodes of at most 1000 steps, one iteration a hyper-step.
+_NORM = {"normalize_obs": True, "normalize_reward": True}
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        algorithm=PPO,
+        tasks=CARTPOLE,
+        total_timesteps=100_000,
+        iterations_per_step=4,
+        config={"num_envs": 8, "num_steps": 32},
+        defaults={"lr": 1e-3, "gamma": 0.98, "gae_lambda": 0.8, "epochs": 20, "minibatch_size": 256},
+        bins={"gae_lambda": (0.8, 0.85, 0.9, 0.95, 0.99)},
+    ),
+    Family(
+        algorithm=PPO,
+        tasks=CLASSIC,
+        total_timesteps=200_000,
+        iterations_per_step=1,
+        config={"num_envs": 8, "num_steps": 256, "normalize_obs": True},
+        defaults={"lr": 3e-4, "gae_lambda": 0.94, "epochs": 4, "minibatch_size": 256},
+        bins={"gae_lambda": (0.9, 0.92, 0.94, 0.96, 0.98)},
+    ),
+    Family(
+        algorithm=PPO,
+        tasks=BOX2D,
+        total_timesteps=1_000_000,
+        iterations_per_step=1,
+        config={"num_envs": 16, "num_steps": 128, **_NORM},
+        defaults={"lr": 3e-4, "gamma": 0.999, "gae_lambda": 0.98, "epochs": 4, "minibatch_size": 256, "ent_coef": 0.01},
+        bins={"gae_lambda": (0.9, 0.95, 0.98, 0.99, 1.0)},
+    ),
+    Family(
+        algorithm=PPO,
+        tasks=MUJOCO,
+        total_timesteps=1_000_000,
+        iterations_per_step=1,
+        config={"num_envs": 1, "num_steps": 2048, **_NORM},
+        defaults={"lr": 3e-4, "gae_lambda": 0.95, "epochs": 10, "minibatch_size": 64},
+    ),
+    Family(
+        algorithm=PPO,
+        tasks=ATARI,
+        total_timesteps=10_000_000,
+        iterations_per_step=1,
+        config={"num_envs": 8, "num_steps": 128, "sign_reward": True},
+        defaults={"lr": 2.5e-4, "clip": 0.1, "epochs": 4, "minibatch_size": 256, "ent_coef": 0.01},
+        ranges={"minibatch_size": (64, 2048)},
+    ),
+    Family(algorithm=A2C, tasks=CARTPOLE, total_timesteps=100_000, iterations_per_step=25),
+    Family(algorithm=A2C, tasks=CLASSIC, total_timesteps=200_000, iterations_per_step=25, config={"normalize_obs": True}),
+    Family(
+        algorithm=A2C,
+        tasks=BOX2D,
+        total_timesteps=1_000_000,
+        iterations_per_step=25,
+        config=_NORM,
+        defaults={"gamma": 0.995, "ent_coef": 0.01},
+    ),
+    Family(
+        algorithm=A2C,
+        tasks=MUJOCO,
+        total_timesteps=1_000_000,
+        iterations_per_step=64,
+        config={"num_envs": 4, "num_steps": 8, **_NORM},
+    ),
+    Family(
+        algorithm=A2C,
+        tasks=ATARI,
+        total_timesteps=10_000_000,
+        iterations_per_step=25,
+        config={"sign_reward": True},
+        defaults={"ent_coef": 0.01},
+    ),
+    Family(
+        algorithm=IMPALA,
+        tasks=CARTPOLE,
+        total_timesteps=100_000,
+        iterations_per_step=10,
+        config={"num_envs": 8},
+        defaults={"lr": 1e-3},
+    ),
+    Family(
+        algorithm=IMPALA,
+        tasks=_only(CLASSIC, "Acrobot", "MountainCar"),
+        total_timesteps=200_000,
+        iterations_per_step=10,
+        config={"num_envs": 8, "normalize_reward": True},
+        defaults={"lr": 1e-3},
+    ),
+    Family(
+        algorithm=IMPALA,
+        tasks=_only(BOX2D, "LunarLander"),
+        total_timesteps=1_000_000,
+        iterations_per_step=10,
+        config={"num_envs": 16, "normalize_reward": True},
+        defaults={"gamma": 0.995},
+    ),
+    Family(
+        algorithm=IMPALA,
+        tasks=_only(ATARI, "Pong", "Breakout", "SpaceInvaders", "Seaquest"),
+        total_timesteps=10_000_000,
+        iterations_per_step=10,
+        config={"num_envs": 16, "sign_reward": True},
+        defaults={"gamma": 0.995},
+    ),
+    Family(algorithm=ES, **_ES_ROW),
+    Family(algorithm=NSRES, **_ES_ROW),
+    Family(algorithm=CMAES, **_ES_ROW),
+)
 
 
-def _es_entries(algorithm: Algorithm, tasks: tuple[tuple[str, str], ...]) -> dict[str, Entry]:
-    out = {}
-    for name, task in tasks:
-        entry = Entry(
-            algorithm=algorithm,
-            task=task,
-            name=name,
-            total_timesteps=_ES_BUDGET,
-            iterations_per_step=1,
-            observe=("fitness", "statistics"),
-        )
-        out[entry.id] = entry
-    return out
-
-
-def _build() -> dict[str, Entry]:
+def _build(families: Sequence[Family]) -> dict[str, Entry]:
     table: dict[str, Entry] = {}
-    for algorithm, families in ((PPO, _PPO_FAMILIES), (A2C, _A2C_FAMILIES)):
-        for name, task, family in _TASKS:
-            config, defaults, budget, per_step = families[family]
-            ranges = _ATARI_RANGES if family == "atari" and algorithm is PPO else {}
-            entry = Entry(
-                algorithm=algorithm,
-                task=task,
-                name=name,
-                total_timesteps=budget,
-                iterations_per_step=per_step,
-                config=MappingProxyType(config),
-                defaults=MappingProxyType(defaults),
-                ranges=MappingProxyType(ranges),
-            )
-            table[entry.id] = entry
-    for name, task, family in _IMPALA_TASKS:
-        config, defaults, budget, per_step = _IMPALA_FAMILIES[family]
-        entry = Entry(
-            algorithm=IMPALA,
-            task=task,
-            name=name,
-            total_timesteps=budget,
-            iterations_per_step=per_step,
-            config=MappingProxyType(config),
-            defaults=MappingProxyType(defaults),
-        )
+    for entry in (e for family in families for e in family.entries()):
+        if entry.id in table:
+            raise ValueError(f"id {entry.id} is in two rows of the table")
         table[entry.id] = entry
-    for algorithm in (ES, NSRES, CMAES):
-        table.update(_es_entries(algorithm, _ES_TASKS))
     return table
 
 
-REGISTRY: Mapping[str, Entry] = MappingProxyType(_build())
-"""Every HyperRL id and its entry."""
+_TABLE = _build(FAMILIES)
+REGISTRY: Mapping[str, Entry] = MappingProxyType(_TABLE)
+"""Every HyperRL id and its entry (a read-only view; ``add_family`` extends it)."""
+
+
+def add_family(family: Family) -> tuple[str, ...]:
+    """Add one row to the table and register its ids with Gymnasium; returns the new ids.
+
+    The row is checked now (its learner module is imported): names that are not declared, and
+    overrides that break a declaration, are a ``ValueError`` and leave the table unchanged.
+    """
+    new = _build([family])
+    clash = sorted(set(new) & set(_TABLE))
+    if clash:
+        raise ValueError(f"ids {clash} are already registered")
+    for entry in new.values():
+        entry.hyperparameters()
+    _TABLE.update(new)
+    register_with_gymnasium(new)
+    return tuple(new)
+
+
+def register_with_gymnasium(ids: Sequence[str]) -> None:
+    """Register ``ids`` of the table with Gymnasium (idempotent)."""
+    import gymnasium as gym
+
+    for env_id in ids:
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="hyperenvs.env:HyperEnv", kwargs={"entry": env_id})
 
 
 def get(env_id: str) -> Entry:

@@ -1,87 +1,28 @@
-"""Declare each hyperparameter once; spaces, decoding and validation derive from it."""
+"""Action spaces over declared hyperparameters: encoding, decoding, bins and validation.
+
+Each hyperparameter is declared once, next to its algorithm (``agents.hparams``); this module
+re-exports ``Hyperparameter`` and builds the Box or MultiDiscrete action on top of declarations.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 from gymnasium import spaces
 
+from agents.hparams import Hyperparameter
 
-@dataclass(frozen=True)
-class Hyperparameter:
-    """One controllable hyperparameter and its range.
-
-    ``Hyperparameter("lr", 1e-5, 1e-2, log=True, default=3e-4)``: a Box
-    action of -1 means ``low``, +1 means ``high``, interpolated on a log scale
-    when ``log`` is set.
-    """
-
-    name: str
-    """the learner's name for it (a field of its hyperparameter dataclass)"""
-    low: float
-    """smallest value an action can set"""
-    high: float
-    """largest value an action can set"""
-    log: bool = False
-    """interpolate on a log scale (learning rates, entropy weights)"""
-    integer: bool = False
-    """round decoded values to integers (minibatch size, epochs)"""
-    default: float | None = None
-    """value the ``static`` baseline holds; the range's midpoint when None"""
-
-    def __post_init__(self) -> None:
-        for field in ("low", "high"):
-            if not math.isfinite(getattr(self, field)):
-                raise ValueError(f"hyperparameter {self.name!r}: {field} must be finite, got {getattr(self, field)}")
-        if not self.low < self.high:
-            raise ValueError(f"hyperparameter {self.name!r}: low ({self.low}) must be < high ({self.high})")
-        if self.log and self.low <= 0:
-            raise ValueError(f"hyperparameter {self.name!r}: a log-scale range needs low > 0, got {self.low}")
-        if self.default is not None and not self.low <= self.default <= self.high:
-            raise ValueError(f"hyperparameter {self.name!r}: default {self.default} outside [{self.low}, {self.high}]")
-
-    @property
-    def resolved_default(self) -> float:
-        return self.default if self.default is not None else self.from_unit(0.0)
-
-    def from_unit(self, u: float) -> float:
-        """Map ``u`` in [-1, 1] onto the range."""
-        frac = (u + 1.0) / 2.0
-        if self.log:
-            value = math.exp(math.log(self.low) + frac * (math.log(self.high) - math.log(self.low)))
-        else:
-            value = self.low + frac * (self.high - self.low)
-        value = min(max(value, self.low), self.high)
-        return float(round(value)) if self.integer else value
-
-    def to_unit(self, value: float) -> float:
-        """Inverse of ``from_unit`` (before integer rounding)."""
-        if self.log:
-            frac = (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
-        else:
-            frac = (value - self.low) / (self.high - self.low)
-        return float(np.clip(2.0 * frac - 1.0, -1.0, 1.0))
-
-    def grid(self, bins: int | Sequence[float]) -> np.ndarray:
-        """The values of a discrete action: ``bins`` evenly spaced points, or explicit values."""
-        if isinstance(bins, (int, np.integer)):
-            if bins < 2:
-                raise ValueError(f"hyperparameter {self.name!r}: bins must be >= 2, got {bins}")
-            return np.array([self.from_unit(u) for u in np.linspace(-1.0, 1.0, int(bins))])
-        values = np.asarray(bins, dtype=np.float64)
-        if values.ndim != 1 or len(values) < 1 or not np.all((values >= self.low) & (values <= self.high)):
-            raise ValueError(f"hyperparameter {self.name!r}: bin values {list(values)} must lie in [{self.low}, {self.high}]")
-        return values
+__all__ = ["Hyperparameter", "HyperparameterSpace"]
 
 
 class HyperparameterSpace:
     """An ordered set of hyperparameters and the action encoding on top of them.
 
     ``action_type="continuous"`` gives ``Box(-1, 1, (k,), float32)``;
-    ``"discrete"`` gives ``MultiDiscrete`` with one grid per hyperparameter.
+    ``"discrete"`` gives ``MultiDiscrete`` with one grid per hyperparameter: its declared bins,
+    or ``bins`` (a count for all, or per-name counts or values; names left out keep their declared bins).
     """
 
     def __init__(
@@ -89,7 +30,7 @@ class HyperparameterSpace:
         hyperparameters: Sequence[Hyperparameter],
         *,
         action_type: str = "continuous",
-        bins: int | Mapping[str, int | Sequence[float]] = 5,
+        bins: int | Mapping[str, int | Sequence[float]] | None = None,
     ) -> None:
         if not hyperparameters:
             raise ValueError("a HyperparameterSpace needs at least one hyperparameter")
@@ -104,7 +45,7 @@ class HyperparameterSpace:
             unknown = set(bins) - set(names)
             if unknown:
                 raise ValueError(f"bins given for unknown hyperparameters {sorted(unknown)}; controlled: {names}")
-            self.grids = tuple(h.grid(bins.get(h.name, 5)) for h in hyperparameters)
+            self.grids = tuple(h.grid(bins.get(h.name)) for h in hyperparameters)
         else:
             self.grids = tuple(h.grid(bins) for h in hyperparameters)
 
@@ -170,7 +111,11 @@ class HyperparameterSpace:
         return arr
 
     def with_ranges(self, overrides: Mapping[str, tuple[float, float] | None]) -> list[Hyperparameter]:
-        """Hyperparameters selected by ``overrides`` keys, with ``(low, high)`` replacing the range."""
+        """Hyperparameters selected by ``overrides`` keys, with ``(low, high)`` replacing the range.
+
+        A replaced range drops the declared bins (they belong to the declared range): its
+        discrete grid is ``FALLBACK_BINS`` evenly spaced points unless ``bins`` says otherwise.
+        """
         by_name = {h.name: h for h in self.hyperparameters}
         chosen = []
         for name, rng in overrides.items():
@@ -181,7 +126,7 @@ class HyperparameterSpace:
                 low, high = _parse_range(name, rng)
                 # Keep the id's default where the new range allows it, else its nearest end.
                 default = None if h.default is None else min(max(h.default, low), high)
-                h = replace(h, low=low, high=high, default=default)
+                h = replace(h, low=low, high=high, default=default, bins=None, multipliers=None)
             chosen.append(h)
         return chosen
 

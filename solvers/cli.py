@@ -13,13 +13,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import hyperenvs
-from solvers import SOLVERS, checkpoint, is_stateful, make_solver, solver_class, solver_spec
+from agents.hparams import declared
+from solvers import SOLVERS, checkpoint, is_stateful, make_solver, pbt, solver_class, solver_spec, sweep
 from solvers.base import RunLog, Solver, SolverSpec, StepRecord, StopRun, describe_space
 from solvers.plots import plot_returns, plot_schedule
+from solvers.tensorboard import TensorBoardLogger
 
 console = Console()
 
@@ -162,29 +165,73 @@ def _write_plots(logs: Sequence[RunLog], out: Path, stem: str) -> list[Path]:
     return [plot_returns(logs, out / f"{stem}returns.png"), plot_schedule(logs, out / f"{stem}schedule.png")]
 
 
-def _id_rows(text_filter: str | None) -> list[tuple[str, str, str, str]]:
+def _id_rows(text_filter: str | None) -> list[tuple[str, ...]]:
+    """One row per id, all derived from the learner's declarations with the id's row applied."""
     rows = []
     for env_id, entry in hyperenvs.REGISTRY.items():
         if text_filter and text_filter.lower() not in env_id.lower():
             continue
         hps = {h.name: h for h in entry.hyperparameters()}
-        ctrl = ", ".join(
-            f"{n} [{hps[n].low:g}, {hps[n].high:g}{' log' if hps[n].log else ''}] = {hps[n].resolved_default:g}"
-            for n in entry.algorithm.controlled
-        )
-        rows.append((env_id, entry.task, f"{entry.total_timesteps:,}", ctrl))
+        chosen = [hps[n] for n in entry.algorithm.controlled]
+        ctrl = ", ".join(f"{h.name} [{h.low:g}, {h.high:g}{' log' if h.log else ''}] = {h.resolved_default:g}" for h in chosen)
+        bins = "; ".join(f"{h.name} {' '.join(f'{b:.3g}' for b in h.grid())}" for h in chosen)
+        rows.append((env_id, entry.task, f"{entry.total_timesteps:,}", ctrl, bins))
     return rows
 
 
+ID_HEADER = ("id", "inner task", "budget (env steps)", "controlled hyperparameters [range] = default", "default bins (discrete)")
+HPARAM_HEADER = ("algorithm", "hyperparameter", "range", "default", "default bins", "what it does")
+
+
+def _hparam_rows(text_filter: str | None) -> list[tuple[str, ...]]:
+    """Every algorithm's declared hyperparameters (before any id's overrides), once per algorithm."""
+    rows, seen = [], set()
+    for entry in hyperenvs.REGISTRY.values():
+        algorithm = entry.algorithm
+        if algorithm.name in seen or (text_filter and text_filter.lower() not in algorithm.name.lower()):
+            continue
+        seen.add(algorithm.name)
+        own = declared(hyperenvs.registry.load(algorithm.hparams))
+        for h in own if algorithm.exposes is None else [h for h in own if h.name in algorithm.exposes]:
+            scale = "".join(f", {flag}" for flag, on in (("log", h.log), ("integer", h.integer)) if on)
+            bins = f"x {' '.join(f'{m:.3g}' for m in h.multipliers)}" if h.multipliers else " ".join(f"{b:g}" for b in h.grid())
+            rows.append((algorithm.name, h.name, f"[{h.low:g}, {h.high:g}{scale}]", f"{h.resolved_default:g}", bins, h.doc))
+    return rows
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table (the README's tables are these, from ``hyperrl list --markdown``)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+README_BLOCKS = {"ids": (ID_HEADER, _id_rows), "hyperparameters": (HPARAM_HEADER, _hparam_rows)}
+"""the README's generated tables, each between ``<!-- hyperrl list: NAME -->`` and ``<!-- end -->``"""
+
+
+def readme_with_tables(text: str) -> str:
+    """``text`` (the README) with every generated table replaced by what the registry derives now."""
+    for name, (header, rows) in README_BLOCKS.items():
+        start = f"<!-- hyperrl list: {name} -->"
+        before, found, rest = text.partition(start + "\n")
+        if not found:
+            raise ValueError(f"README has no {start!r} marker")
+        _, _, after = rest.partition("<!-- end -->")
+        text = f"{before}{start}\n{markdown_table(header, rows(None))}\n<!-- end -->{after}"
+    return text
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    header = ("id", "inner task", "budget (env steps)", "controlled hyperparameters [range] = default")
-    rows = _id_rows(args.filter)
-    if args.markdown:
-        print("| " + " | ".join(header) + " |\n|" + " --- |" * len(header))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+    if args.write_readme:
+        path = Path(args.write_readme)
+        path.write_text(readme_with_tables(path.read_text()))
+        console.print(f"[green]tables rewritten[/] in {path}")
         return 0
-    table = Table(title=f"HyperRL ids ({len(rows)})")
+    header, rows = (HPARAM_HEADER, _hparam_rows(args.filter)) if args.hyperparameters else (ID_HEADER, _id_rows(args.filter))
+    if args.markdown:
+        print(markdown_table(header, rows))
+        return 0
+    table = Table(title=f"HyperRL {'hyperparameters' if args.hyperparameters else 'ids'} ({len(rows)})")
     for col in header:
         table.add_column(col)
     for row in rows:
@@ -217,6 +264,8 @@ def _run_solver(args: argparse.Namespace) -> Solver:
     """A new solver, or the one saved in ``--load-solver`` (its memory and encoder; a new lifetime starts)."""
     if args.load_solver:
         return solver_class(args.solver).load(args.load_solver)
+    if getattr(solver_class(args.solver), "population_based", False):  # pbt, pb2: --population, --address, ...
+        return make_solver(args.solver, **pbt.from_arguments(args))
     return make_solver(args.solver, **_solver_kwargs(args))
 
 
@@ -236,12 +285,16 @@ def _start(args: argparse.Namespace, seed: int, state: dict[str, Any] | None) ->
     resuming = state is not None and state["seed"] == seed
     solver = make_solver(args.solver, **_solver_kwargs(args)) if resuming else _run_solver(args)
     env = make_env(args, solver=solver)
+    if args.tensorboard and not getattr(solver, "population_based", False):  # population members write their own
+        env = TensorBoardLogger(env, Path(args.tensorboard) / f"{args.solver}-seed{seed}")
     return solver, env, checkpoint.restore(state, solver, env, str(args.resume)) if resuming else None
 
 
 def _read_checkpoint(args: argparse.Namespace) -> dict[str, Any] | None:
     if not args.resume:
         return None
+    if getattr(solver_class(args.solver), "population_based", False):
+        raise ValueError(f"{args.solver} runs cannot be resumed: a population-based run starts over (see solvers/pbt.py)")
     state = checkpoint.load(args.resume, solver_name=args.solver, env_id=args.env_id)
     if not args.seed <= state["seed"] < args.seed + args.seeds:
         raise ValueError(f"{args.resume} is seed {state['seed']}, outside this command's seeds")
@@ -314,15 +367,25 @@ def _summary(logs: Sequence[RunLog]) -> list[tuple[str, float, float, float]]:
     return rows
 
 
+def _discrete_bins(env: gym.Env) -> str:
+    """``lr 0.00028 ... 0.00175`` for a discrete env (the grids its solver chooses among); "" for a continuous one."""
+    space = env.get_wrapper_attr("hparam_space")
+    if space.action_type != "discrete":
+        return ""
+    return "; ".join(f"{h.name} {' '.join(f'{b:.3g}' for b in g)}" for h, g in zip(space.hyperparameters, space.grids))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     logs: list[RunLog] = []
     console.print(f"[bold]HyperRL demo[/]: {', '.join(args.solvers)} on {args.env_id}, seeds {args.seeds}")
+    bins = ""
     with _progress() as progress:
         for solver in args.solvers:
             for seed in range(args.seeds):
                 agent = make_solver(solver)
                 env = make_env(args, solver=agent)
+                bins = bins or _discrete_bins(env)
                 try:
                     logs.append(run_one(solver, env, seed, progress, agent))
                 finally:
@@ -336,11 +399,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for solver, final, std, auc in rows:
         table.add_row(solver, f"{final:.1f}", f"{std:.1f}", f"{auc:.1f}")
     console.print(table)
+    if bins:
+        console.print(f"discrete solvers chose among the id's bins: {bins}")
     report = out / "report.md"
     lines = [
         f"# HyperRL demo: {args.env_id}",
         "",
         f"Solvers {', '.join(args.solvers)}; {args.seeds} seeds each; command: `hyperrl demo --out {args.out}`.",
+        *([f"Discrete solvers chose among the id's default bins: {bins}."] if bins else []),
         "",
         "| solver | final return | std over seeds | mean over lifetime |",
         "| --- | --- | --- | --- |",
@@ -359,8 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list the registered ids with their spaces and budgets")
-    p.add_argument("--filter", help="only ids containing this text")
-    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--filter", help="only ids (or, with --hyperparameters, algorithms) containing this text")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (the README's)")
+    p.add_argument(
+        "--hyperparameters", action="store_true", help="list every algorithm's declared hyperparameters instead of the ids"
+    )
+    p.add_argument("--write-readme", metavar="PATH", help="rewrite the generated tables of this README in place")
     p.set_defaults(func=cmd_list)
 
     def env_options(p: argparse.ArgumentParser) -> None:
@@ -373,7 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
             choices=("continuous", "discrete"),
             help="action space of the env (default: what the solver needs: discrete for epgt, rnd, dqn; else continuous)",
         )
-        p.add_argument("--bins", type=int, help="bins per hyperparameter for discrete actions (default 5)")
+        p.add_argument(
+            "--bins",
+            type=int,
+            help="evenly spaced bins per hyperparameter for discrete actions (default: each one's declared bins, see `list`)",
+        )
         p.add_argument(
             "--observe",
             help="observation parts, e.g. 'projection,statistics' (default: the id's; parts the solver needs are added)",
@@ -412,7 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="start every lifetime from the solver state saved in PATH (a trained memory, or an interrupted run's)",
     )
+    p.add_argument("--tensorboard", metavar="DIR", help="write per-hyper-step TensorBoard scalars under DIR")
     p.add_argument("--optimizer", metavar="FILE", help="optim4rl: the learned optimizer file (default: the shipped one)")
+    pbt.add_arguments(p)
     env_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -430,6 +506,11 @@ def build_parser() -> argparse.ArgumentParser:
     # 5 A2C iterations (400 env steps) per hyper-step: 250 decisions a lifetime, enough for EPGT's memory to matter.
     p.set_defaults(iterations_per_step=5)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sweep", help="every solver x id x seed as parallel runs (Ray), resumable, with an rliable report")
+    sweep.add_arguments(p)
+    env_options(p)
+    p.set_defaults(func=sweep.command)
 
     from solvers.bierl import pretrain as bierl_pretrain  # light: torch loads only when the command runs
 
@@ -466,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, KeyError, gym.error.Error) as err:
-        console.print(f"[bold red]error:[/] {err}")
+        console.print(f"[bold red]error:[/] {escape(str(err))}")  # escaped: "pip install 'hyperrl[distributed]'"
         return 2
 
 

@@ -21,3 +21,13 @@ def tiny_env():
     env = make_tiny()
     yield env
     env.close()
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray of 2 CPUs for the whole session (the CI machine's cores), shut down at its end."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (the optional `distributed` extra)")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -189,7 +189,7 @@ def test_registry_and_action_types():
 def test_dqn_runs_one_lifetime_on_the_joint_discrete_action():
     pytest.importorskip("stable_baselines3")
     env = tiny_discrete(5)
-    assert JointDiscreteAction(env).action_space == spaces.Discrete(5**4)
+    assert JointDiscreteAction(env).action_space == spaces.Discrete(3 * 5 * 5 * 3)  # declared bins: lr, clip, lambda, minibatch
     log = make_solver("dqn", learning_starts=2).run(env, seed=0)
     assert len(log) == 5 and log.records[-1].timesteps == 80
     env.close()

@@ -107,8 +107,7 @@ def test_same_seed_same_result_serial_vs_processes(algorithm, task):
 
 
 @pytest.mark.parametrize("algorithm", sorted(LEARNERS))
-def test_same_seed_same_result_with_ray(algorithm):
-    pytest.importorskip("ray", reason="Ray is not installed (the optional `distributed` extra)")
+def test_same_seed_same_result_with_ray(algorithm, ray_local):
     serial = _run("serial", algorithm=algorithm)
     ray_run = _run("ray", algorithm=algorithm, workers=2)
     np.testing.assert_array_equal(serial[0], ray_run[0])

@@ -76,3 +76,28 @@ def test_module_prefixed_make_in_a_fresh_process():
         """
     )
     assert out.split() == ["HyperEnv", "16", "True"]
+
+
+def test_agents_loads_torch_only_when_a_learner_name_is_used():
+    out = run_fresh(
+        """
+        import sys
+        import agents
+        from agents.hparams import Hyperparameter, declared
+        before = "torch" in sys.modules
+        agents.PPOHyperparams
+        print(before, "torch" in sys.modules, "agents.ppo" in sys.modules, "agents.impala" in sys.modules)
+        """
+    )
+    assert out.split() == ["False", "True", "True", "False"]
+
+
+def test_lazy_agents_names_are_the_modules_objects():
+    import agents
+    from agents.hparams import declare
+    from agents.ppo import PPOLearner
+
+    assert agents.PPOLearner is PPOLearner and agents.declare is declare
+    assert "PPOLearner" in dir(agents)
+    with pytest.raises(AttributeError, match="module 'agents' has no attribute 'Nope'"):
+        agents.Nope  # noqa: B018

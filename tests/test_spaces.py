@@ -189,3 +189,93 @@ def test_with_ranges_selects_and_narrows():
         space.with_ranges({"lr": (1e-2, 1e-3)})
     with pytest.raises(ValueError, match=r"values missing for hyperparameters \['clip'\]"):
         space.encode({"lr": 1e-3, "epochs": 3, "minibatch_size": 16})
+
+
+# -- declared default bins -----------------------------------------------------------
+def test_declared_bins_and_multipliers_are_the_default_grid():
+    lr = Hyperparameter("lr", 1e-5, 1e-2, log=True, default=1e-3, multipliers=(2, 1, 0.5, 20))
+    assert lr.grid().tolist() == pytest.approx([5e-4, 1e-3, 2e-3, 1e-2])  # sorted; 20x clipped to high
+    mb = Hyperparameter("mb", 16, 1024, log=True, integer=True, default=48, multipliers=(0.5, 1, 1.5, 30))
+    assert mb.grid().tolist() == [24, 48, 72, 1024]
+    clip = Hyperparameter("clip", 0.05, 0.5, default=0.2, bins=(0.1, 0.2, 0.3))
+    assert clip.grid().tolist() == [0.1, 0.2, 0.3]
+    assert CLIP.grid().tolist() == pytest.approx(np.linspace(0.1, 0.3, 5))  # nothing declared: 5 evenly spaced
+
+
+def test_space_bins_none_or_left_out_keep_the_declared_grids():
+    lr = Hyperparameter("lr", 1e-5, 1e-2, log=True, default=1e-3, multipliers=(0.5, 1, 2))
+    clip = Hyperparameter("clip", 0.05, 0.5, default=0.2, bins=(0.1, 0.2, 0.3))
+    assert HyperparameterSpace([lr, clip], action_type="discrete").action_space.nvec.tolist() == [3, 3]
+    space = HyperparameterSpace([lr, clip], action_type="discrete", bins={"clip": 2})
+    assert space.action_space.nvec.tolist() == [3, 2] and space.grids[1].tolist() == [0.05, 0.5]
+    assert HyperparameterSpace([lr, clip], action_type="discrete", bins=4).action_space.nvec.tolist() == [4, 4]
+
+
+def test_a_replaced_range_drops_the_declared_bins():
+    lr = Hyperparameter("lr", 1e-5, 1e-2, log=True, default=1e-3, multipliers=(0.5, 1, 2))
+    (narrow,) = HyperparameterSpace([lr]).with_ranges({"lr": (1e-4, 1e-2)})
+    assert narrow.multipliers is None and narrow.grid().tolist() == pytest.approx(np.geomspace(1e-4, 1e-2, 5).tolist())
+    (same,) = HyperparameterSpace([lr]).with_ranges({"lr": None})
+    assert same is lr
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"default": 0.25, "bins": (0.1, 0.2, 0.3)}, r"'c': default 0.25 is not one of its bins \[0.1, 0.2, 0.3\]"),
+        ({"default": 0.2, "bins": (0.2, 0.7)}, r"'c': bin values \[0.2, 0.7\] must lie in \[0.05, 0.5\]"),
+        ({"default": 0.2, "multipliers": (0.5, 2)}, r"'c': multipliers must be positive and contain 1"),
+        ({"default": 0.2, "multipliers": (-1, 1)}, r"multipliers must be positive"),
+        ({"multipliers": (1, 2)}, r"'c': bin multipliers need a default to multiply"),
+        ({"default": 0.2, "bins": (0.2,), "multipliers": (1,)}, r"'c': declare bins or multipliers, not both"),
+    ],
+)
+def test_bad_bin_declarations(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Hyperparameter("c", 0.05, 0.5, **kwargs)
+
+
+def test_declare_reads_fields_and_refuses_undeclared_or_undocumented_ones():
+    from dataclasses import dataclass
+
+    from agents.hparams import declare, declared, hyperparameter
+
+    @declare
+    @dataclass(frozen=True, kw_only=True)
+    class Good:
+        """Doc."""
+
+        lr: float = hyperparameter(0.1, low=0.01, high=1.0, log=True, doc="step size")
+
+    assert declared(Good) == (Hyperparameter("lr", 0.01, 1.0, log=True, default=0.1, doc="step size"),)
+    assert Good().lr == 0.1 and "lr: step size; [0.01, 1, log], default 0.1, bins {" in Good.__doc__
+
+    @dataclass(frozen=True, kw_only=True)
+    class Plain:
+        lr: float = 0.1
+
+    with pytest.raises(TypeError, match=r"Plain.lr is not declared: write `lr: float = hyperparameter\(...\)`"):
+        declare(Plain)
+    with pytest.raises(TypeError, match="Plain declares no hyperparameters"):
+        declared(Plain)
+
+    @dataclass(frozen=True, kw_only=True)
+    class Mute:
+        lr: float = hyperparameter(0.1, low=0.01, high=1.0, doc="")
+
+    with pytest.raises(ValueError, match="Mute.lr: doc must say what the hyperparameter does"):
+        declare(Mute)
+
+    @dataclass(frozen=True, kw_only=True)
+    class OffBins:
+        clip: float = hyperparameter(0.25, low=0.1, high=0.5, bins=(0.1, 0.2), doc="clip")
+
+    with pytest.raises(ValueError, match=r"'clip': default 0.25 is not one of its bins"):
+        declare(OffBins)
+
+
+def test_spaces_reexports_the_agents_declaration_type():
+    import agents.hparams
+    import hyperenvs
+
+    assert Hyperparameter is agents.hparams.Hyperparameter is hyperenvs.Hyperparameter
