@@ -337,12 +337,46 @@ _IN_PLACE = (SGD, Adam, RMSProp)
 overrides ``update`` must not silently inherit a fast path that no longer matches it."""
 
 
+RULE_FACTORIES: dict[str, str | Callable[[str], UpdateRule]] = {"optim4rl": "solvers.optim4rl.files:from_spec"}
+"""Update rules that live outside ``agents/`` (learned ones), by name: a factory ``(argument) -> UpdateRule``
+or its ``"module:attr"`` import string.  A string is imported only when its name is asked for, so
+``agents/`` never imports ``solvers/`` and ``import hyperenvs`` stays cheap.  ``"name"`` calls the factory
+with ``""`` (its default), ``"name:ARG"`` with ``ARG`` (e.g. a weights file)."""
+
+
+def register_update_rule(name: str, factory: str | Callable[[str], UpdateRule]) -> None:
+    """Make ``name`` (and ``name:ARG``) selectable as ``config={"update_rule": ...}``; see ``RULE_FACTORIES``."""
+    if not name or ":" in name or name in UPDATE_RULES:
+        raise ValueError(f"update rule name must be non-empty, without ':', and not a stock rule; got {name!r}")
+    RULE_FACTORIES[name] = factory
+
+
+def _from_factory(spec: str) -> UpdateRule | None:
+    name, _, arg = spec.partition(":")
+    factory = RULE_FACTORIES.get(name)
+    if factory is None:
+        return None
+    if isinstance(factory, str):
+        import importlib
+
+        module, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory(arg)
+
+
 def get_update_rule(rule: str | UpdateRule) -> UpdateRule:
-    """An ``UpdateRule`` from a name in ``UPDATE_RULES`` or an object that already is one."""
+    """An ``UpdateRule`` from a name in ``UPDATE_RULES`` or ``RULE_FACTORIES`` (``name`` or ``name:ARG``),
+    or an object that already is one."""
     if isinstance(rule, str):
-        if rule not in UPDATE_RULES:
-            raise ValueError(f"update_rule must be one of {sorted(UPDATE_RULES)} or an UpdateRule, got {rule!r}")
-        return UPDATE_RULES[rule]()
+        if rule in UPDATE_RULES:
+            return UPDATE_RULES[rule]()
+        found = _from_factory(rule)
+        if found is None:
+            raise ValueError(
+                f"update_rule must be one of {sorted(UPDATE_RULES)} or an UpdateRule, got {rule!r} "
+                f"(learned rules: {sorted(RULE_FACTORIES)}, as 'name' or 'name:ARG')"
+            )
+        return found
     if not isinstance(rule, UpdateRule):
         raise ValueError(
             f"update_rule must be one of {sorted(UPDATE_RULES)} or an object with name, init, update and "

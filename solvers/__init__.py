@@ -19,6 +19,7 @@ SOLVERS: dict[str, str] = {
     "bierl-npm": "solvers.bierl:BiERLNPM",
     "pbt": "solvers.pbt:PBTSolver",
     "pb2": "solvers.pbt:PB2Solver",
+    "optim4rl": "solvers.optim4rl.solver:Optim4RLSolver",
 }
 """Solver names (as the command line knows them) -> ``module:Class``; classes load on use."""
 

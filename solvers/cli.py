@@ -251,13 +251,22 @@ def _check_persistent(args: argparse.Namespace) -> None:
         )
 
 
+def _solver_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--optimizer`` goes to the optim4rl solver (the learned optimizer it trains with); no other takes it."""
+    if getattr(args, "optimizer", None) is None:
+        return {}
+    if args.solver != "optim4rl":
+        raise ValueError(f"--optimizer is for the optim4rl solver, not {args.solver!r}")
+    return {"optimizer": args.optimizer}
+
+
 def _run_solver(args: argparse.Namespace) -> Solver:
     """A new solver, or the one saved in ``--load-solver`` (its memory and encoder; a new lifetime starts)."""
     if args.load_solver:
         return solver_class(args.solver).load(args.load_solver)
     if getattr(solver_class(args.solver), "population_based", False):  # pbt, pb2: --population, --address, ...
         return make_solver(args.solver, **pbt.from_arguments(args))
-    return make_solver(args.solver)
+    return make_solver(args.solver, **_solver_kwargs(args))
 
 
 def _solver_path(args: argparse.Namespace, seed: int) -> Path:
@@ -274,7 +283,7 @@ def _save_solver(args: argparse.Namespace, solver: Any, seed: int) -> None:
 def _start(args: argparse.Namespace, seed: int, state: dict[str, Any] | None) -> tuple[Solver, gym.Env, Any]:
     """The solver and env of one seed; restored from the checkpoint when it is that seed's (then also ``(obs, log)``)."""
     resuming = state is not None and state["seed"] == seed
-    solver = make_solver(args.solver) if resuming else _run_solver(args)
+    solver = make_solver(args.solver, **_solver_kwargs(args)) if resuming else _run_solver(args)
     env = make_env(args, solver=solver)
     if args.tensorboard and not getattr(solver, "population_based", False):  # population members write their own
         env = TensorBoardLogger(env, Path(args.tensorboard) / f"{args.solver}-seed{seed}")
@@ -478,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start every lifetime from the solver state saved in PATH (a trained memory, or an interrupted run's)",
     )
     p.add_argument("--tensorboard", metavar="DIR", help="write per-hyper-step TensorBoard scalars under DIR")
+    p.add_argument("--optimizer", metavar="FILE", help="optim4rl: the learned optimizer file (default: the shipped one)")
     pbt.add_arguments(p)
     env_options(p)
     p.set_defaults(func=cmd_run)
@@ -507,6 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bierl-pretrain", help="meta-train BiERL-PM's network on a simple task (warm start)")
     bierl_pretrain.add_arguments(p)
     p.set_defaults(func=bierl_pretrain.command)
+
+    from solvers.optim4rl import cli as optim4rl_cli  # light: torch loads only when the command runs
+
+    p = sub.add_parser("optim4rl-train", help="meta-train an Optim4RL learned optimizer (pipeline training)")
+    optim4rl_cli.add_arguments(p)
+    p.set_defaults(func=optim4rl_cli.command)
     return parser
 
 
