@@ -54,6 +54,9 @@ def register() -> None:
     for env_id in REGISTRY:
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point="hyperenvs.env:HyperEnv", kwargs={"entry": env_id})
+    from hyperenvs.tasks.registration import register_tasks
+
+    register_tasks()
 
 
 register()
