@@ -68,7 +68,7 @@ class BatchedTask(ABC):
         return self._observe(), reward, terminated, truncated
 
     # ----------------------------------------------------------------- hooks
-    def _new_lifetimes(self) -> None:
+    def _new_lifetimes(self) -> None:  # noqa: B027  (optional hook: most tasks fix nothing per lifetime)
         """Draw what stays fixed for a lifetime (nothing by default)."""
 
     @abstractmethod
