@@ -131,14 +131,14 @@ class GridWorld(BatchedTask):
             plane = list(range(self.num_objects))
         self.num_planes = max(plane, default=-1) + 2
         rows, cols = walls.shape
+        self.pixel: torch.Tensor | None = None  # None: a map cell's flat index is its pixel
         if spec.border_in_obs:
             self.obs_hw = (rows, cols)
-            pixel = np.arange(walls.size)
         else:
             self.obs_hw = (rows - 2, cols - 2)
             r, c = np.divmod(np.arange(walls.size), cols)
             pixel = np.clip(r - 1, 0, rows - 3) * (cols - 2) + np.clip(c - 1, 0, cols - 3)
-        self.pixel = torch.as_tensor(pixel, device=dev)
+            self.pixel = torch.as_tensor(pixel, device=dev)
         self.plane_offset = torch.tensor(plane, device=dev) * (self.obs_hw[0] * self.obs_hw[1])
         self.agent_offset = (self.num_planes - 1) * self.obs_hw[0] * self.obs_hw[1]
         shape = (self.num_planes, *self.obs_hw)
@@ -148,12 +148,13 @@ class GridWorld(BatchedTask):
         if self.spec.observation == "index":
             return self.cell_index[self.agent] * 2**self.num_objects + (self.present.long() * self.bits).sum(1)
         b, size = self.num_envs, self.num_planes * self.obs_hw[0] * self.obs_hw[1]
-        obs = torch.zeros(b, size + 1, device=self.device)
-        # absent objects write to a spare last column, so they never clear a present one's pixel
-        idx = torch.where(self.present, self.plane_offset + self.pixel[self.obj_pos], size)
-        obs.scatter_(1, idx, 1.0)
-        obs.scatter_(1, (self.agent_offset + self.pixel[self.agent]).unsqueeze(1), 1.0)
-        return obs[:, :size].reshape(b, self.num_planes, *self.obs_hw)
+        obs = torch.zeros(b, size, device=self.device)
+        # an absent object marks the agent's pixel, which is 1 anyway: no masking, no spare column to copy out
+        agent_px, obj_px = (self.agent, self.obj_pos) if self.pixel is None else (self.pixel[self.agent], self.pixel[self.obj_pos])
+        agent = (self.agent_offset + agent_px).unsqueeze(1)
+        obs.scatter_(1, torch.where(self.present, self.plane_offset + obj_px, agent), 1.0)
+        obs.scatter_(1, agent, 1.0)
+        return obs.view(b, self.num_planes, *self.obs_hw)
 
     # ------------------------------------------------------------- dynamics
     def _new_lifetimes(self) -> None:
