@@ -351,3 +351,38 @@ def test_bad_input():
         env = TaskEnv("catch")
         env.reset(seed=0)
         env.step(3)
+
+
+# ------------------------------------------------------------- more invariants
+def test_episode_start_cells_distinct_and_uniform():
+    n = 16000
+    env = room([(1.0, 0.0, 0.0)], num_envs=n, seed=7)
+    assert (env.agent != env.obj_pos[:, 0]).all()
+    counts = torch.bincount(env.agent, minlength=25)
+    free = [cell(r, c) for r in (1, 2, 3) for c in (1, 2, 3) if (r, c) != (2, 2)]
+    assert counts[free].sum() == n  # never in a wall
+    assert (counts[free] / n - 1 / 8).abs().max() < 4 * (7 / 64 / n) ** 0.5
+
+
+def test_type_planes_absent_object_never_clears_a_present_one():
+    objects = ((1.0, 0.0, 0.0),) * 2
+    spec = GridSpec(height=3, width=3, objects=objects, max_steps=9, walls=ROOM, channels="type", border_in_obs=False)
+    env = GridWorld(spec, 1)
+    env.reset(0)
+    place(env, cell(1, 1), [cell(3, 3), cell(3, 3)], [True, False])
+    obs = env._observe()[0]
+    assert obs.shape == (2, 3, 3)  # one plane for the one object type, one for the agent, over the interior
+    assert obs[0].nonzero().tolist() == [[2, 2]] and obs[1].nonzero().tolist() == [[0, 0]]
+
+
+def test_package_exports_and_no_torch_at_import():
+    import subprocess
+    import sys
+
+    import hyperenvs.tasks as tasks
+
+    for name in tasks.__all__:
+        assert getattr(tasks, name) is not None
+    code = "import sys, hyperenvs, hyperenvs.tasks; assert 'torch' not in sys.modules; print(len(hyperenvs.tasks.TASKS))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "22"

@@ -6,6 +6,8 @@ round), medians reported, because the machine is shared and its load changes:
   drawn on the device (B = 512 and 4096; 65536 too on CUDA);
 - ``sync16``: the same task's single Gymnasium env (``HyperRLTasks/{Name}-v0``)
   in a ``gymnasium.vector.SyncVectorEnv`` of 16, random actions;
+- ``numpy16``: the same rules in a plain numpy single env (``numpy_reference.py``)
+  in a ``SyncVectorEnv`` of 16: the fastest straightforward per-instance baseline;
 - ``policy``: B = 512 with a Dense32 actor-critic forward pass (flattened
   observation -> 32 ReLU -> logits and value) choosing the actions by Gumbel-max
   sampling; its buffers are preallocated (``out=`` forms), so the loop allocates
@@ -32,9 +34,11 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from numpy_reference import NumpyCatch, NumpyGrid
 
 import hyperenvs  # noqa: F401  (registers HyperRLTasks/*)
 from hyperenvs.tasks import make_task
+from hyperenvs.tasks.optim4rl_grids import OPTIM4RL_GRIDS
 from hyperenvs.tasks.registration import GYM_IDS
 
 TASKS = {"big_dense_long": "HyperRLTasks/BigDenseLong-v0", "catch": "HyperRLTasks/Catch-v0"}
@@ -68,7 +72,8 @@ class Dense32Policy:
         return torch.argmax(self.noise, dim=1, out=self.actions)
 
 
-def time_batched(task: str, batch: int, steps: int, device: torch.device, policy: bool) -> float:
+def time_batched(task: str, batch: int, steps: int, device: torch.device, policy: bool) -> tuple[float, float]:
+    """(steps per wall second, steps per CPU second of this process)."""
     env = make_task(task, batch, device=device, seed=0)
     n = env.single_action_space.n
     gen = torch.Generator(device=device).manual_seed(1)
@@ -77,25 +82,30 @@ def time_batched(task: str, batch: int, steps: int, device: torch.device, policy
     for _ in range(10):
         obs = env.step(net.act(obs) if net else torch.randint(n, (batch,), generator=gen, device=device))[0]
     _sync(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         obs = env.step(net.act(obs) if net else torch.randint(n, (batch,), generator=gen, device=device))[0]
     _sync(device)
-    return steps * batch / (time.perf_counter() - start)
+    return steps * batch / (time.perf_counter() - start), steps * batch / (time.process_time() - cpu)
 
 
-def time_sync16(env_id: str, steps: int) -> float:
-    envs = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(16)])
+def time_sync16(make_one, steps: int) -> tuple[float, float]:
+    """(steps per wall second, steps per CPU second) of a SyncVectorEnv of 16 envs from ``make_one``."""
+    envs = gym.vector.SyncVectorEnv([make_one for _ in range(16)])
     envs.reset(seed=0)
     envs.action_space.seed(1)
     for _ in range(5):
         envs.step(envs.action_space.sample())
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         envs.step(envs.action_space.sample())
-    elapsed = time.perf_counter() - start
+    elapsed, cpu_elapsed = time.perf_counter() - start, time.process_time() - cpu
     envs.close()
-    return steps * 16 / elapsed
+    return steps * 16 / elapsed, steps * 16 / cpu_elapsed
+
+
+def _numpy_env(task: str) -> gym.Env:
+    return NumpyCatch() if task == "catch" else NumpyGrid(OPTIM4RL_GRIDS[task])
 
 
 def _sync(device: torch.device) -> None:
@@ -106,7 +116,7 @@ def _sync(device: torch.device) -> None:
 def configurations(device: torch.device, quick: bool) -> list[tuple[str, str, int]]:
     sizes = [512, 4096] + ([65536] if device.type == "cuda" else [])
     configs = [(task, "batched", b) for task in TASKS for b in sizes]
-    configs += [(task, "sync16", 16) for task in TASKS]
+    configs += [(task, kind, 16) for task in TASKS for kind in ("sync16", "numpy16")]
     configs += [(task, "policy", 512) for task in TASKS]
     return configs
 
@@ -115,25 +125,34 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     configs = configurations(device, args.quick)
     samples: dict[str, list[float]] = {f"{t}/{k}/{b}": [] for t, k, b in configs}
+    cpu_samples: dict[str, list[float]] = {key: [] for key in samples}
     for round_ in range(args.rounds):
         for task, kind, batch in configs if round_ % 2 == 0 else configs[::-1]:
             if kind == "sync16":
-                rate = time_sync16(TASKS[task], args.sync_steps)
+                rate, cpu_rate = time_sync16(lambda task=task: gym.make(TASKS[task]), args.sync_steps)
+            elif kind == "numpy16":
+                rate, cpu_rate = time_sync16(lambda task=task: _numpy_env(task), args.sync_steps)
             else:
-                rate = time_batched(task, batch, args.steps, device, policy=kind == "policy")
+                rate, cpu_rate = time_batched(task, batch, args.steps, device, policy=kind == "policy")
             samples[f"{task}/{kind}/{batch}"].append(rate)
-            print(f"round {round_}  {task:15s} {kind:8s} B={batch:6d}  {rate:12,.0f} steps/s", flush=True)
+            cpu_samples[f"{task}/{kind}/{batch}"].append(cpu_rate)
+            line = f"round {round_}  {task:15s} {kind:8s} B={batch:6d}  {rate:12,.0f} steps/s  ({cpu_rate:12,.0f} per CPU s)"
+            print(line, flush=True)
     medians = {key: statistics.median(v) for key, v in samples.items()}
+    cpu_medians = {key: statistics.median(v) for key, v in cpu_samples.items()}
     summary = {}
     for task in TASKS:
-        sync = medians[f"{task}/sync16/16"]
+        sync, plain = medians[f"{task}/sync16/16"], medians[f"{task}/numpy16/16"]
         summary[task] = {
             "batched_512_steps_per_s": medians[f"{task}/batched/512"],
             "batched_4096_steps_per_s": medians[f"{task}/batched/4096"],
             "sync16_steps_per_s": sync,
             "ratio_4096_vs_sync16": medians[f"{task}/batched/4096"] / sync,
             "ratio_512_vs_sync16": medians[f"{task}/batched/512"] / sync,
+            "numpy16_steps_per_s": plain,
+            "ratio_4096_vs_numpy16": medians[f"{task}/batched/4096"] / plain,
             "policy_512_steps_per_s": medians[f"{task}/policy/512"],
+            "per_cpu_second": {key.split("/", 1)[1]: v for key, v in cpu_medians.items() if key.startswith(task + "/")},
         }
         if device.type == "cuda":
             summary[task]["batched_65536_steps_per_s"] = medians[f"{task}/batched/65536"]
@@ -149,6 +168,8 @@ def run(args: argparse.Namespace) -> dict:
         "sync_steps_per_round": args.sync_steps,
         "samples": samples,
         "medians": medians,
+        "cpu_samples": cpu_samples,
+        "cpu_medians": cpu_medians,
         "summary": summary,
         "targets": TARGETS,
         "ids": [TASKS[t] for t in TASKS if TASKS[t] in GYM_IDS],

@@ -150,7 +150,9 @@ class GridWorld(BatchedTask):
         b, size = self.num_envs, self.num_planes * self.obs_hw[0] * self.obs_hw[1]
         obs = torch.zeros(b, size, device=self.device)
         # an absent object marks the agent's pixel, which is 1 anyway: no masking, no spare column to copy out
-        agent_px, obj_px = (self.agent, self.obj_pos) if self.pixel is None else (self.pixel[self.agent], self.pixel[self.obj_pos])
+        agent_px, obj_px = self.agent, self.obj_pos
+        if self.pixel is not None:
+            agent_px, obj_px = self.pixel[agent_px], self.pixel[obj_px]
         agent = (self.agent_offset + agent_px).unsqueeze(1)
         obs.scatter_(1, torch.where(self.present, self.plane_offset + obj_px, agent), 1.0)
         obs.scatter_(1, agent, 1.0)
@@ -159,8 +161,7 @@ class GridWorld(BatchedTask):
     # ------------------------------------------------------------- dynamics
     def _new_lifetimes(self) -> None:
         if self.spec.positions == "lifetime":
-            order = self._rand(self.num_envs, self.num_free).argsort(1)[:, : self.num_objects]
-            self.layout = self.free[order]
+            self.layout = self.free[self._distinct_cells(self.num_envs, self.num_objects)]
 
     def _reset_rows(self, rows: torch.Tensor) -> None:
         n, k = rows.numel(), self.num_objects
@@ -171,11 +172,15 @@ class GridWorld(BatchedTask):
             self.agent[rows] = self.free[score.masked_fill(taken, 2.0).argmin(1)]
             self.obj_pos[rows] = self.layout[rows]
         else:
-            cells = self.free[self._rand(n, self.num_free).argsort(1)[:, : k + 1]]
+            cells = self.free[self._distinct_cells(n, k + 1)]
             self.agent[rows] = cells[:, 0]
             self.obj_pos[rows] = cells[:, 1:]
         self.present[rows] = True
         self.t[rows] = 0
+
+    def _distinct_cells(self, n: int, k: int) -> torch.Tensor:
+        # the k largest of iid uniforms: a uniformly random k-subset in random order (topk is ~15x cheaper than argsort here)
+        return self._rand(n, self.num_free).topk(k, dim=1).indices
 
     def _advance(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         direction = action % 9
