@@ -386,3 +386,16 @@ def test_package_exports_and_no_torch_at_import():
     code = "import sys, hyperenvs, hyperenvs.tasks; assert 'torch' not in sys.modules; print(len(hyperenvs.tasks.TASKS))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "22"
+
+
+@pytest.mark.parametrize("task", ["catch", "big_dense_short"])
+def test_reuse_obs_same_values_one_tensor(task):
+    fresh, reused = make_task(task, 64, seed=3), make_task(task, 64, seed=3, reuse_obs=True, record_final=True)
+    first = reused.reset(3)
+    fresh.reset(3)
+    for _ in range(60):
+        action = torch.randint(9 if task != "catch" else 3, (64,), generator=torch.Generator().manual_seed(_))
+        a, *_rest = fresh.step(action)
+        b, *_rest = reused.step(action)
+        assert torch.equal(a, b) and b.data_ptr() == first.data_ptr()
+    assert reused.final_obs.data_ptr() != first.data_ptr()

@@ -4,14 +4,15 @@ Side by side in one run, interleaved over rounds (every configuration once per
 round), medians reported, because the machine is shared and its load changes:
 - ``batched``: ``make_task(task, B)`` stepped with uniformly random actions
   drawn on the device (B = 512 and 4096; 65536 too on CUDA);
+- ``reuse``: B = 4096 with ``reuse_obs=True`` (one preallocated observation tensor);
 - ``sync16``: the same task's single Gymnasium env (``HyperRLTasks/{Name}-v0``)
   in a ``gymnasium.vector.SyncVectorEnv`` of 16, random actions;
 - ``numpy16``: the same rules in a plain numpy single env (``numpy_reference.py``)
   in a ``SyncVectorEnv`` of 16: the fastest straightforward per-instance baseline;
 - ``policy``: B = 512 with a Dense32 actor-critic forward pass (flattened
   observation -> 32 ReLU -> logits and value) choosing the actions by Gumbel-max
-  sampling; its buffers are preallocated (``out=`` forms), so the loop allocates
-  only what the task returns.
+  sampling; its buffers are preallocated (``out=`` forms) and the task reuses
+  its observation tensor, so the loop allocates almost nothing.
 
     python benchmarks/tasks/speed.py              # 5 rounds
     python benchmarks/tasks/speed.py --quick      # 2 short rounds
@@ -72,9 +73,9 @@ class Dense32Policy:
         return torch.argmax(self.noise, dim=1, out=self.actions)
 
 
-def time_batched(task: str, batch: int, steps: int, device: torch.device, policy: bool) -> tuple[float, float]:
+def time_batched(task: str, batch: int, steps: int, device: torch.device, policy: bool, reuse: bool) -> tuple[float, float]:
     """(steps per wall second, steps per CPU second of this process)."""
-    env = make_task(task, batch, device=device, seed=0)
+    env = make_task(task, batch, device=device, seed=0, reuse_obs=reuse)
     n = env.single_action_space.n
     gen = torch.Generator(device=device).manual_seed(1)
     obs = env.reset(0)
@@ -116,6 +117,7 @@ def _sync(device: torch.device) -> None:
 def configurations(device: torch.device, quick: bool) -> list[tuple[str, str, int]]:
     sizes = [512, 4096] + ([65536] if device.type == "cuda" else [])
     configs = [(task, "batched", b) for task in TASKS for b in sizes]
+    configs += [(task, "reuse", 4096) for task in TASKS]
     configs += [(task, kind, 16) for task in TASKS for kind in ("sync16", "numpy16")]
     configs += [(task, "policy", 512) for task in TASKS]
     return configs
@@ -133,7 +135,7 @@ def run(args: argparse.Namespace) -> dict:
             elif kind == "numpy16":
                 rate, cpu_rate = time_sync16(lambda task=task: _numpy_env(task), args.sync_steps)
             else:
-                rate, cpu_rate = time_batched(task, batch, args.steps, device, policy=kind == "policy")
+                rate, cpu_rate = time_batched(task, batch, args.steps, device, kind == "policy", kind != "batched")
             samples[f"{task}/{kind}/{batch}"].append(rate)
             cpu_samples[f"{task}/{kind}/{batch}"].append(cpu_rate)
             line = f"round {round_}  {task:15s} {kind:8s} B={batch:6d}  {rate:12,.0f} steps/s  ({cpu_rate:12,.0f} per CPU s)"
@@ -146,6 +148,7 @@ def run(args: argparse.Namespace) -> dict:
         summary[task] = {
             "batched_512_steps_per_s": medians[f"{task}/batched/512"],
             "batched_4096_steps_per_s": medians[f"{task}/batched/4096"],
+            "reuse_obs_4096_steps_per_s": medians[f"{task}/reuse/4096"],
             "sync16_steps_per_s": sync,
             "ratio_4096_vs_sync16": medians[f"{task}/batched/4096"] / sync,
             "ratio_512_vs_sync16": medians[f"{task}/batched/512"] / sync,

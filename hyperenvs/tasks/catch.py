@@ -22,8 +22,10 @@ ROWS, COLUMNS = 10, 5
 class Catch(BatchedTask):
     """``num_envs`` Catch boards in one tensor state."""
 
-    def __init__(self, num_envs: int, *, device: str | torch.device = "cpu", record_final: bool = False) -> None:
-        super().__init__(num_envs, device=device, record_final=record_final)
+    def __init__(
+        self, num_envs: int, *, device: str | torch.device = "cpu", record_final: bool = False, reuse_obs: bool = False
+    ) -> None:
+        super().__init__(num_envs, device=device, record_final=record_final, reuse_obs=reuse_obs)
         self.single_observation_space = gym.spaces.Box(0.0, 1.0, (ROWS, COLUMNS), dtype=np.float32)
         self.single_action_space = gym.spaces.Discrete(3)
         b, dev = self.num_envs, self.device
@@ -49,7 +51,7 @@ class Catch(BatchedTask):
         return reward, terminated, torch.zeros_like(terminated)
 
     def _observe(self) -> torch.Tensor:
-        board = torch.zeros(self.num_envs * ROWS * COLUMNS, device=self.device)
+        board = self._zeros(self.num_envs * ROWS * COLUMNS)
         board[self._rows_offset + self.ball_row * COLUMNS + self.ball_col] = 1.0
         board[self._rows_offset + (ROWS - 1) * COLUMNS + self.paddle] = 1.0
         return board.view(self.num_envs, ROWS, COLUMNS)

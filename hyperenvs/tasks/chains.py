@@ -48,8 +48,16 @@ class ChainSpec:
 class DelayedChain(BatchedTask):
     """``num_envs`` delayed chains in one tensor state."""
 
-    def __init__(self, spec: ChainSpec, num_envs: int, *, device: str | torch.device = "cpu", record_final: bool = False) -> None:
-        super().__init__(num_envs, device=device, record_final=record_final)
+    def __init__(
+        self,
+        spec: ChainSpec,
+        num_envs: int,
+        *,
+        device: str | torch.device = "cpu",
+        record_final: bool = False,
+        reuse_obs: bool = False,
+    ) -> None:
+        super().__init__(num_envs, device=device, record_final=record_final, reuse_obs=reuse_obs)
         if not 2 <= spec.low <= spec.high:
             raise ValueError(f"chain lengths need 2 <= low <= high, got low={spec.low}, high={spec.high}")
         if spec.observation not in ("index", "distractor"):

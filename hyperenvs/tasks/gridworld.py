@@ -79,8 +79,9 @@ class GridWorld(BatchedTask):
         reward_scale: float = 1.0,
         collect_actions: bool = False,
         record_final: bool = False,
+        reuse_obs: bool = False,
     ) -> None:
-        super().__init__(num_envs, device=device, record_final=record_final)
+        super().__init__(num_envs, device=device, record_final=record_final, reuse_obs=reuse_obs)
         _check_spec(spec)
         if not np.isfinite(reward_scale):
             raise ValueError(f"reward_scale must be finite, got {reward_scale!r}")
@@ -148,7 +149,7 @@ class GridWorld(BatchedTask):
         if self.spec.observation == "index":
             return self.cell_index[self.agent] * 2**self.num_objects + (self.present.long() * self.bits).sum(1)
         b, size = self.num_envs, self.num_planes * self.obs_hw[0] * self.obs_hw[1]
-        obs = torch.zeros(b, size, device=self.device)
+        obs = self._zeros(b, size)
         # an absent object marks the agent's pixel, which is 1 anyway: no masking, no spare column to copy out
         agent_px, obj_px = self.agent, self.obj_pos
         if self.pixel is not None:
