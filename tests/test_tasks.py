@@ -345,6 +345,12 @@ def test_bad_input():
         gym.make_vec("HyperRLTasks/Catch-v0", num_envs=0, vectorization_mode="vector_entry_point")
     with pytest.raises(ValueError, match="action"):
         make_task("catch", 4, seed=0).step(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="action must lie in"):
+        make_task("big_dense_long", 2, seed=0).step(torch.tensor([3, 9]))
+    with pytest.raises(ValueError, match="action must be an integer"):
+        make_task("catch", 2, seed=0).step(torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="seed"):
+        TaskVectorEnv("catch", 2).reset(seed=-1)
     with pytest.raises(ValueError, match="reward_scale"):
         make_task("small_dense_short", 4, reward_scale=float("nan"))
     with pytest.raises(ValueError, match="action"):

@@ -97,6 +97,9 @@ class BatchedTask(ABC):
             raise ValueError(f"action must have shape ({self.num_envs},), got {tuple(action.shape)}")
         if action.dtype.is_floating_point or action.dtype == torch.bool:
             raise ValueError(f"action must be an integer tensor, got {action.dtype}")
+        n = self.single_action_space.n
+        if bool(((action < 0) | (action >= n)).any()):
+            raise ValueError(f"action must lie in [0, {n}), got values from {int(action.min())} to {int(action.max())}")
         return action.long()
 
     def _zeros(self, *shape: int) -> torch.Tensor:

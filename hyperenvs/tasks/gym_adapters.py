@@ -83,13 +83,10 @@ class TaskVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = self.task.single_action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._seeded = False
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
-        if seed is not None or not self._seeded:
-            self._np_random, _ = gym.utils.seeding.np_random(_check_seed(seed))
-        self._seeded = True
-        return self.task.reset(seed if seed is not None else None), {}
+        """New episodes everywhere; a seed also reseeds the task's generator and draws new lifetimes."""
+        return self.task.reset(_check_seed(seed)), {}
 
     def step(self, actions: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         obs, reward, terminated, truncated = self.task.step(torch.as_tensor(actions, device=self.device))
