@@ -275,16 +275,16 @@ def test_check_env(env_id):
     check_env(env.unwrapped, skip_render_check=True)
 
 
-EQUAL_TASKS = ["catch", "big_dense_long", "lpg_dense", "lpg_random_small", "chain_short_noisy", "chain_distractor"]
+EQUAL_TASKS = ["catch", "big_dense_short", "lpg_sparse", "lpg_random_small_sparse", "chain_short_noisy", "chain_distractor"]
 
 
 @pytest.mark.parametrize("task", EQUAL_TASKS)
 def test_batch_of_one_equals_single_env(task):
-    options = {"collect_actions": True} if task == "lpg_random_small" else {}
+    options = {"collect_actions": True} if task == "lpg_random_small_sparse" else {}
     single, batch = TaskEnv(task, **options), TaskVectorEnv(task, 1, **options)
     obs, _ = single.reset(seed=11)
     bobs, _ = batch.reset(seed=11)
-    actions = np.random.default_rng(0).integers(single.action_space.n, size=1200)
+    actions = np.random.default_rng(0).integers(single.action_space.n, size=300)
     episodes = 0
     for a in actions:
         np.testing.assert_array_equal(obs, bobs[0].numpy())
@@ -295,7 +295,7 @@ def test_batch_of_one_equals_single_env(task):
             np.testing.assert_array_equal(obs, info["final_obs"][0].numpy())
             obs, _ = single.reset()
             episodes += 1
-    assert episodes > 0
+    assert episodes >= 2
 
 
 @pytest.mark.parametrize("env_id", ["HyperRLTasks/Catch-v0", "HyperRLTasks/BigDenseLong-v0", "HyperRLTasks/LPGDenseCollect-v0"])
