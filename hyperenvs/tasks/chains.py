@@ -15,7 +15,8 @@ the MDP ``m``, whether the first action was correct ``c`` and the step ``t``:
 (``Discrete(2 + 4 high)``, the same for every chain length).  ``"distractor"``:
 22 bits, bit 0 = (action 0 is the correct one), bit 1 = (the agent chose the
 correct first action; 0 before it acts), and 20 bits drawn uniformly afresh at
-every step that carry nothing.
+every observation that carry nothing (so ``record_final``, which observes once
+more per step, draws from the generator too: compare runs with the same setting).
 """
 
 from __future__ import annotations
