@@ -88,8 +88,7 @@ class GridWorld(BatchedTask):
         self.spec = spec
         walls = spec.wall_map()
         self.map_shape = walls.shape
-        rows, cols = walls.shape
-        dev = self.device
+        cols, dev = walls.shape[1], self.device
         self.walls = torch.as_tensor(walls.ravel(), device=dev)
         self.free = torch.as_tensor(np.flatnonzero(~walls.ravel()), device=dev)
         self.num_free = int(self.free.numel())
@@ -103,7 +102,10 @@ class GridWorld(BatchedTask):
         self.collect_actions = bool(collect_actions)
         self.single_action_space = gym.spaces.Discrete(18 if collect_actions else 9)
         self._init_observation(walls)
-        b, k = self.num_envs, self.num_objects
+        self._init_state()
+
+    def _init_state(self) -> None:
+        b, k, dev = self.num_envs, self.num_objects, self.device
         self.agent = torch.zeros(b, dtype=torch.long, device=dev)
         """the agent's cell, a flat index into the full map"""
         self.obj_pos = torch.zeros(b, k, dtype=torch.long, device=dev)
