@@ -56,6 +56,9 @@ def __getattr__(name: str) -> Any:
 def register() -> None:
     """Register every id of the table with Gymnasium (idempotent)."""
     register_with_gymnasium(list(REGISTRY))
+    from hyperenvs.tasks.registration import register_tasks
+
+    register_tasks()
 
 
 register()

@@ -1,0 +1,94 @@
+"""Gymnasium faces of a batched task: one instance (``TaskEnv``) and the batch (``TaskVectorEnv``).
+
+``TaskEnv`` runs the batched task with B = 1 on the CPU and speaks numpy, so
+it steps exactly like row 0 of a batched task seeded the same way: an episode
+that ends is reset by the task in the same step (drawing from the same
+generator), and the next ``reset()`` without a seed hands out that first
+observation.
+
+``TaskVectorEnv`` is the batched task as a Gymnasium ``VectorEnv`` with torch
+tensors in and out on its device, and same-step autoreset
+(``metadata["autoreset_mode"] = AutoresetMode.SAME_STEP``): a finished
+instance's returned observation is the first of its next episode; its last
+one is in ``info["final_obs"]`` where ``info["_final_obs"]`` is True.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from hyperenvs.tasks.registration import make_task
+
+
+def _check_seed(seed: Any) -> int | None:
+    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
+        return seed
+    raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+
+
+class TaskEnv(gym.Env):
+    """One instance of a batched task as a plain Gymnasium env (numpy observations)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, task: str, **options: Any) -> None:
+        self.task = make_task(task, 1, device="cpu", record_final=True, **options)
+        self.observation_space = self.task.single_observation_space
+        self.action_space = self.task.single_action_space
+        self._next_obs: torch.Tensor | None = None
+        self._started = False
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        super().reset(seed=_check_seed(seed))
+        if seed is not None or not self._started:
+            obs = self.task.reset(seed if seed is not None else int(self.np_random.integers(2**62)))
+        elif self._next_obs is not None:
+            obs = self._next_obs  # the task already began the next episode when the last one ended
+        else:
+            obs = self.task.reset()
+        self._started, self._next_obs = True, None
+        return self._numpy(obs), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        if not self.action_space.contains(action):
+            raise ValueError(f"action must be in {self.action_space}, got {action!r}")
+        obs, reward, terminated, truncated = self.task.step(torch.tensor([int(action)]))
+        done = bool(terminated[0] or truncated[0])
+        if done:
+            self._next_obs, obs = obs, self.task.final_obs
+        return self._numpy(obs), float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
+
+    def _numpy(self, obs: torch.Tensor) -> Any:
+        if isinstance(self.observation_space, gym.spaces.Discrete):
+            return np.int64(obs[0])
+        return obs[0].numpy()
+
+
+class TaskVectorEnv(gym.vector.VectorEnv):
+    """``num_envs`` instances of a task as one Gymnasium ``VectorEnv`` of torch tensors (same-step autoreset)."""
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, task: str, num_envs: int, *, device: str = "cpu", **options: Any) -> None:
+        self.task = make_task(task, num_envs, device=device, record_final=True, **options)
+        self.num_envs = self.task.num_envs
+        self.device = self.task.device
+        self.single_observation_space = self.task.single_observation_space
+        self.single_action_space = self.task.single_action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """New episodes everywhere; a seed also reseeds the task's generator and draws new lifetimes."""
+        return self.task.reset(_check_seed(seed)), {}
+
+    def step(self, actions: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        obs, reward, terminated, truncated = self.task.step(torch.as_tensor(actions, device=self.device))
+        info = {"final_obs": self.task.final_obs, "_final_obs": terminated | truncated}
+        return obs, reward, terminated, truncated, info

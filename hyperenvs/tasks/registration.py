@@ -1,0 +1,88 @@
+"""The table of batched tasks and their ``HyperRLTasks/{Name}-v0`` ids.
+
+Plain data and import strings only, so ``import hyperenvs`` registers every id
+without importing torch.  ``make_task`` builds the batched form; the Gymnasium
+ids build :class:`~hyperenvs.tasks.gym_adapters.TaskEnv` (one instance) or, via
+``gym.make_vec(..., vectorization_mode="vector_entry_point")``,
+:class:`~hyperenvs.tasks.gym_adapters.TaskVectorEnv` (the batched form).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import gymnasium as gym
+
+NAMESPACE = "HyperRLTasks"
+
+_OPTIM4RL = ("small_dense_short", "small_dense_long", "big_sparse_short", "big_sparse_long", "big_dense_short", "big_dense_long")
+_LPG_TABULAR = ("lpg_dense", "lpg_sparse", "lpg_long", "lpg_longer", "lpg_long_dense")
+_LPG_RANDOM = ("lpg_random_dense", "lpg_random_long", "lpg_random_small", "lpg_random_small_sparse", "lpg_random_very_dense")
+_CHAINS = ("chain_short", "chain_short_noisy", "chain_long", "chain_long_noisy", "chain_distractor")
+
+TASKS: dict[str, str] = {
+    "catch": "hyperenvs.tasks.catch:Catch",
+    **{name: "hyperenvs.tasks.optim4rl_grids:OPTIM4RL_GRIDS" for name in _OPTIM4RL},
+    **{name: "hyperenvs.tasks.lpg_grids:LPG_TABULAR_GRIDS" for name in _LPG_TABULAR},
+    **{name: "hyperenvs.tasks.lpg_grids:LPG_RANDOM_GRIDS" for name in _LPG_RANDOM},
+    **{name: "hyperenvs.tasks.chains:CHAINS" for name in _CHAINS},
+}
+"""task name -> where its class (Catch) or its spec table lives"""
+
+
+def _camel(name: str) -> str:
+    words = name.replace("lpg_", "LPG_").replace("chain_", "DelayedChain_").split("_")
+    return "".join(w if w[:1].isupper() else w.capitalize() for w in words)
+
+
+def _ids() -> dict[str, tuple[str, dict[str, Any]]]:
+    ids: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name in TASKS:
+        ids[_camel(name)] = (name, {})
+        if name in _LPG_TABULAR or name in _LPG_RANDOM:
+            ids[_camel(name) + "Collect"] = (name, {"collect_actions": True})
+    return ids
+
+
+GYM_IDS = {f"{NAMESPACE}/{camel}-v0": spec for camel, spec in _ids().items()}
+"""``HyperRLTasks/{Name}-v0`` -> (task name, options); ``...Collect`` ids use LPG's 18 actions"""
+
+
+def make_task(task: str, num_envs: int, *, device: str = "cpu", seed: int | None = None, **options: Any) -> Any:
+    """The batched form of ``task``: ``num_envs`` instances on ``device``, reset with ``seed`` when given.
+
+    Options: ``reward_scale`` (gridworlds), ``collect_actions`` (LPG grids), ``record_final``.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    from hyperenvs.tasks.base import check_num_envs
+
+    check_num_envs(num_envs)
+    module, _, attr = TASKS[task].partition(":")
+    target = getattr(importlib.import_module(module), attr)
+    if task == "catch":
+        env = target(num_envs, device=device, **options)
+    elif task in _CHAINS:
+        from hyperenvs.tasks.chains import DelayedChain
+
+        env = DelayedChain(target[task], num_envs, device=device, **options)
+    else:
+        from hyperenvs.tasks.gridworld import GridWorld
+
+        env = GridWorld(target[task], num_envs, device=device, **options)
+    if seed is not None:
+        env.reset(seed)
+    return env
+
+
+def register_tasks() -> None:
+    """Register every ``HyperRLTasks/*`` id with Gymnasium (idempotent)."""
+    for env_id, (task, options) in GYM_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(
+                id=env_id,
+                entry_point="hyperenvs.tasks.gym_adapters:TaskEnv",
+                vector_entry_point="hyperenvs.tasks.gym_adapters:TaskVectorEnv",
+                kwargs={"task": task, **options},
+            )
