@@ -33,7 +33,7 @@ from agents.base import Batch, IterationReport, Params
 from agents.hparams import declare, hyperparameter
 from agents.impala_network import IMPALANetwork, build_impala_network
 from agents.impala_objective import IMPALA_METRICS, META_KEYS, IMPALAObjective, head_meta, meta_of
-from agents.learner import ActorCriticConfig, ActorCriticLearner, _clone
+from agents.learner import ActorCriticConfig, ActorCriticLearner
 from agents.optim import UpdateRule
 from agents.returns import rollout_return
 from agents.rollout import Episode
@@ -222,20 +222,7 @@ class IMPALALearner(ActorCriticLearner):
         Asynchronous mode: parameters, optimizer and counters only -- the
         actors' environments are not part of it, so a restore is not bit-for-bit.
         """
-        if self._actors is None:
-            state = super().state_dict()
-        else:
-            state = {
-                "params": _detached(self.params),
-                "opt_state": _clone(self.opt_state),
-                "generator": self.generator.get_state(),
-                "timesteps": self.timesteps,
-                "iterations": self.iterations,
-                "diverged": self.diverged,
-                "divergence": self.divergence,
-                "initial_param_norm": self.initial_param_norm,
-                "grad_history": [_clone(g) for g in self._grads],
-            }
+        state = super().state_dict() if self._actors is None else self.training_state()
         state["behaviour"] = [_detached(p) for p in self._behaviour]
         return state
 
@@ -243,14 +230,7 @@ class IMPALALearner(ActorCriticLearner):
         if self._actors is None:
             super().load_state_dict(state)
         else:
-            if set(state["params"]) != set(self.params):
-                raise ValueError(f"state has parameters {sorted(state['params'])}, this learner has {sorted(self.params)}")
-            self.params = {k: v.detach().clone().to(self.device).requires_grad_() for k, v in state["params"].items()}
-            self.opt_state = _clone(dict(state["opt_state"]))
-            self.generator.set_state(state["generator"])
-            self.timesteps, self.iterations = int(state["timesteps"]), int(state["iterations"])
-            self._restore_flags(state)
-            self._grads = deque((_clone(g) for g in state["grad_history"]), maxlen=self.config.grad_history)
+            self.load_training_state(state)
             self._actors.publish(self.params)
         self._behaviour = deque(
             ({k: v.detach().clone().to(self.device) for k, v in p.items()} for p in state["behaviour"]),

@@ -352,19 +352,7 @@ class ActorCriticLearner:
         control, MuJoCo), so training resumes bit-for-bit; for Box2D and Atari
         ``load_state_dict`` starts fresh inner episodes instead.
         """
-        state: dict[str, Any] = {
-            "seed": self.seed,  # fresh inner episodes and evaluation seeds derive from it
-            "params": {k: v.detach().clone() for k, v in self.params.items()},
-            "opt_state": _clone(self.opt_state),
-            "generator": self.generator.get_state(),
-            "timesteps": self.timesteps,
-            "iterations": self.iterations,
-            "diverged": self.diverged,
-            "divergence": self.divergence,
-            "initial_param_norm": self.initial_param_norm,
-            "grad_history": [_clone(g) for g in self._grads],
-            "collector": _to_tensors(self.collector.state_dict()),
-        }
+        state = self.training_state() | {"collector": _to_tensors(self.collector.state_dict())}
         try:
             state["envs"] = _to_tensors(envstate.capture(self.envs))
         except NotImplementedError:
@@ -378,7 +366,23 @@ class ActorCriticLearner:
         """
         return derive(self.seed, "fresh-episodes", self.timesteps)
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def training_state(self) -> dict[str, Any]:
+        """The learner's own part of ``state_dict``: parameters, update-rule state, RNG, counters, flags."""
+        return {
+            "seed": self.seed,  # fresh inner episodes and evaluation seeds derive from it
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "opt_state": _clone(self.opt_state),
+            "generator": self.generator.get_state(),
+            "timesteps": self.timesteps,
+            "iterations": self.iterations,
+            "diverged": self.diverged,
+            "divergence": self.divergence,
+            "initial_param_norm": self.initial_param_norm,
+            "grad_history": [_clone(g) for g in self._grads],
+        }
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``training_state`` returned (the inner envs and collector are left alone)."""
         if set(state["params"]) != set(self.params):
             raise ValueError(f"state has parameters {sorted(state['params'])}, this learner has {sorted(self.params)}")
         self.params = {k: state["params"][k].detach().clone().to(self.device).requires_grad_() for k in self.params}
@@ -389,6 +393,9 @@ class ActorCriticLearner:
         self.iterations = int(state["iterations"])
         self._restore_flags(state)
         self._grads = deque((_clone(g) for g in state["grad_history"]), maxlen=self.config.grad_history)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.load_training_state(state)
         restored = "envs" in state
         if restored:
             envstate.restore(self.envs, _to_numpy(state["envs"]))

@@ -51,6 +51,20 @@ class StepRecord:
     """inner env steps a meta-level spent outside the lifetime by the end of this step (BiERL's scoring),
     from ``info["meta_env_steps"]``; whether ``timesteps`` includes them is the solver's ``charge_budget``"""
 
+    @classmethod
+    def of_step(cls, step: int, reward: float, info: Mapping[str, Any], wall_time: float) -> StepRecord:
+        """The record of hyper-step ``step`` from what ``env.step`` returned."""
+        return cls(
+            step=step,
+            timesteps=int(info["timesteps"]),
+            hyperparameters=dict(info["hyperparameters"]),
+            reward=float(reward),
+            episode_returns=tuple(float(x) for x in info["episode_returns"]),
+            wall_time=wall_time,
+            diverged=bool(info.get("diverged", False)),
+            meta_env_steps=int(info.get("meta_env_steps", 0)),
+        )
+
 
 @dataclass(kw_only=True)
 class RunLog:
@@ -207,16 +221,7 @@ class EpisodeSolver:
             obs, reward, terminated, truncated, info = env.step(action)
             done = terminated or truncated
             self.observe(action, obs, float(reward), done, info)
-            record = StepRecord(
-                step=step,
-                timesteps=int(info["timesteps"]),
-                hyperparameters=dict(info["hyperparameters"]),
-                reward=float(reward),
-                episode_returns=tuple(float(x) for x in info["episode_returns"]),
-                wall_time=time.perf_counter() - start,
-                diverged=bool(info.get("diverged", False)),
-                meta_env_steps=int(info.get("meta_env_steps", 0)),
-            )
+            record = StepRecord.of_step(step, reward, info, time.perf_counter() - start)
             log.append(record)
             if callback is not None:
                 try:

@@ -115,15 +115,7 @@ class LifetimeTrainable(tune.Trainable):
         before = _flat(self.env.unwrapped.learner)
         _, reward, terminated, truncated, info = self.env.step(self.action())
         after = _flat(self.env.unwrapped.learner)
-        record = StepRecord(
-            step=len(self.log),
-            timesteps=int(info["timesteps"]),
-            hyperparameters=dict(info["hyperparameters"]),
-            reward=float(reward),
-            episode_returns=tuple(float(x) for x in info["episode_returns"]),
-            wall_time=time.perf_counter() - start,
-            diverged=bool(info.get("diverged", False)),
-        )
+        record = StepRecord.of_step(len(self.log), reward, info, time.perf_counter() - start)
         self.log.append(record)
         if self.scalars is not None:
             self.scalars.write(record.reward, info, record.wall_time)
