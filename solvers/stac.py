@@ -45,6 +45,7 @@ state and the counters, so ``hyperrl run stac ... --resume`` continues a run.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.base import LastUpdate
+from agents.base import Batch, LastUpdate
 from agents.impala import META_KEYS, IMPALALearner, IMPALAObjective
 from agents.impala_objective import HPARAM_OF
 from agents.optim import adam, adam_init
@@ -89,8 +90,23 @@ class STACConfig:
     meta_interval: int = 1
     """take a metagradient step after every this many hyper-steps (1, the paper: after every update;
     larger trades adaptation speed for wall time)"""
+    outer_batch: str = "next"
+    """where the outer loss scores theta~: ``"next"``, the next unroll (the batch the learner's
+    following update trains on, collected after this update; Xu et al. 2018), or ``"same"``, the
+    batch of the inner step itself"""
+    init: Mapping[str, float] | None = None
+    """initial eta per meta key (``gamma``, ``lambda``, ``g_v``, ``g_p``, ``g_e``, ``alpha``), every head
+    alike; a key left out starts at its outer value (the paper's rule of thumb, Fig. 8 varies it)"""
 
     def __post_init__(self) -> None:
+        if self.outer_batch not in ("next", "same"):
+            raise ValueError(f"outer_batch must be 'next' or 'same', got {self.outer_batch!r}")
+        unknown = set(self.init or {}) - set(META_KEYS)
+        if unknown:
+            raise ValueError(f"init has unknown meta keys {sorted(unknown)}; known: {list(META_KEYS)}")
+        bad = {k: v for k, v in (self.init or {}).items() if not v > 0}
+        if bad:
+            raise ValueError(f"init values must be > 0, got {bad}")
         if self.meta_interval < 1:
             raise ValueError(f"meta_interval must be >= 1, got {self.meta_interval}")
         if self.aux_heads < 0 or self.meta_lr <= 0:
@@ -103,7 +119,9 @@ class Metaparameters:
     """eta as ``scale * sigmoid(logits)``; ``logits`` is ``[heads, 6]`` in ``META_KEYS`` order.
 
     ``ranges``: ``{meta key: (low, high)}`` that eta must stay in (the env's); ``project``
-    clamps logits so that it does, and the initial logits are projected too.
+    clamps logits so that it does, and the initial logits are projected too.  ``init``:
+    ``{meta key: value}`` to start at instead of the outer value; such a value is met exactly
+    (a loss weight started at or above its outer value gets the scale ``init / init_one``).
     """
 
     def __init__(
@@ -112,19 +130,30 @@ class Metaparameters:
         heads: int,
         init_one: float,
         ranges: Mapping[str, tuple[float, float]] | None = None,
+        init: Mapping[str, float] | None = None,
     ) -> None:
         self.heads = heads
-        self.scale = torch.tensor([outer[k] if k in _WEIGHTS else 1.0 for k in META_KEYS], dtype=torch.float64)
+        init = dict(init or {})
+        scale = [outer[k] if k in _WEIGHTS else 1.0 for k in META_KEYS]
+        for i, k in enumerate(META_KEYS):
+            if k in init and k in _WEIGHTS and init[k] >= scale[i]:
+                scale[i] = init[k] / init_one
+            elif k in init and not 0 < init[k] < scale[i]:
+                raise ValueError(f"init[{k!r}] must lie in (0, 1), got {init[k]}")
+        self.scale = torch.tensor(scale, dtype=torch.float64)
         if not (self.scale > 0).all():
             raise ValueError(f"STAC needs positive outer loss weights, got {dict(zip(META_KEYS, self.scale.tolist()))}")
         bounds = torch.tensor(
             [(ranges or {}).get(k, (0.0, float(s))) for k, s in zip(META_KEYS, self.scale)], dtype=torch.float64
         )
+        for k, (low, high) in zip(META_KEYS, bounds.tolist()):
+            if k in init and not low <= init[k] <= high:
+                raise ValueError(f"init[{k!r}] = {init[k]} lies outside the env's range [{low}, {high}]")
         # logit(0) = -inf and logit(1) = inf: a range as wide as the sigmoid's does not bind.
         self.low, self.high = torch.logit((bounds / self.scale.unsqueeze(1)).clamp(0.0, 1.0)).unbind(1)
-        init = torch.tensor([outer[k] for k in META_KEYS], dtype=torch.float64) / self.scale
-        init = torch.where(init >= 1.0, torch.tensor(init_one, dtype=torch.float64), init).clamp(1e-4, 1 - 1e-4)
-        self.init_logits = self.project(torch.logit(init).repeat(heads, 1))
+        start = torch.tensor([init.get(k, outer[k]) for k in META_KEYS], dtype=torch.float64) / self.scale
+        start = torch.where(start >= 1.0, torch.tensor(init_one, dtype=torch.float64), start).clamp(1e-4, 1 - 1e-4)
+        self.init_logits = self.project(torch.logit(start).repeat(heads, 1))
 
     def project(self, logits: torch.Tensor) -> torch.Tensor:
         """The nearest logits whose eta lies in the ranges."""
@@ -163,17 +192,20 @@ def meta_objective(
     update: LastUpdate,
     outer_meta: Mapping[str, float],
     g_kl: float,
+    outer_batch: Batch | None = None,
     returns: VTraceReturns | None = None,
 ) -> torch.Tensor:
     """``L_outer(theta~(eta(logits)))``: the learner's ``update`` replayed with eta (one differentiable
-    ``train_step`` through ``agents.unroll``), then the outer loss on the same batch."""
+    ``train_step`` through ``agents.unroll``), then the outer loss on ``outer_batch`` (None: the
+    update's own batch).  The KL term compares with the policy before the update on that batch."""
     first = next(iter(update.params.values()))
     meta = eta.values(logits, first.dtype, first.device)
     theta = {k: v.detach().requires_grad_() for k, v in update.params.items()}
     out = unroll(learner, [update.batch], update.hparams, meta, params=theta, opt_state=update.opt_state)
+    scored = update.batch if outer_batch is None else outer_batch
     with torch.no_grad():  # pi_theta, the policy before the update
-        old_logits = learner.objective.forward(update.params, update.batch, heads=1)[0][0]
-    return outer_loss(learner.objective, out.params, update.batch, outer_meta, old_logits, g_kl, returns)
+        old_logits = learner.objective.forward(update.params, scored, heads=1)[0][0]
+    return outer_loss(learner.objective, out.params, scored, outer_meta, old_logits, g_kl, returns)
 
 
 def metagradient(logits: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,6 +229,8 @@ class STACSolver(EpisodeSolver):
         self.config = config
         self.meta_losses: list[float] = []
         self.logits = torch.zeros(0)
+        self._pending: tuple[LastUpdate, torch.Tensor] | None = None
+        """outer_batch "next": the latest update and the logits it trained with, scored at the next hyper-step"""
 
     # -- the template's hooks ----------------------------------------------------
     def begin(self, env: gym.Env, obs: Any, info: dict[str, Any], seed: int) -> None:
@@ -205,6 +239,7 @@ class STACSolver(EpisodeSolver):
         self._adam = adam_init({"logits": self.logits})
         self.meta_losses = []
         self._steps = 0
+        self._pending = None
 
     def resume(self, env: gym.Env, obs: Any, log: Any, *, callback: Any = None) -> Any:
         """Continue a lifetime after ``load_state_dict``: bind to the restored env, keep the loaded state."""
@@ -242,7 +277,11 @@ class STACSolver(EpisodeSolver):
         self.outer_meta = {**outer, "lambda": self.config.outer_lambda, "alpha": self.config.outer_alpha}
         ranges = {h.name: (h.low, h.high) for h in self._space.hyperparameters}
         self.eta = Metaparameters(
-            outer, 1 + self.config.aux_heads, self.config.init_one, {k: ranges[v] for k, v in ENV_NAMES.items()}
+            outer,
+            1 + self.config.aux_heads,
+            self.config.init_one,
+            {k: ranges[v] for k, v in ENV_NAMES.items()},
+            self.config.init,
         )
         if not fresh and tuple(self.logits.shape) != tuple(self.eta.init_logits.shape):
             raise ValueError(
@@ -267,17 +306,36 @@ class STACSolver(EpisodeSolver):
             eta = self.current()
             aux = {f"{ENV_NAMES[k]}/aux{h}": float(v[h]) for k, v in eta.items() for h in range(1, len(v))}
             info["hyperparameters"] = {**info["hyperparameters"], **aux}
-        learner = self._env.learner
+        learner, last = self._env.learner, self._env.learner.last_update
         self._steps += 1
-        if done or info.get("diverged") or learner.last_update is None or self._steps % self.config.meta_interval:
+        if done or info.get("diverged") or last is None:
+            self._pending = None  # no later update will use eta: nothing to tune it for
             return
-        self.update(learner, learner.last_update)
+        due = self._steps % self.config.meta_interval == 0
+        if self.config.outer_batch == "same":
+            if due:
+                self.update(learner, last)
+            return
+        # "next": score the previous update on the batch this one trained on, at the eta it trained with.
+        pending, self._pending = self._pending, (last, self.logits.clone())
+        if pending is not None and due:
+            self.update(learner, pending[0], outer_batch=last.batch, at=pending[1])
 
     # -- the metagradient step ------------------------------------------------------
-    def update(self, learner: IMPALALearner, last: LastUpdate) -> float:
-        """One Adam step on the logits from a replay of the learner's update ``last``; returns the outer loss."""
+    def update(
+        self, learner: IMPALALearner, last: LastUpdate, *, outer_batch: Batch | None = None, at: torch.Tensor | None = None
+    ) -> float:
+        """One Adam step on the logits from a replay of the learner's update ``last``, scored on
+        ``outer_batch`` (None: ``last``'s own batch) with the metagradient taken at the logits ``at``
+        (None: the current ones, which ``last`` trained with); returns the outer loss."""
         grad, value = metagradient(
-            self.logits, eta=self.eta, learner=learner, update=last, outer_meta=self.outer_meta, g_kl=self.config.g_kl
+            self.logits if at is None else at,
+            eta=self.eta,
+            learner=learner,
+            update=last,
+            outer_meta=self.outer_meta,
+            g_kl=self.config.g_kl,
+            outer_batch=outer_batch,
         )
         if torch.isfinite(grad).all():
             new, self._adam = adam({"logits": self.logits}, {"logits": grad}, self._adam, lr=self.config.meta_lr)
@@ -297,6 +355,7 @@ class STACSolver(EpisodeSolver):
             },
             "steps": self._steps,
             "meta_losses": torch.tensor(self.meta_losses, dtype=torch.float64),
+            "pending": None if self._pending is None else _pending_state(*self._pending),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -313,6 +372,31 @@ class STACSolver(EpisodeSolver):
         }
         self._steps = int(state["steps"])
         self.meta_losses = [float(x) for x in state["meta_losses"]]
+        pending = state.get("pending")
+        self._pending = None if pending is None else _pending_of(pending)
+
+
+def _pending_state(update: LastUpdate, logits: torch.Tensor) -> dict[str, Any]:
+    """A pending update as plain tensors and numbers (for ``torch.load(weights_only=True)``)."""
+    batch = {f.name: getattr(update.batch, f.name) for f in dataclasses.fields(update.batch)}
+    return {
+        "params": dict(update.params),
+        "opt_state": update.opt_state,
+        "batch": batch,
+        "hparams": dict(update.hparams),
+        "logits": logits.clone(),
+    }
+
+
+def _pending_of(state: Mapping[str, Any]) -> tuple[LastUpdate, torch.Tensor]:
+    update = LastUpdate(
+        params=dict(state["params"]),
+        opt_state=state["opt_state"],
+        batch=Batch(**state["batch"]),
+        hparams=dict(state["hparams"]),
+        meta=None,
+    )
+    return update, torch.as_tensor(state["logits"], dtype=torch.float64)
 
 
 class STACXSolver(STACSolver):
