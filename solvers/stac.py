@@ -94,6 +94,14 @@ class STACConfig:
     """where the outer loss scores theta~: ``"next"``, the next unroll (the batch the learner's
     following update trains on, collected after this update; Xu et al. 2018), or ``"same"``, the
     batch of the inner step itself"""
+    outer: Mapping[str, float] | None = None
+    """the outer loss's values of ``gamma``, ``g_v``, ``g_p``, ``g_e`` where they differ from the env's
+    defaults (the robustness experiments perturb them, paper Section 4.3); eta starts there too
+    unless ``init`` says otherwise"""
+    replay: bool = False
+    """take the metagradient by replaying the learner's update through ``agents.unroll`` (True), or
+    through the graph of the learner's own update (False, ``IMPALALearner.graph_meta``): the same
+    operations, so the same numbers, without redoing the inner forward and backward pass"""
     init: Mapping[str, float] | None = None
     """initial eta per meta key (``gamma``, ``lambda``, ``g_v``, ``g_p``, ``g_e``, ``alpha``), every head
     alike; a key left out starts at its outer value (the paper's rule of thumb, Fig. 8 varies it)"""
@@ -104,9 +112,14 @@ class STACConfig:
         unknown = set(self.init or {}) - set(META_KEYS)
         if unknown:
             raise ValueError(f"init has unknown meta keys {sorted(unknown)}; known: {list(META_KEYS)}")
-        bad = {k: v for k, v in (self.init or {}).items() if not v > 0}
+        unknown = set(self.outer or {}) - {"gamma", *_WEIGHTS}
+        if unknown:
+            raise ValueError(
+                f"outer has unknown keys {sorted(unknown)}; it sets gamma, g_v, g_p, g_e (outer_lambda, outer_alpha the rest)"
+            )
+        bad = {k: v for k, v in {**(self.outer or {}), **(self.init or {})}.items() if not v > 0}
         if bad:
-            raise ValueError(f"init values must be > 0, got {bad}")
+            raise ValueError(f"outer and init values must be > 0, got {bad}")
         if self.meta_interval < 1:
             raise ValueError(f"meta_interval must be >= 1, got {self.meta_interval}")
         if self.aux_heads < 0 or self.meta_lr <= 0:
@@ -216,6 +229,26 @@ def metagradient(logits: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, tor
     return grad, value.detach()
 
 
+def graph_metagradient(
+    leaf: torch.Tensor,
+    theta: dict[str, torch.Tensor],
+    *,
+    learner: IMPALALearner,
+    update: LastUpdate,
+    outer_meta: Mapping[str, float],
+    g_kl: float,
+    outer_batch: Batch | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``metagradient`` from an update already taken with eta as functions of ``leaf``: ``theta`` is
+    its result with the graph (``IMPALALearner.last_graph``), ``update`` its inputs."""
+    scored = update.batch if outer_batch is None else outer_batch
+    with torch.no_grad():
+        old_logits = learner.objective.forward(update.params, scored, heads=1)[0][0]
+    value = outer_loss(learner.objective, theta, scored, outer_meta, old_logits, g_kl)
+    (grad,) = torch.autograd.grad(value, leaf)
+    return grad, value.detach()
+
+
 class STACSolver(EpisodeSolver):
     """Self-Tuning Actor-Critic: metagradients on eta = {gamma, lambda, g_v, g_p, g_e, alpha} of an IMPALA id."""
 
@@ -229,7 +262,11 @@ class STACSolver(EpisodeSolver):
         self.config = config
         self.meta_losses: list[float] = []
         self.logits = torch.zeros(0)
-        self._pending: tuple[LastUpdate, torch.Tensor] | None = None
+        self.last_metagradient: torch.Tensor | None = None
+        """the latest metagradient d L_outer / d logits, ``[heads, 6]`` (for diagnostics)"""
+        self._leaf: torch.Tensor | None = None
+        """the logits leaf of the coming update's graph (``graph_meta``), or None"""
+        self._pending: tuple[LastUpdate, torch.Tensor, Any] | None = None
         """outer_batch "next": the latest update and the logits it trained with, scored at the next hyper-step"""
 
     # -- the template's hooks ----------------------------------------------------
@@ -240,6 +277,7 @@ class STACSolver(EpisodeSolver):
         self.meta_losses = []
         self._steps = 0
         self._pending = None
+        self._leaf = None
 
     def resume(self, env: gym.Env, obs: Any, log: Any, *, callback: Any = None) -> Any:
         """Continue a lifetime after ``load_state_dict``: bind to the restored env, keep the loaded state."""
@@ -273,7 +311,7 @@ class STACSolver(EpisodeSolver):
         self._env = base
         self._space = base.hparam_space
         self._defaults = {**base.defaults, **self._space.defaults()}
-        outer = {k: float(self._defaults[v]) for k, v in ENV_NAMES.items()}
+        outer = {k: float(self._defaults[v]) for k, v in ENV_NAMES.items()} | dict(self.config.outer or {})
         self.outer_meta = {**outer, "lambda": self.config.outer_lambda, "alpha": self.config.outer_alpha}
         ranges = {h.name: (h.low, h.high) for h in self._space.hyperparameters}
         self.eta = Metaparameters(
@@ -299,7 +337,18 @@ class STACSolver(EpisodeSolver):
         learner = self._env.learner
         if self.config.aux_heads:
             learner.aux_meta = {k: torch.as_tensor(v[1:], dtype=torch.float32, device=learner.device) for k, v in eta.items()}
+        self._leaf, learner.graph_meta = None, None
+        if not self.config.replay and self._differentiated(self._steps + 1):
+            # the coming update, taken with eta as functions of these logits, keeps its graph for the metagradient
+            self._leaf = self.logits.detach().requires_grad_()
+            first = next(iter(learner.parameters().values()))
+            learner.graph_meta = self.eta.values(self._leaf, first.dtype, first.device)
         return self._space.encode({n: values[n] for n in self._space.names})
+
+    def _differentiated(self, n: int) -> bool:
+        """Whether a metagradient step will differentiate the lifetime's update ``n`` (1-based)."""
+        scored_at = n if self.config.outer_batch == "same" else n + 1
+        return scored_at % self.config.meta_interval == 0
 
     def observe(self, action: Any, obs: Any, reward: float, done: bool, info: dict[str, Any]) -> None:
         if self.config.aux_heads:  # the RunLog records what every head trained with
@@ -312,31 +361,37 @@ class STACSolver(EpisodeSolver):
             self._pending = None  # no later update will use eta: nothing to tune it for
             return
         due = self._steps % self.config.meta_interval == 0
+        graph = None if self._leaf is None or learner.last_graph is None else (self._leaf, learner.last_graph)
+        self._leaf = None
         if self.config.outer_batch == "same":
             if due:
-                self.update(learner, last)
+                self.update(learner, last, graph=graph)
             return
         # "next": score the previous update on the batch this one trained on, at the eta it trained with.
-        pending, self._pending = self._pending, (last, self.logits.clone())
+        pending, self._pending = self._pending, (last, self.logits.clone(), graph)
         if pending is not None and due:
-            self.update(learner, pending[0], outer_batch=last.batch, at=pending[1])
+            self.update(learner, pending[0], outer_batch=last.batch, at=pending[1], graph=pending[2])
 
     # -- the metagradient step ------------------------------------------------------
     def update(
-        self, learner: IMPALALearner, last: LastUpdate, *, outer_batch: Batch | None = None, at: torch.Tensor | None = None
+        self,
+        learner: IMPALALearner,
+        last: LastUpdate,
+        *,
+        outer_batch: Batch | None = None,
+        at: torch.Tensor | None = None,
+        graph: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None,
     ) -> float:
-        """One Adam step on the logits from a replay of the learner's update ``last``, scored on
-        ``outer_batch`` (None: ``last``'s own batch) with the metagradient taken at the logits ``at``
-        (None: the current ones, which ``last`` trained with); returns the outer loss."""
-        grad, value = metagradient(
-            self.logits if at is None else at,
-            eta=self.eta,
-            learner=learner,
-            update=last,
-            outer_meta=self.outer_meta,
-            g_kl=self.config.g_kl,
-            outer_batch=outer_batch,
-        )
+        """One Adam step on the logits from the learner's update ``last``, scored on ``outer_batch``
+        (None: ``last``'s own batch), the metagradient taken at the logits ``at`` (None: the current
+        ones, which ``last`` trained with).  ``graph``: ``(logits leaf, theta~)`` from the update's own
+        graph (``IMPALALearner.last_graph``); None replays ``last``.  Returns the outer loss."""
+        common = dict(learner=learner, update=last, outer_meta=self.outer_meta, g_kl=self.config.g_kl, outer_batch=outer_batch)
+        if graph is None:
+            grad, value = metagradient(self.logits if at is None else at, eta=self.eta, **common)
+        else:
+            grad, value = graph_metagradient(*graph, **common)
+        self.last_metagradient = grad
         if torch.isfinite(grad).all():
             new, self._adam = adam({"logits": self.logits}, {"logits": grad}, self._adam, lr=self.config.meta_lr)
             self.logits = self.eta.project(new["logits"])
@@ -355,7 +410,7 @@ class STACSolver(EpisodeSolver):
             },
             "steps": self._steps,
             "meta_losses": torch.tensor(self.meta_losses, dtype=torch.float64),
-            "pending": None if self._pending is None else _pending_state(*self._pending),
+            "pending": None if self._pending is None else _pending_state(*self._pending[:2]),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -388,7 +443,7 @@ def _pending_state(update: LastUpdate, logits: torch.Tensor) -> dict[str, Any]:
     }
 
 
-def _pending_of(state: Mapping[str, Any]) -> tuple[LastUpdate, torch.Tensor]:
+def _pending_of(state: Mapping[str, Any]) -> tuple[LastUpdate, torch.Tensor, None]:
     update = LastUpdate(
         params=dict(state["params"]),
         opt_state=state["opt_state"],
@@ -396,7 +451,7 @@ def _pending_of(state: Mapping[str, Any]) -> tuple[LastUpdate, torch.Tensor]:
         hparams=dict(state["hparams"]),
         meta=None,
     )
-    return update, torch.as_tensor(state["logits"], dtype=torch.float64)
+    return update, torch.as_tensor(state["logits"], dtype=torch.float64), None  # no graph: replayed
 
 
 class STACXSolver(STACSolver):

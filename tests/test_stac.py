@@ -178,9 +178,9 @@ class Scoring(STACSolver):
         self.batches.append(self._env.learner.last_update)
         super().observe(action, obs, reward, done, info)
 
-    def update(self, learner, last, *, outer_batch=None, at=None):
+    def update(self, learner, last, *, outer_batch=None, at=None, graph=None):
         self.updates.append((last, outer_batch, None if at is None else at.clone(), self.logits.clone()))
-        return super().update(learner, last, outer_batch=outer_batch, at=at)
+        return super().update(learner, last, outer_batch=outer_batch, at=at, graph=graph)
 
 
 @pytest.mark.parametrize("form", ["same", "next"])
@@ -199,6 +199,45 @@ def test_the_solver_scores_each_update_on_the_batch_its_form_names(form):
         for j, k in enumerate(META_KEYS):
             assert float(eta[0, j]) == pytest.approx(trained[ENV_NAMES[k]], rel=1e-6, abs=1e-7), k
     env.close()
+
+
+@pytest.mark.parametrize("form", ["same", "next"])
+def test_the_update_s_own_graph_gives_the_replay_s_metagradient(form):
+    """replay=False differentiates the learner's own update (graph_meta); replay=True redoes it through
+    agents.unroll.  The metagradient is the same; the learner's own update then runs the differentiable
+    path rather than the fused in-place one, which rounds differently in the last bit."""
+    runs = [run_stac("stac", solver=make_solver("stac", outer_batch=form, replay=r, meta_lr=0.05)) for r in (False, True)]
+    (env_g, graph, log_g), (env_r, replay, log_r) = runs
+    assert len(graph.meta_losses) == (7 if form == "same" else 6)
+    assert graph.meta_losses[0] == replay.meta_losses[0]  # the first update: the same inputs on both paths
+    assert graph.meta_losses == pytest.approx(replay.meta_losses, rel=1e-5)
+    torch.testing.assert_close(graph.logits, replay.logits, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(graph.logits, graph.eta.init_logits)
+    for a, b in zip(log_g.records, log_r.records):
+        assert a.hyperparameters == pytest.approx(b.hyperparameters, rel=1e-5)
+    assert env_g.unwrapped.learner.graph_meta is None and env_r.unwrapped.learner.last_graph is None
+    env_g.close()
+    env_r.close()
+
+
+def test_graph_meta_keeps_the_graph_of_one_update():
+    learner = IMPALALearner(IMPALAConfig(task="CartPole-v1", num_envs=2, num_steps=8), seed=0)
+    learner.iterate()
+    eta = Metaparameters(OUTER, 1, 0.9)
+    leaf = eta.init_logits.clone().requires_grad_()
+    learner.graph_meta = eta.values(leaf)
+    learner.iterate()
+    assert learner.graph_meta is None and learner.last_graph is not None  # held for one update
+    last = learner.last_update
+    replayed = unroll(learner, [last.batch], last.hparams, eta.values(leaf), params=last.params, opt_state=last.opt_state)
+    for k, v in learner.last_graph.items():
+        assert torch.equal(v, replayed.params[k]) and torch.equal(v.detach(), learner.params[k].detach())
+        assert learner.params[k].is_leaf and v.grad_fn is not None
+    g = torch.autograd.grad(sum(v.sum() for v in learner.last_graph.values()), leaf)[0]
+    assert torch.isfinite(g).all() and (g != 0).any()
+    learner.iterate()
+    assert learner.last_graph is None
+    learner.close()
 
 
 def test_outer_batch_and_init_are_checked():
