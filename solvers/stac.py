@@ -1,13 +1,28 @@
 """STAC and STACX (Zahavy et al., 2020): self-tuning IMPALA by metagradients, white-box.
 
 Each hyper-step, the solver emits eta as the env's action, so the env's own
-IMPALA update trains with it; then it replays that very update -- the
-learner's ``last_update``: its parameters, update-rule state and batch --
-through the shared differentiable unroll (``agents.unroll``), with eta as
-tensors, and differentiates the outer loss at the result:
+IMPALA update u trains with it:
 
-    theta~(eta) = learner.train_step(theta, state, batch, hparams, eta)    (paper Eq. 1)
-    eta <- Adam(1e-3) on grad_eta L_outer(theta~(eta))                      (Eq. 2, Eq. 6)
+    theta_u = learner.train_step(theta_{u-1}, state_{u-1}, B_u, hparams, eta)   (paper Eq. 1)
+
+and the learner takes that update differentiably (``IMPALALearner.graph_meta``:
+eta as functions of the solver's logits), so theta_u keeps its graph to eta;
+``replay=True`` instead replays the update -- ``learner.last_update`` -- through
+the shared differentiable unroll (``agents.unroll``), the same operations.
+Then, with ``outer_batch="next"`` (the default):
+
+    eta <- Adam(1e-3) on grad_eta L_outer(theta_u(eta); B_{u+1})                (Eq. 2, Eq. 6)
+
+where B_{u+1} is the batch the learner's next update trains on, collected by its
+actors after update u.  So the outer loss scores theta_u on a fresh, independent
+unroll (Xu et al., 2018) at no extra env step; the meta step is taken one
+hyper-step late (after update u+1), at the eta update u trained with, and
+applied to the current logits.  The metagradient is exact for that definition:
+B_{u+1} is data, not differentiated; with the ids' ``policy_lag=1`` it was
+collected with theta_{u-1}, so it does not depend on eta_u at all.
+``outer_batch="same"`` scores theta_u on B_u itself (on one batch
+dL_outer/dg_x is then always negative: "take a bigger step on the data you are
+scored on").
 
 The inner step is the learner's own: its objective, its gradient clipping and
 its update rule (RMSProp on the IMPALA ids, with its real statistics), so the
@@ -16,16 +31,22 @@ maths is re-derived here.
 
 Metaparameters: eta = {gamma, lambda, g_v, g_p, g_e, alpha}, each
 ``scale * sigmoid(logit)``: scale 1 for gamma, lambda, alpha and the outer
-value for the loss weights (so a loss weight lies in (0, outer)).  The logits
-start where eta equals the outer value (the paper's rule of thumb), with
-``init_one`` (0.99) standing in for an outer value of 1, which a sigmoid
-cannot reach.  After each Adam step the logits are projected onto the env's
-ranges (gamma: [0.8, 0.9999] on the IMPALA ids), so what the learner trains
-with -- the env would clip silently -- is the eta the metagradient was taken
-at.  Outer loss (Eq. 6): the IMPALA loss of head 0 at the env's default gamma
-and loss weights, with lambda = 1, alpha = 1 (V-trace), plus
-``g_kl * KL(pi_theta~ || pi_theta)``, g_kl = 1.  Its V-trace targets and
-advantages are stop-gradient, as in the inner loss.
+value for the loss weights, so a loss weight is a multiplier in (0, 1) on
+IMPALA's coefficient.  That is how we read the paper's g_{v,p,e}^outer = 1
+(Section 4): the outer loss is IMPALA's (g_v 0.5, g_p 1, g_e 0.01, the id's
+defaults), i.e. multipliers of 1; taken literally (g_e = 1 in the loss) the
+entropy term swamps CartPole (benchmarks/stac/README.md, cell ``g_outer=1``).
+The logits start where eta equals the outer value (the paper's rule of thumb),
+with ``init_one`` (0.99) standing in for an outer value of 1, which a sigmoid
+cannot reach, or at ``init`` where given (met exactly; Fig. 8 varies it).
+``outer`` overrides the outer loss's gamma and weights (Section 4.3 perturbs
+them).  After each Adam step the logits are projected onto the env's ranges
+(gamma: [0.8, 0.9999] on the IMPALA ids), so what the learner trains with --
+the env would clip silently -- is the eta the metagradient was taken at.
+Outer loss (Eq. 6): the IMPALA loss of head 0 at the outer gamma and loss
+weights, with lambda = 1, alpha = 1 (V-trace), plus
+``g_kl * KL(pi_theta~ || pi_theta)``, g_kl = 1, on the scored batch.  Its
+V-trace targets and advantages are stop-gradient, as in the inner loss.
 
 STACX adds two auxiliary policy/value heads, each with its own eta (18
 metaparameters); only head 0 acts and enters the outer loss.  The env must
@@ -40,7 +61,9 @@ STACX differ only in the metaparameters.  ``config={"aux_heads": 2,
 included).
 
 ``state_dict()`` / ``load_state_dict()`` hold the logits, the meta-optimizer's
-state and the counters, so ``hyperrl run stac ... --resume`` continues a run.
+state, the counters and the update awaiting its next-unroll score (replayed
+after a restore: a graph cannot be saved), so ``hyperrl run stac ... --resume``
+continues a run.
 """
 
 from __future__ import annotations
