@@ -66,7 +66,15 @@ def summarise(jobs: list[tuple], out: Path, settings: dict[str, Any]) -> dict[st
                 wins = [c for c, a, b in pairs if a > b]
                 shares.setdefault(sweep, {})[arm] = {"share": len(wins) / len(pairs), "cells": len(pairs), "wins": wins,
                                                      "paper_stacx": PAPER_SHARE[sweep]}  # fmt: skip
-    payload = {"settings": settings, "cells": table, "share_beating_impala_by_mean_auc": shares}
+    mechanism: dict[str, dict[str, Any]] = {}
+    for r in rows:  # where the metagradients pushed gamma and g_v (head 0), averaged over seeds
+        if r["arm"] != "impala" and r["lowering_gamma"] != "":
+            m = mechanism.setdefault(r["cell"], {}).setdefault(r["arm"], {"lowering_gamma": [], "lowering_g_v": [],
+                                                                          "gamma_end": [], "g_v_end": []})  # fmt: skip
+            for k in m:
+                m[k].append(r[k])
+    mechanism = {c: {a: {k: float(np.mean(v)) for k, v in m.items()} for a, m in arms.items()} for c, arms in mechanism.items()}
+    payload = {"settings": settings, "cells": table, "share_beating_impala_by_mean_auc": shares, "metagradient_signs": mechanism}
     out.mkdir(parents=True, exist_ok=True)
     (out / "robustness.json").write_text(json.dumps(payload, indent=2))
     write_csv(rows, out / "robustness_runs.csv", list(rows[0]))
@@ -136,5 +144,12 @@ def _markdown(payload: dict, sweeps: dict[str, list[str]], plots: list[Path], ou
         for arm, r in by_arm.items():
             lines.append(f"| {sweep} | {arm} | {r['share']:.0%} ({len(r['wins'])}/{r['cells']}) | {', '.join(r['wins'])} | "
                          f"{r['paper_stacx']:.0%} |")  # fmt: skip
+    lines += ["", "## Where the metagradients pushed (head 0; share of meta-steps whose descent lowers it; mean over seeds)", "",
+              "| cell | arm | lowers gamma | lowers g_v | gamma at the end | g_v at the end |",
+              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for cell, arms_ in payload["metagradient_signs"].items():
+        for arm, m in arms_.items():
+            lines.append(f"| {cell} | {arm} | {m['lowering_gamma']:.0%} | {m['lowering_g_v']:.0%} | {m['gamma_end']:.4f} | "
+                         f"{m['g_v_end']:.3f} |")  # fmt: skip
     lines += [""] + [f"![{p.stem}]({p.relative_to(out)})" for p in plots]
     return "\n".join(lines) + "\n"
