@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--meta-lr-hi", type=float, default=1e-2, help="the larger meta_lr of stac_hi and stacx")
     parser.add_argument("--cells", nargs="+", default=None, help="run only these cells (names as in CELLS)")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="run only these arms")
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--check", action="store_true", help="only the mechanism check")
     parser.add_argument("--check-budget", type=int, default=20_000)
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     lrs = {"stac": 1e-3, "stac_hi": args.meta_lr_hi, "stacx": args.meta_lr_hi}
     # seeds outermost: a partial run still has every cell
     jobs = [(c, table[c], arm, seed, args.budget, str(runs), lrs, "next")
-            for seed in range(args.seeds) for c in chosen for arm in table[c]["arms"]]  # fmt: skip
+            for seed in range(args.seeds) for c in chosen for arm in table[c]["arms"] if arm in args.arms]  # fmt: skip
     start = time.perf_counter()
     if not args.summarise_only:
         todo = [j for j in jobs if not (args.skip_existing and _path(j[5], j[0], j[2], j[3]).exists())]
