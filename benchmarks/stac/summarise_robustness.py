@@ -25,6 +25,7 @@ def _groups(cells: list[str]) -> dict[str, list[str]]:
 
     sweeps = {"gamma": [cell_name("gamma", v) for v in GAMMAS], "g_v": [cell_name("g_v", v) for v in G_VS]}
     sweeps["init_gamma"] = ["default" if v == 0.99 else f"init_gamma={v:g}" for v in INIT_GAMMAS]
+    sweeps["other"] = [c for c in cells if c not in {x for v in sweeps.values() for x in v}]
     return {k: [c for c in v if c in cells] for k, v in sweeps.items()}
 
 
@@ -126,17 +127,18 @@ def _bars(table: dict, sweeps: dict[str, list[str]], out: Path) -> Path:
 def _markdown(payload: dict, sweeps: dict[str, list[str]], plots: list[Path], out: Path) -> str:
     s = payload["settings"]
     table = payload["cells"]
-    lines = [f"# STAC robustness, CartPole ({s['seeds']} seeds, {s['budget']:,} env steps per lifetime)", ""]
+    lines = [f"# STAC robustness, CartPole ({s['budget']:,} env steps per lifetime; n = seeds per cell)", ""]
     arms = ("impala", "stac", "stac_hi", "stacx")
     for sweep, cells in sweeps.items():
-        lines += [f"## {sweep}", "", "| cell | " + " | ".join(f"{a} AUC IQM [CI]" for a in arms) + " |",
-                  "| --- |" + " --- |" * len(arms)]  # fmt: skip
+        lines += [f"## {sweep}", "", "| cell | n | " + " | ".join(f"{a} AUC IQM [CI]" for a in arms) + " |",
+                  "| --- | --- |" + " --- |" * len(arms)]  # fmt: skip
         for c in cells:
             parts = []
             for a in arms:
                 m = table[c].get(a, {}).get("auc")
                 parts.append(f"{m['iqm']:.1f} [{m['ci_low']:.1f}, {m['ci_high']:.1f}]" if m else "")
-            lines.append(f"| {c} | " + " | ".join(parts) + " |")
+            n = max(r["seeds"] for r in table[c].values())
+            lines.append(f"| {c} | {n} | " + " | ".join(parts) + " |")
         lines.append("")
     lines += ["## Share of cells where the arm beats IMPALA by mean AUC", "", "| sweep | arm | share | wins | paper (STACX) |",
               "| --- | --- | --- | --- | --- |"]  # fmt: skip
