@@ -34,8 +34,8 @@ Metaparameters: eta = {gamma, lambda, g_v, g_p, g_e, alpha}, each
 value for the loss weights, so a loss weight is a multiplier in (0, 1) on
 IMPALA's coefficient.  That is how we read the paper's g_{v,p,e}^outer = 1
 (Section 4): the outer loss is IMPALA's (g_v 0.5, g_p 1, g_e 0.01, the id's
-defaults), i.e. multipliers of 1; taken literally (g_e = 1 in the loss) the
-entropy term swamps CartPole (benchmarks/stac/README.md, cell ``g_outer=1``).
+defaults), i.e. multipliers of 1.  Taken literally (g_v = g_p = g_e = 1 in
+the loss) it did no better on CartPole (benchmarks/stac/README.md, cell ``g_outer=1``).
 The logits start where eta equals the outer value (the paper's rule of thumb),
 with ``init_one`` (0.99) standing in for an outer value of 1, which a sigmoid
 cannot reach, or at ``init`` where given (met exactly; Fig. 8 varies it).
