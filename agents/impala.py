@@ -146,9 +146,17 @@ class IMPALALearner(ActorCriticLearner):
 
     White-box extras for metagradient solvers: ``objective``, ``meta(hparams)`` (the
     objective's metaparameters for these hyperparameters), ``last_update`` (the inputs
-    of the latest update: replay it through ``agents.unroll``) and ``aux_meta``
+    of the latest update: replay it through ``agents.unroll``), ``aux_meta``
     (metaparameters of the auxiliary heads, ``{key: tensor [aux_heads]}``; None shares
-    head 0's).
+    head 0's), and ``graph_meta`` / ``last_graph`` (differentiate the update itself, below).
+
+    ``graph_meta``: when a solver sets it (the objective's ``meta`` as tensors with their
+    graph, e.g. functions of its metaparameter logits), the next ``iterate`` takes its
+    update as ``train_step(..., meta=graph_meta, differentiable=True)`` and leaves the
+    parameters it produced, graph and all, in ``last_graph``; the learner continues from
+    detached copies of the same values.  ``graph_meta`` is then cleared: it holds for one
+    update.  That is the replay of ``last_update`` through ``agents.unroll`` without
+    redoing its forward and backward pass (the same operations, so the same numbers).
     """
 
     Hyperparams: ClassVar[type] = IMPALAHyperparams
@@ -158,6 +166,10 @@ class IMPALALearner(ActorCriticLearner):
         cfg: IMPALAConfig = self.config
         self.objective = IMPALAObjective(self.network, clip_rho=cfg.clip_rho, clip_c=cfg.clip_c)
         self.aux_meta: dict[str, torch.Tensor] | None = None
+        self.graph_meta: dict[str, torch.Tensor] | None = None
+        self.last_graph: Params | None = None
+        """the parameters of the latest update taken with ``graph_meta``, with their graph (else None)"""
+        self._recording: dict[str, torch.Tensor] | None = None
         self._behaviour: deque[Params] = deque([_detached(self.params)], maxlen=cfg.policy_lag + 1)
         self._actors: ActorPool | None = None
         if cfg.asynchronous:
@@ -208,8 +220,22 @@ class IMPALALearner(ActorCriticLearner):
         aux = {k: self.aux_meta[k].detach().reshape(-1).to(self.device, dtype) for k in META_KEYS}
         return {k: torch.cat([torch.as_tensor(main[k], dtype=dtype, device=self.device).reshape(1), aux[k]]) for k in META_KEYS}
 
+    def _update(self, batch: Batch, hp: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+        """The learner's own update; with ``graph_meta`` set, differentiable, its result kept in ``last_graph``."""
+        self.last_graph, self._recording, self.graph_meta = None, self.graph_meta, None
+        try:
+            return super()._update(batch, hp)
+        finally:
+            self._recording = None
+
     def _schedule(self, params, opt_state, batch, hp, meta, differentiable, grads_out):
         """One clipped update-rule step on the unroll; ``meta`` defaults to ``self.meta(hp)``."""
+        if self._recording is not None:  # the learner's own update, taken differentiably for a solver
+            meta, self._recording = self._recording, None
+            new, state, metrics = self._schedule(params, opt_state, batch, hp, meta, True, grads_out)
+            self.last_graph = new
+            detached = {k: v.detach().requires_grad_() for k, v in new.items()}
+            return detached, _clone(state), {k: v.detach() for k, v in metrics.items()}
         meta = self.meta(hp) if meta is None else meta
         loss, metrics = self.objective(params, batch, hp, meta)
         params, opt_state, norm = self._gradient_step(params, opt_state, loss, hp, differentiable, grads_out)

@@ -15,7 +15,7 @@ from agents.unroll import unroll
 from solvers import SOLVERS, make_solver
 from solvers.cli import build_parser, main
 from solvers.plots import plot_schedule
-from solvers.stac import ENV_NAMES, Metaparameters, STACSolver, meta_objective, metagradient, outer_loss
+from solvers.stac import ENV_NAMES, Metaparameters, STACConfig, STACSolver, meta_objective, metagradient, outer_loss
 
 IMPALA_CARTPOLE = "HyperRL/IMPALA-CartPole-v0"
 OUTER = {"gamma": 0.95, "lambda": 1.0, "g_v": 0.5, "g_p": 1.0, "g_e": 0.01, "alpha": 1.0}
@@ -46,41 +46,70 @@ def small_problem(heads: int, seed: int = 0, rule: str = "rmsprop"):
 
 
 def frozen_targets(logits, kwargs):
-    """The outer loss's stop-gradient V-trace targets at theta~(eta(logits)), as constants."""
+    """The outer loss's stop-gradient V-trace targets at theta~(eta(logits)) on the scored batch, as constants."""
     learner, update = kwargs["learner"], kwargs["update"]
+    scored = kwargs.get("outer_batch") or update.batch
     meta = kwargs["eta"].values(logits, torch.float64)
     new = unroll(learner, [update.batch], update.hparams, meta, params=update.params, opt_state=update.opt_state).params
-    logits_new, values, boot = learner.objective.forward(new, update.batch)
-    steps = Steps.of(update.batch)
+    logits_new, values, boot = learner.objective.forward(new, scored)
+    steps = Steps.of(scored)
     logp = torch.log_softmax(logits_new[0], -1).gather(-1, steps.actions.unsqueeze(-1)).squeeze(-1)
     returns = learner.objective.targets(logp, values[0], boot[0], steps, kwargs["outer_meta"])
     return type(returns)(*(x.detach() for x in returns))
 
 
-@pytest.mark.parametrize("rule", ["sgd", "rmsprop"])
-@pytest.mark.parametrize("heads", [1, 3], ids=["stac", "stacx"])
-def test_metagradient_matches_central_finite_difference(heads, rule):
-    logits, kwargs = small_problem(heads, rule=rule)
-    grad, value = metagradient(logits, **kwargs)
-    # The outer pseudo-loss stops gradients through its V-trace targets; with the targets held at
-    # their value at eta it is a plain function of eta whose derivative there is the metagradient.
-    returns = frozen_targets(logits, kwargs)
-    torch.testing.assert_close(meta_objective(logits, **kwargs, returns=returns), value)
-    assert torch.equal(metagradient(logits, **kwargs, returns=returns)[0], grad)
+def next_batch(kwargs, seed: int = 7) -> Batch:
+    """A second, independent unroll of the small problem's learner (other behaviour parameters, later env states)."""
+    learner = kwargs["learner"]
+    g = torch.Generator().manual_seed(seed)
+    behaviour = {k: v.detach() + 0.3 * torch.randn(v.shape, generator=g) for k, v in learner.params.items()}
+    return as_float64(learner.collector.collect(behaviour, 6, 0.99)[0])
+
+
+def central_difference(logits, kwargs, returns, h=1e-6):
     fd = torch.zeros_like(logits)
-    h = 1e-6
     for idx in torch.cartesian_prod(torch.arange(logits.shape[0]), torch.arange(logits.shape[1])).tolist():
         up, down = logits.clone(), logits.clone()
         up[tuple(idx)] += h
         down[tuple(idx)] -= h
         f_up, f_down = meta_objective(up, **kwargs, returns=returns), meta_objective(down, **kwargs, returns=returns)
         fd[tuple(idx)] = (f_up - f_down).detach() / (2 * h)
+    return fd
+
+
+@pytest.mark.parametrize("outer", ["same", "next"])
+@pytest.mark.parametrize("rule", ["sgd", "rmsprop"])
+@pytest.mark.parametrize("heads", [1, 3], ids=["stac", "stacx"])
+def test_metagradient_matches_central_finite_difference(heads, rule, outer):
+    logits, kwargs = small_problem(heads, rule=rule)
+    if outer == "next":
+        kwargs["outer_batch"] = next_batch(kwargs)
+    grad, value = metagradient(logits, **kwargs)
+    # The outer pseudo-loss stops gradients through its V-trace targets; with the targets held at
+    # their value at eta it is a plain function of eta whose derivative there is the metagradient.
+    returns = frozen_targets(logits, kwargs)
+    torch.testing.assert_close(meta_objective(logits, **kwargs, returns=returns), value)
+    assert torch.equal(metagradient(logits, **kwargs, returns=returns)[0], grad)
+    fd = central_difference(logits, kwargs, returns)
     assert (grad != 0).all(), f"every metaparameter should get a gradient, got {grad}"
     rel = (grad - fd).norm() / fd.norm()
     assert rel < 1e-3, f"relative error {rel:.2e}\nmetagradient {grad}\nfinite difference {fd}"
     for i in range(heads):
         per_row = (grad[i] - fd[i]).norm() / fd[i].norm()
         assert per_row < 1e-3, f"head {i}: relative error {per_row:.2e}"
+    kwargs["learner"].close()
+
+
+def test_same_batch_and_next_unroll_metagradients_differ_on_a_fixed_pair_of_batches():
+    logits, kwargs = small_problem(1)
+    second = next_batch(kwargs)
+    same, same_value = metagradient(logits, **kwargs)
+    assert torch.equal(metagradient(logits, **kwargs, outer_batch=kwargs["update"].batch)[0], same)  # None is the own batch
+    nxt, next_value = metagradient(logits, **kwargs, outer_batch=second)
+    assert torch.equal(metagradient(logits, **kwargs, outer_batch=second)[0], nxt)  # deterministic
+    assert not torch.isclose(same_value, next_value)
+    cosine = torch.nn.functional.cosine_similarity(same.flatten(), nxt.flatten(), dim=0)
+    assert (nxt - same).norm() > 0.1 * same.norm() and cosine < 0.99, (same, nxt)
     kwargs["learner"].close()
 
 
@@ -138,6 +167,108 @@ def test_projection_keeps_eta_in_the_envs_ranges():
     torch.testing.assert_close(low["gamma"], torch.full((2,), 0.8, dtype=torch.float64))
 
 
+class Scoring(STACSolver):
+    """STAC that records the arguments of each metagradient step."""
+
+    def begin(self, env, obs, info, seed):
+        super().begin(env, obs, info, seed)
+        self.updates, self.batches = [], []
+
+    def observe(self, action, obs, reward, done, info):
+        self.batches.append(self._env.learner.last_update)
+        super().observe(action, obs, reward, done, info)
+
+    def update(self, learner, last, *, outer_batch=None, at=None, graph=None):
+        self.updates.append((last, outer_batch, None if at is None else at.clone(), self.logits.clone()))
+        return super().update(learner, last, outer_batch=outer_batch, at=at, graph=graph)
+
+
+@pytest.mark.parametrize("form", ["same", "next"])
+def test_the_solver_scores_each_update_on_the_batch_its_form_names(form):
+    env, solver, log = run_stac("stac", solver=Scoring(outer_batch=form, meta_lr=0.05))
+    updates, seen = solver.updates, solver.batches
+    assert len(updates) == (7 if form == "same" else 6)
+    for i, (last, outer_batch, at, logits) in enumerate(updates):
+        if form == "same":  # hyper-step i + 1: its own update, on its own batch, at the current logits
+            assert last is seen[i] and outer_batch is None and at is None
+        else:  # hyper-step i + 2: update i + 1, on update i + 2's batch, at the logits update i + 1 trained with
+            assert last is seen[i] and outer_batch is seen[i + 1].batch
+            assert torch.equal(at, logits) == (i == 0)  # one meta step behind: the logits moved since update i + 1
+        trained = log.records[i].hyperparameters  # what update i + 1 trained with
+        eta = solver.eta.scale * torch.sigmoid(logits if at is None else at)
+        for j, k in enumerate(META_KEYS):
+            assert float(eta[0, j]) == pytest.approx(trained[ENV_NAMES[k]], rel=1e-6, abs=1e-7), k
+    env.close()
+
+
+@pytest.mark.parametrize("form", ["same", "next"])
+def test_the_update_s_own_graph_gives_the_replay_s_metagradient(form):
+    """replay=False differentiates the learner's own update (graph_meta); replay=True redoes it through
+    agents.unroll.  The metagradient is the same; the learner's own update then runs the differentiable
+    path rather than the fused in-place one, which rounds differently in the last bit."""
+    runs = [run_stac("stac", solver=make_solver("stac", outer_batch=form, replay=r, meta_lr=0.05)) for r in (False, True)]
+    (env_g, graph, log_g), (env_r, replay, log_r) = runs
+    assert len(graph.meta_losses) == (7 if form == "same" else 6)
+    assert graph.meta_losses[0] == replay.meta_losses[0]  # the first update: the same inputs on both paths
+    assert graph.meta_losses == pytest.approx(replay.meta_losses, rel=1e-5)
+    torch.testing.assert_close(graph.logits, replay.logits, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(graph.logits, graph.eta.init_logits)
+    for a, b in zip(log_g.records, log_r.records):
+        assert a.hyperparameters == pytest.approx(b.hyperparameters, rel=1e-5)
+    assert env_g.unwrapped.learner.graph_meta is None and env_r.unwrapped.learner.last_graph is None
+    env_g.close()
+    env_r.close()
+
+
+def test_graph_meta_keeps_the_graph_of_one_update():
+    learner = IMPALALearner(IMPALAConfig(task="CartPole-v1", num_envs=2, num_steps=8), seed=0)
+    learner.iterate()
+    eta = Metaparameters(OUTER, 1, 0.9)
+    leaf = eta.init_logits.clone().requires_grad_()
+    learner.graph_meta = eta.values(leaf)
+    learner.iterate()
+    assert learner.graph_meta is None and learner.last_graph is not None  # held for one update
+    last = learner.last_update
+    replayed = unroll(learner, [last.batch], last.hparams, eta.values(leaf), params=last.params, opt_state=last.opt_state)
+    for k, v in learner.last_graph.items():
+        assert torch.equal(v, replayed.params[k]) and torch.equal(v.detach(), learner.params[k].detach())
+        assert learner.params[k].is_leaf and v.grad_fn is not None
+    g = torch.autograd.grad(sum(v.sum() for v in learner.last_graph.values()), leaf)[0]
+    assert torch.isfinite(g).all() and (g != 0).any()
+    learner.iterate()
+    assert learner.last_graph is None
+    learner.close()
+
+
+def test_outer_batch_and_init_are_checked():
+    with pytest.raises(ValueError, match="outer_batch must be 'next' or 'same', got 'previous'"):
+        STACConfig(outer_batch="previous")
+    with pytest.raises(ValueError, match=r"init has unknown meta keys \['lr'\]"):
+        STACConfig(init={"lr": 0.1})
+    with pytest.raises(ValueError, match=r"init\['gamma'\] must lie in \(0, 1\), got 1.2"):
+        Metaparameters(OUTER, 1, 0.99, init={"gamma": 1.2})
+    with pytest.raises(ValueError, match=r"init\['gamma'\] = 0.7 lies outside the env's range \[0.8, 0.9999\]"):
+        Metaparameters(OUTER, 1, 0.99, {"gamma": (0.8, 0.9999)}, init={"gamma": 0.7})
+
+
+def test_a_metaparameter_initialised_away_from_its_outer_value_starts_exactly_there():
+    init = {"gamma": 0.9, "lambda": 0.5, "g_v": 0.05, "g_e": 0.03}  # g_e above its outer value 0.01
+    eta = Metaparameters(OUTER, 3, 0.99, init=init)
+    values = eta.values(eta.init_logits, torch.float64)
+    for k, v in init.items():
+        torch.testing.assert_close(values[k], torch.full((3,), v, dtype=torch.float64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(values["g_p"], torch.full((3,), 0.99, dtype=torch.float64))  # the rule of thumb elsewhere
+    assert float(eta.scale[META_KEYS.index("g_e")]) == pytest.approx(0.03 / 0.99)  # room above the start
+    # through the env: the first update trains with it, and the outer loss keeps the env's defaults
+    env, solver, log = run_stac("stac", solver=Recording(init={"gamma": 0.95, "g_v": 0.2}))
+    assert solver.emitted[0]["gamma"][0] == pytest.approx(0.95, abs=1e-12)
+    assert log.records[0].hyperparameters["gamma"] == pytest.approx(0.95, abs=1e-6)
+    assert log.records[0].hyperparameters["g_v"] == pytest.approx(0.2, abs=1e-6)
+    assert solver.outer_meta["gamma"] == 0.99 and solver.outer_meta["g_v"] == 0.5
+    assert_trained_with_what_was_emitted(solver, log)
+    env.close()
+
+
 def test_metaparameters_start_at_the_outer_values():
     eta = Metaparameters(OUTER, 3, 0.99)
     values = eta.values(eta.init_logits, torch.float64)
@@ -186,7 +317,9 @@ def test_stac_tunes_eta_through_the_env_action():
     schedule = log.schedule()
     assert set(schedule) == {"gamma", "lambda_", "g_v", "g_p", "g_e", "alpha", "lr"}
     assert len(log) == 8  # STAC sets one learner iteration per hyper-step: a metagradient step per update
-    assert len(solver.meta_losses) == 7  # none after the lifetime's last step
+    # outer_batch "next": update u is scored on update u+1's batch, so the first step comes after
+    # hyper-step 2, and none after the lifetime's last step (no later update would use eta)
+    assert len(solver.meta_losses) == 6
     assert schedule["gamma"][0] == pytest.approx(0.99, abs=1e-6)
     assert schedule["alpha"][0] == pytest.approx(0.99, abs=1e-6)
     assert schedule["lr"][0] == pytest.approx(1e-3, rel=1e-5)  # the id's default, untouched
@@ -293,7 +426,8 @@ def test_stac_state_dict_round_trips_and_resumes_the_same_run(tmp_path):
         first.run(env, seed=0, callback=stop_after_4)
     torch.save({"solver": first.state_dict(), "lifetime": env.unwrapped.snapshot()}, tmp_path / "ck.pt")
     state = torch.load(tmp_path / "ck.pt", weights_only=True)
-    assert set(state["solver"]) == {"logits", "adam", "steps", "meta_losses"} and state["solver"]["steps"] == 4
+    assert set(state["solver"]) == {"logits", "adam", "steps", "meta_losses", "pending"} and state["solver"]["steps"] == 4
+    assert state["solver"]["pending"] is not None  # update 4 awaits its score on update 5's batch
     resumed = make_solver("stac")
     resumed.load_state_dict(state["solver"])
     assert torch.equal(resumed.logits, first.logits) and resumed.meta_losses == first.meta_losses

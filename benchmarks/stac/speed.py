@@ -3,8 +3,11 @@
 1. Wall time (and CPU time) per inner env step of a whole lifetime (``env.step``
    plus the solver's own work) for IMPALA with fixed eta (the static solver),
    STAC and STACX, at the same settings: ``HyperRL/IMPALA-<Task>-v0`` with one
-   IMPALA update per hyper-step (the metagradient replays that update through
-   ``agents.unroll`` and differentiates it).  In each repetition the
+   IMPALA update per hyper-step.  STAC's default differentiates the learner's own
+   update (``IMPALALearner.graph_meta``) and scores it on the next unroll; "replay"
+   redoes that update through ``agents.unroll`` instead, "same batch" scores it on
+   its own batch (the difference: one more no-grad forward of the old policy, on
+   the next batch, and the graph held for one hyper-step).  In each repetition the
    agents' lifetimes run side by side, a hyper-step of each in turn, so that a
    shared machine's slow spells hit every agent alike; the median over
    repetitions is reported, and the median of the per-repetition ratios
@@ -39,9 +42,11 @@ HERE = Path(__file__).resolve().parent
 AGENTS = {
     "impala": ("static", {}, {}),
     "stac": ("stac", {}, {}),
+    "stac (replay)": ("stac", {"replay": True}, {}),
+    "stac (same batch)": ("stac", {"outer_batch": "same"}, {}),
+    "stac (same batch, replay)": ("stac", {"outer_batch": "same", "replay": True}, {}),
     "stacx": ("stacx", {}, {"config": {"aux_heads": 2}}),
     "stac (meta_interval 2)": ("stac", {"meta_interval": 2}, {}),
-    "stac (meta_interval 4)": ("stac", {"meta_interval": 4}, {}),
 }
 """label -> (solver, solver kwargs, gym.make kwargs)"""
 
@@ -186,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--atari-iterations", type=int, default=6)
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--quick", action="store_true", help="fewer steps and repetitions")
+    parser.add_argument("--no-atari", action="store_true", help="skip the Pong throughput part")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.reps, args.tasks, args.atari_iterations = 4_000, 1, ["CartPole"], 2
@@ -202,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{task:9s} {name:34s} wall {row['us_per_env_step']:6.1f} us/step x{row['ratio_to_impala']:.2f} "
                   f"(paired x{row['paired_ratio']:.2f})  cpu {row['cpu_us_per_env_step']:6.1f} us/step "
                   f"x{row['cpu_ratio_to_impala']:.2f} (paired x{row['cpu_paired_ratio']:.2f})", flush=True)  # fmt: skip
+    if args.no_atari:
+        result["load_average_at_end"] = machine()["load_average"]
+        suffix = "_quick" if args.quick else ""
+        (out / f"speed{suffix}_cartpole.json").write_text(json.dumps(result, indent=2))
+        return 0
     result["atari_pong"] = {
         "num_envs": args.atari_envs,
         "ceiling_env_steps_per_s": atari_ceiling(args.atari_envs, 200),
