@@ -33,7 +33,7 @@ from agents.base import Batch, IterationReport, Params
 from agents.hparams import declare, hyperparameter
 from agents.impala_network import IMPALANetwork, build_impala_network
 from agents.impala_objective import IMPALA_METRICS, META_KEYS, IMPALAObjective, head_meta, meta_of
-from agents.learner import ActorCriticConfig, ActorCriticLearner
+from agents.learner import ActorCriticConfig, ActorCriticLearner, _clone
 from agents.optim import UpdateRule
 from agents.returns import rollout_return
 from agents.rollout import Episode
