@@ -195,6 +195,7 @@ class ActorCriticLearner:
             stats=stats,
             diverged=self.diverged,
             wall_time=time.perf_counter() - start,
+            rollout_return=self.collector.rollout_return,
         )
 
     def _update(self, batch: Batch, hp: Any) -> tuple[dict[str, float], dict[str, float]]:

@@ -70,6 +70,11 @@ class IterationReport:
     """True when the update produced a non-finite loss or parameter"""
     wall_time: float = 0.0
     """seconds spent in this iteration"""
+    rollout_return: float = float("nan")
+    """EPGT's Eq. 1 hyper-reward G: mean over inner envs of ``sum_{t<T} gamma^t r[t, b]`` over this iteration's
+    rollout (``agents.returns.rollout_return``): the env's own rewards (before scaling, normalisation or sign
+    clipping, no truncation bootstrap), not bootstrapped, episode ends inside the window not treated specially;
+    gamma is the iteration's; NaN where the learner does not measure it"""
 
 
 @runtime_checkable

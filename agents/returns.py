@@ -57,6 +57,19 @@ def lambda_returns(
     return gae(r_t, discount_t, v_t, bootstrap_value, lambda_) + v_t
 
 
+def rollout_return(r_t: torch.Tensor, gamma: float | torch.Tensor) -> torch.Tensor:
+    """EPGT's Eq. 1 hyper-reward of one rollout: ``mean_b sum_{t<T} gamma^t r_t[t, b]``, a scalar.
+
+    ``r_t`` are the env's own rewards, ``[T, B]``.  Deliberately no bootstrap and no
+    reset of the discount at episode ends: G is the discounted reward the policy
+    collected in the T-step environment phase, whatever episodes it spans.
+    """
+    if r_t.dim() != 2:
+        raise ValueError(f"r_t must be [T, B], got shape {tuple(r_t.shape)}")
+    powers = torch.as_tensor(gamma, dtype=r_t.dtype) ** torch.arange(r_t.shape[0], dtype=r_t.dtype)
+    return (powers.unsqueeze(1) * r_t).sum(0).mean()
+
+
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``1 - Var[target - predicted] / Var[target]``; NaN when the target is constant."""
     var = target.var()

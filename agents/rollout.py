@@ -14,6 +14,7 @@ from gymnasium.wrappers.utils import RunningMeanStd
 
 from agents.base import Batch, Params
 from agents.networks import ActorCritic, log_prob, sample
+from agents.returns import rollout_return
 
 
 def make_vector_env(task: str, num_envs: int) -> gym.vector.VectorEnv:
@@ -83,6 +84,7 @@ class Collector:
         self._ep_length = np.zeros(self.num_envs, dtype=np.int64)
         self._disc_return = np.zeros(self.num_envs)
         self._obs_counted = False  # whether obs_rms has already seen ``self._obs``
+        self.rollout_return = float("nan")  # Eq. 1 G of the last collect (IterationReport.rollout_return)
 
     def reset(self, seed: int) -> None:
         self._obs, _ = self.envs.reset(seed=seed)
@@ -121,6 +123,7 @@ class Collector:
         obs_buf, act_buf, logp_buf, val_buf = [], [], [], []
         rew_buf = np.zeros((num_steps, n), dtype=np.float32)
         disc_buf = np.ones((num_steps, n), dtype=np.float32)
+        raw_buf = np.zeros((num_steps, n), dtype=np.float64)
         episodes: list[Episode] = []
         # The last observation of the previous batch was counted when it arrived: count each once.
         obs = self._tensor(self.normalize(self._obs, update=not self._obs_counted))
@@ -138,6 +141,7 @@ class Collector:
             next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
             done = terminated | truncated
             self._record(reward, done, episodes)
+            raw_buf[t] = reward
             scaled = self._scale_rewards(reward, done, gamma)
             # An episode can end both ways at once (a fall on the time limit's last step): no bootstrap then.
             bootstrap = truncated & ~terminated
@@ -148,6 +152,7 @@ class Collector:
             self._obs = next_obs
             obs = self._tensor(self.normalize(next_obs, update=True))
         bootstrap = net.value(params, obs)
+        self.rollout_return = float(rollout_return(torch.from_numpy(raw_buf), gamma))
         batch = Batch(
             obs=torch.stack(obs_buf),
             actions=torch.stack(act_buf),

@@ -156,10 +156,12 @@ class HyperEnv(gym.Env):
         hparams = {**self.defaults, **chosen}
         start = time.perf_counter()
         returns: list[float] = []
+        rollouts: list[float] = []
         diverged = False
         for _ in range(self.iterations_per_step):
             report = self.learner.iterate(hparams)
             returns.extend(report.episode_returns)
+            rollouts.append(report.rollout_return)
             self._losses, self._stats = dict(report.losses), dict(report.stats)
             diverged = report.diverged
             if diverged or self.learner.timesteps >= self.total_timesteps:
@@ -172,6 +174,7 @@ class HyperEnv(gym.Env):
             "hyperparameters": chosen,
             "timesteps": self.learner.timesteps,
             "episode_returns": tuple(returns),
+            "rollout_return": tuple(rollouts),
             "losses": self._losses,
             "stats": self._stats,
             "diverged": diverged,
