@@ -434,3 +434,19 @@ def test_ctrl_c_stops_on_a_step_boundary_and_resume_finishes_the_same_lifetime(t
     assert _records(cut / "epgt-seed0.jsonl") == whole  # bit-for-bit the uninterrupted lifetime
     # a checkpoint is for the command that wrote it
     assert cli.main(["run", "epgt", "HyperRL/A2C-CartPole-v0", *TINY_CLI, "--out", str(cut), "--resume", str(checkpoint)]) == 2
+
+
+def test_the_no_memory_ablation_is_one_slot_averaging_each_actions_returns():
+    solver = EPGTSolver(encoder="none")
+    solver.run(FakeHyperEnv(3), seed=0)
+    mem = solver.memory
+    assert len(mem) == 1 and mem.payload.shape[1] == 0
+    choices = [d["choice"] for d in solver.diagnostics]
+    for a in range(6):  # step t's G is 100 (t + 1) + 10 + a_t; a first write stores it, later ones move half way
+        gs = [100.0 * (t + 1) + 10 + a for t, c in enumerate(choices) if c == a]
+        assert mem.known[0, a] == bool(gs)
+        if gs:
+            value = gs[0]
+            for g in gs[1:]:
+                value += 0.5 * (g - value)
+            assert mem.values[0, a] == pytest.approx(value)

@@ -67,6 +67,7 @@ from solvers.epgt.encoder import KEY_INPUTS, HyperStateVAE
 from solvers.epgt.memory import READ_MODES, UNTRIED, EpisodicMemory
 
 HYPER_RETURNS = ("rollout", "finished_episodes")
+ENCODERS = ("vae", "random", "none")
 LEGACY = {
     "hyper_return": "finished_episodes",
     "read_mode": "per_action",
@@ -89,7 +90,8 @@ class EPGTConfig:
     hyper_state: tuple[str, ...] = ("projection",)
     """observation parts whose concatenation the encoder embeds (the paper's: the ``projection`` part)"""
     encoder: str = "vae"
-    """``vae`` (trained online) or ``random`` (the same network, never trained: the paper's ablation)"""
+    """``vae`` (trained online), ``random`` (the same network, never trained: the paper's ablation) or ``none``
+    (every state has the same key: the memory is one slot, an epsilon-greedy bandit on the same bins)"""
     latent_dim: int = 32
     """h, the VAE's latent size"""
     key_dim: int = 5
@@ -147,8 +149,8 @@ class EPGTConfig:
         if isinstance(self.hyper_state, str) or not self.hyper_state or not all(isinstance(p, str) for p in self.hyper_state):
             raise ValueError(f"hyper_state must be a non-empty tuple of observation part names, got {self.hyper_state!r}")
         object.__setattr__(self, "hyper_state", tuple(self.hyper_state))  # a list from JSON or a file compares equal
-        if self.encoder not in ("vae", "random"):
-            raise ValueError(f"encoder must be 'vae' or 'random', got {self.encoder!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.episode_length < 1:
             raise ValueError(f"episode_length must be >= 1, got {self.episode_length}")
         if not 0.0 <= self.train_prob <= 1.0 or not 0.0 <= self.input_dropout < 1.0:
@@ -242,7 +244,13 @@ class EPGTSolver(EpisodeSolver):
     @property
     def _rekeys(self) -> bool:
         """Whether stored keys are ever recomputed (after VAE steps, or a refit of the standardisation)."""
-        return self.config.encoder == "vae" or self.config.key_input == "standardised"
+        return self.config.encoder == "vae" or (self.config.encoder == "random" and self.config.key_input == "standardised")
+
+    def _key(self, raw: torch.Tensor) -> np.ndarray:
+        """phi(s) of raw hyper-state(s); the no-memory ablation maps every state to the origin."""
+        if self.config.encoder == "none":
+            return np.zeros((*raw.shape[:-1], self.config.key_dim), np.float32)
+        return self.vae.key(raw).numpy()
 
     @property
     def observation_parts(self) -> tuple[str, ...]:
@@ -257,7 +265,7 @@ class EPGTSolver(EpisodeSolver):
     def act(self, obs: Any) -> np.ndarray:
         parts = [np.asarray(obs[name], np.float32).reshape(-1) for name in self.config.hyper_state]
         u = torch.from_numpy(np.concatenate(parts))  # raw: the encoder prepares it (its input map may be refitted)
-        q = self.memory.read(self.vae.key(u).numpy())
+        q = self.memory.read(self._key(u))
         explore = torch.rand((), generator=self.gen).item() < self.epsilon()
         if explore or np.all(np.isnan(q)):
             index = int(torch.randint(self.joint.n, (), generator=self.gen))
@@ -325,13 +333,13 @@ class EPGTSolver(EpisodeSolver):
         """Algorithm 1, line 10, once per learning episode; keys come from the current encoder."""
         for episode in episodes:
             states = torch.stack([u for u, _ in episode])
-            keys = self.vae.key(states).numpy()
+            keys = self._key(states)
             payloads = states.numpy() if self.memory.payload_dim else [None] * len(episode)
             for key, payload, (_, index) in zip(keys, payloads, episode):
                 size = len(self.memory)
                 self.memory.write(key, index, hyper_return, payload=payload)
                 grew_to_power_of_two = len(self.memory) > size and len(self.memory) & (len(self.memory) - 1) == 0
-                if grew_to_power_of_two and self.config.key_input == "standardised":
+                if grew_to_power_of_two and self._rekeys and self.config.key_input == "standardised":
                     self._refresh_keys()
             if self.config.encoder == "vae" and torch.rand((), generator=self.gen).item() < self.config.train_prob:
                 self._train_vae()
