@@ -16,11 +16,11 @@ A2C = "HyperRL/A2C-CartPole-v0"
 @pytest.fixture(scope="module")
 def recorded_states() -> np.ndarray:
     """The projection hyper-states of a short A2C CartPole lifetime with random lr bins."""
-    env = make_tiny(A2C, 24, action_type="discrete", iterations_per_step=1)
+    env = make_tiny(A2C, 16, action_type="discrete", iterations_per_step=1)
     obs, _ = env.reset(seed=0)
     rng = np.random.default_rng(0)
     states = [obs["projection"]]
-    for _ in range(23):
+    for _ in range(15):
         obs, *_ = env.step(rng.integers(env.action_space.nvec))
         states.append(obs["projection"])
     env.close()
@@ -40,11 +40,11 @@ def train_on(states: np.ndarray, steps: int, **config) -> EPGTSolver:
 
 
 def test_median_neighbour_distance_stays_above_the_kernel_epsilon_after_vae_training(recorded_states):
-    solver = train_on(recorded_states, 40)
+    solver = train_on(recorded_states, 10)
     spread = solver.memory.median_neighbour_distance()
     assert spread > solver.memory.kernel_eps == pytest.approx(0.1 * spread)
     assert spread > 1e-3  # also above the paper's fixed epsilon: near and far neighbours weigh differently
-    legacy = train_on(recorded_states, 40, **LEGACY)  # sigmoid input, no free bits: the keys collapse
+    legacy = train_on(recorded_states, 10, **LEGACY)  # sigmoid input, no free bits: the keys collapse
     assert legacy.memory.median_neighbour_distance() < 1e-3 == legacy.memory.kernel_eps
     assert legacy.memory.median_neighbour_distance() < spread / 100
 

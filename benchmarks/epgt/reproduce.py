@@ -86,6 +86,7 @@ EXPERIMENTS = {
         "env": None,  # Fig. 2a's
         "seeds": 5,
         "arms": ["epgt@random-encoder", "epgt@max-write", "epgt@no-memory"],
+        "reference": ("fig2a", ["epgt", "rnd"]),  # the full EPGT and RND on the same seeds, from Fig. 2a's runs
     },
 }
 EXPERIMENTS["ablations"]["env"] = EXPERIMENTS["fig2a"]["env"]  # fmt: skip
@@ -171,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         paths = [str(runs / run_file_name(j[0], j[1])) for j in jobs]
     else:
         paths = run_jobs(jobs, args.workers)
+    if "reference" in EXPERIMENTS[name]:
+        other, arms = EXPERIMENTS[name]["reference"]
+        paths = [str(raw_dir / other / run_file_name(a, seed)) for seed in range(seeds) for a in arms] + paths
     analyse(name, paths, out_dir / name, seeds)
     return 0
 
