@@ -174,7 +174,8 @@ class HyperEnv(gym.Env):
             "hyperparameters": chosen,
             "timesteps": self.learner.timesteps,
             "episode_returns": tuple(returns),
-            "rollout_return": tuple(rollouts),
+            # () where the learner measures none: NaN would make equal infos compare unequal (Gymnasium's checks)
+            "rollout_return": tuple(rollouts) if np.isfinite(rollouts).any() else (),
             "losses": self._losses,
             "stats": self._stats,
             "diverged": diverged,

@@ -136,11 +136,12 @@ def test_a_learning_episode_gets_the_rollout_after_its_last_action():
         assert [v for _, v in stored[2 * e : 2 * e + 2]] == [100.0 * (2 * e + 3) + last] * 2
 
 
-def test_rollout_pairing_refuses_an_env_without_rollout_returns():
+@pytest.mark.parametrize("missing", [(), (float("nan"),)])
+def test_rollout_pairing_refuses_an_env_without_rollout_returns(missing):
     class NoRollouts(FakeHyperEnv):
         def step(self, action):
             obs, r, term, trunc, info = super().step(action)
-            return obs, r, term, trunc, {**info, "rollout_return": (float("nan"),)}
+            return obs, r, term, trunc, {**info, "rollout_return": missing}
 
     with pytest.raises(ValueError, match="finished_episodes"):
         EPGTSolver(encoder="random").run(NoRollouts(), seed=0)
