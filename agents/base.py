@@ -135,11 +135,12 @@ class IterationReport:
     wall_time: float = 0.0
     """seconds spent in this iteration"""
     rollout_return: float = float("nan")
-    """mean over inner envs of ``sum_{t<T} gamma^t r_raw[t, b]`` over this iteration's rollout: the env's own
-    rewards (before scaling, normalisation, sign-clipping and truncation bootstrapping), gamma the
-    iteration's, not bootstrapped (``agents.returns.rollout_return``).  ES has no rollout of that kind:
-    there it is the undiscounted return of the unperturbed centre policy's episode, run with the
-    population.  NaN where a learner does not fill it"""
+    """EPGT's Eq. 1 hyper-reward G: the mean over inner envs of ``sum_{t<T} gamma^t r_raw[t, b]`` over this
+    iteration's rollout, with the env's own rewards (before scaling, normalisation, sign-clipping and
+    truncation bootstrapping) and the iteration's gamma; not bootstrapped, episode ends inside the window
+    not treated specially (``agents.returns.rollout_return``).  ES has no rollout of that kind: there it
+    is the undiscounted return of the unperturbed centre policy's episode, run with the population.
+    NaN where a learner does not fill it"""
 
 
 @runtime_checkable

@@ -321,6 +321,7 @@ class ActorCriticLearner:
             diverged=self.diverged,
             divergence=self.divergence,
             wall_time=time.perf_counter() - start,
+            rollout_return=self.collector.rollout_return,
         )
 
     def _divergence(self, losses: Mapping[str, float]) -> str:

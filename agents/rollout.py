@@ -14,6 +14,7 @@ from gymnasium.wrappers.utils import RunningMeanStd
 
 from agents.base import Batch, Params
 from agents.networks import ActorCritic, log_prob, sample
+from agents.returns import rollout_return
 
 
 def make_vector_env(task: str, num_envs: int) -> gym.vector.VectorEnv:
@@ -86,6 +87,7 @@ class Collector:
         self.last_raw_rewards: np.ndarray | None = None
         """the env's own rewards of the latest ``collect``, ``[T, B]`` (before scaling, sign-clipping and
         truncation bootstrapping)"""
+        self.rollout_return = float("nan")  # Eq. 1 G of the last collect (IterationReport.rollout_return)
 
     def reset(self, seed: int) -> None:
         self._obs, _ = self.envs.reset(seed=seed)
@@ -125,6 +127,7 @@ class Collector:
         rew_buf = np.zeros((num_steps, n), dtype=np.float32)
         raw_buf = np.zeros((num_steps, n), dtype=np.float64)
         disc_buf = np.ones((num_steps, n), dtype=np.float32)
+        raw_buf = np.zeros((num_steps, n), dtype=np.float64)
         episodes: list[Episode] = []
         # The last observation of the previous batch was counted when it arrived: count each once.
         obs = self._tensor(self.normalize(self._obs, update=not self._obs_counted))
@@ -154,6 +157,7 @@ class Collector:
             obs = self._tensor(self.normalize(next_obs, update=True))
         bootstrap = net.value(params, obs)
         self.last_raw_rewards = raw_buf
+        self.rollout_return = rollout_return(raw_buf, gamma)
         batch = Batch(
             obs=torch.stack(obs_buf),
             actions=torch.stack(act_buf),

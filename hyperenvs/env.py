@@ -159,10 +159,12 @@ class HyperEnv(gym.Env):
         hparams = {**self.defaults, **chosen}
         start = time.perf_counter()
         returns: list[float] = []
+        rollouts: list[float] = []
         diverged, divergence = False, ""
         for _ in range(self.iterations_per_step):
             report = self.learner.iterate(hparams)
             returns.extend(report.episode_returns)
+            rollouts.append(report.rollout_return)
             self._losses, self._stats = dict(report.losses), dict(report.stats)
             diverged = report.diverged
             divergence = report.divergence or ("diverged (no cause reported)" if diverged else "")
@@ -176,6 +178,8 @@ class HyperEnv(gym.Env):
             "hyperparameters": chosen,
             "timesteps": self.learner.timesteps,
             "episode_returns": tuple(returns),
+            # () where the learner measures none: NaN would make equal infos compare unequal (Gymnasium's checks)
+            "rollout_return": tuple(rollouts) if np.isfinite(rollouts).any() else (),
             "losses": self._losses,
             "stats": self._stats,
             "diverged": diverged,

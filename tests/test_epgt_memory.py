@@ -1,4 +1,7 @@
-"""EPGT's episodic memory: golden values for the paper's Eqs. 3 and 4, FIFO eviction, the max rule."""
+"""EPGT's episodic memory, per-action reads (the ablation): golden Eqs. 3 and 4, FIFO eviction, the max rule.
+
+The neighbourhood reads (the default) are in test_epgt_neighbourhood.py.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from solvers.epgt import EpisodicMemory
 
 def four_key_memory(**kwargs) -> EpisodicMemory:
     """Keys (0,0), (1,0), (0,2), (3,0) with values [1,10], [2,20], [4,40], [8,80], all known."""
-    mem = EpisodicMemory(2, 2, read_k=3, write_k=3, **kwargs)
+    mem = EpisodicMemory(2, 2, read_mode="per_action", read_k=3, write_k=3, **kwargs)
     for i, key in enumerate([(0, 0), (1, 0), (0, 2), (3, 0)]):
         mem.write(np.array(key, np.float32), 0, 2.0**i)
         mem.write(np.array(key, np.float32), 1, 10 * 2.0**i)
@@ -56,7 +59,7 @@ def test_write_is_eq4_on_the_taken_action_only_then_inserts_the_absent_key():
 
 def partly_known_memory() -> EpisodicMemory:
     """Five keys around the origin, each holding some of 2 actions (None = never written); K = K_w = 2, kernel 1/(d^2 + 1)."""
-    mem = EpisodicMemory(2, 2, read_k=2, write_k=2, write_rate=0.5, kernel_eps=1.0)
+    mem = EpisodicMemory(2, 2, read_mode="per_action", read_k=2, write_k=2, write_rate=0.5, kernel_eps=1.0)
     rows = [((1, 0), 2, None), ((0, 1), None, 10), ((1, 1), 5, 40), ((2, 0), 8, None), ((0, 3), None, 100)]
     for key, *values in rows:
         for action, value in enumerate(values):
@@ -89,7 +92,9 @@ def test_read_and_write_share_each_actions_neighbour_set_on_a_partly_known_memor
 
 def test_an_action_held_only_far_away_still_reads_its_value():
     # With many actions most slots hold one; a read must not be limited to the actions of the K nearest keys.
-    mem = EpisodicMemory(1, 4, read_k=2, write_rule="max")  # max: the set-up writes leave neighbours alone
+    mem = EpisodicMemory(
+        1, 4, read_mode="per_action", read_k=2, write_rule="max"
+    )  # max: the set-up writes leave neighbours alone
     for i, action in enumerate([0, 0, 1, 1, 2]):
         mem.write(np.array([float(i)], np.float32), action, 10.0 * (i + 1))
     q = mem.read(np.array([0.0], np.float32))
@@ -113,7 +118,7 @@ def naive_read(mem: EpisodicMemory, key: np.ndarray) -> np.ndarray:
 
 def test_reads_match_eq3_action_by_action_through_repeats_and_eviction():
     rng = np.random.default_rng(0)
-    mem = EpisodicMemory(2, 4, capacity=12, read_k=3)
+    mem = EpisodicMemory(2, 4, read_mode="per_action", capacity=12, read_k=3)
     grid = rng.integers(0, 4, size=(60, 2)).astype(np.float32)  # a coarse grid: exact keys recur
     for key in grid:
         mem.write(key, int(rng.integers(4)), float(rng.normal()))
@@ -134,7 +139,7 @@ def test_write_on_an_existing_key_updates_it_and_inserts_nothing():
 
 
 def test_an_unknown_action_everywhere_reads_nan_and_an_empty_memory_reads_nan():
-    mem = EpisodicMemory(2, 3)
+    mem = EpisodicMemory(2, 3, read_mode="per_action")
     assert np.isnan(mem.read(np.zeros(2, np.float32))).all()
     mem.write(np.zeros(2, np.float32), 1, 5.0)
     q = mem.read(np.zeros(2, np.float32))
@@ -142,7 +147,7 @@ def test_an_unknown_action_everywhere_reads_nan_and_an_empty_memory_reads_nan():
 
 
 def test_fifo_evicts_the_earliest_inserted_key():
-    mem = EpisodicMemory(1, 5, capacity=3)
+    mem = EpisodicMemory(1, 5, read_mode="per_action", capacity=3)
     for i in range(4):  # each key writes its own action: no neighbour shares it
         mem.write(np.array([10.0 * i], np.float32), i, float(i))
     assert len(mem) == 3
@@ -156,7 +161,7 @@ def test_fifo_evicts_the_earliest_inserted_key():
 
 
 def test_max_rule_keeps_the_best_return_and_leaves_neighbours_alone():
-    mem = EpisodicMemory(1, 2, write_rule="max")
+    mem = EpisodicMemory(1, 2, read_mode="per_action", write_rule="max")
     mem.write(np.array([0.0], np.float32), 0, 5.0)
     mem.write(np.array([1.0], np.float32), 0, 1.0)
     mem.write(np.array([0.0], np.float32), 0, 3.0)
@@ -166,11 +171,11 @@ def test_max_rule_keeps_the_best_return_and_leaves_neighbours_alone():
 
 
 def test_state_dict_round_trip_restores_reads_and_eviction_order(tmp_path):
-    mem = EpisodicMemory(1, 2, capacity=3, payload_dim=2)
+    mem = EpisodicMemory(1, 2, read_mode="per_action", capacity=3, payload_dim=2)
     for i in range(5):
         mem.write(np.array([float(i)], np.float32), i % 2, float(i), payload=np.full(2, i, np.float32))
     torch.save(mem.state_dict(), tmp_path / "mem.pt")
-    other = EpisodicMemory(1, 2, capacity=3, payload_dim=2)
+    other = EpisodicMemory(1, 2, read_mode="per_action", capacity=3, payload_dim=2)
     other.load_state_dict(torch.load(tmp_path / "mem.pt", weights_only=True))
     for x in (0.0, 2.5, 9.0):
         np.testing.assert_array_equal(mem.read(np.array([x], np.float32)), other.read(np.array([x], np.float32)))
@@ -180,9 +185,9 @@ def test_state_dict_round_trip_restores_reads_and_eviction_order(tmp_path):
 
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="write_rule"):
-        EpisodicMemory(2, 2, write_rule="sum")
+        EpisodicMemory(2, 2, read_mode="per_action", write_rule="sum")
     with pytest.raises(ValueError, match="write_rate"):
-        EpisodicMemory(2, 2, write_rate=0.0)
+        EpisodicMemory(2, 2, read_mode="per_action", write_rate=0.0)
 
 
 def naive_neighbours(mem: EpisodicMemory, key: np.ndarray, k: int, action: int) -> tuple[np.ndarray, np.ndarray]:
@@ -197,7 +202,7 @@ def naive_neighbours(mem: EpisodicMemory, key: np.ndarray, k: int, action: int) 
 def test_ties_go_to_the_lower_slot_though_faiss_stores_the_keys_in_another_order():
     # Four keys at distance 1 from the origin; slots 3, 2, 1, 0 learn action 0 in that order, so action 0's faiss
     # index holds them backwards and faiss alone would answer slot 3 first.  Neighbours and reads take slots 0, 1.
-    mem = EpisodicMemory(2, 2, read_k=2, write_rule="max")
+    mem = EpisodicMemory(2, 2, read_mode="per_action", read_k=2, write_rule="max")
     keys = np.array([(1, 0), (0, 1), (-1, 0), (0, -1)], np.float32)
     for key in keys:
         mem.write(key, 1, 0.0)
@@ -213,7 +218,7 @@ def test_tied_reads_and_writes_match_eq3_and_eq4_through_repeats_and_eviction():
     # Integer keys and queries on a 4x4 grid tie often, and reused slots and late-learnt actions put keys out of slot
     # order in the faiss indexes; every read, neighbour set and write must still be the naive one.
     rng = np.random.default_rng(1)
-    mem = EpisodicMemory(2, 3, capacity=10, read_k=2, write_k=2, write_rate=0.5)
+    mem = EpisodicMemory(2, 3, read_mode="per_action", capacity=10, read_k=2, write_k=2, write_rate=0.5)
     for _ in range(80):
         query = rng.integers(0, 4, size=2).astype(np.float32)
         q = mem.read(query)
@@ -240,7 +245,7 @@ def test_rekey_reindexes_reads_and_exact_key_matches():
 
 
 def test_a_write_refused_for_its_missing_payload_changes_nothing():
-    mem = EpisodicMemory(1, 2, payload_dim=1, write_k=2)
+    mem = EpisodicMemory(1, 2, read_mode="per_action", payload_dim=1, write_k=2)
     mem.write(np.array([0.0], np.float32), 0, 1.0, payload=np.zeros(1, np.float32))
     with pytest.raises(ValueError, match="payload"):
         mem.write(np.array([1.0], np.float32), 0, 9.0)
@@ -248,6 +253,20 @@ def test_a_write_refused_for_its_missing_payload_changes_nothing():
     assert mem.write(np.array([0.0], np.float32), 1, 2.0) == 0  # an existing key needs no payload
 
 
-def test_a_memory_sets_faiss_to_one_thread():
-    EpisodicMemory(2, 2)
-    assert faiss.omp_get_max_threads() == 1
+def test_faiss_runs_one_thread_inside_memory_calls_and_torch_keeps_its_threads(monkeypatch):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        search = faiss.IndexIDMap.search
+        monkeypatch.setattr(
+            faiss.IndexIDMap, "search", lambda self, *a, **k: seen.append(faiss.omp_get_max_threads()) or search(self, *a, **k)
+        )
+        mem = EpisodicMemory(2, 2)
+        mem.write(np.zeros(2, np.float32), 0, 1.0)
+        mem.write(np.ones(2, np.float32), 1, 2.0)
+        mem.read(np.zeros(2, np.float32))
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2 and faiss.omp_get_max_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -66,7 +66,14 @@ def test_joint_index_round_trips_through_actions_and_hyperparameter_values():
 
 
 class FakeHyperEnv(gym.Env):
-    """Ten hyper-steps; step t finishes one inner episode of return 10 t, except step 3, which finishes none."""
+    """Ten hyper-steps; step t finishes one inner episode of return 10 t, except step 3, which finishes none.
+
+    Its rollout returns encode the action: iteration j of step t reports ``100 t + 10 j + a_{t-1}`` for j = 0 (the
+    rollout collected before a_t's first update, so with the previous action) and ``100 t + 10 j + a_t`` after.
+    """
+
+    def __init__(self, iterations: int = 1):
+        self.iterations, self.previous = iterations, 0
 
     observation_space = spaces.Dict({"projection": spaces.Box(-np.inf, np.inf, (6,), np.float32)})
     action_space = spaces.MultiDiscrete([3, 2])
@@ -74,7 +81,7 @@ class FakeHyperEnv(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        self.t = 0
+        self.t, self.previous = 0, 0
         return self._obs(), {"timesteps": 0}
 
     def _obs(self):
@@ -83,12 +90,65 @@ class FakeHyperEnv(gym.Env):
     def step(self, action):
         self.t += 1
         returns = () if self.t == 3 else (10.0 * self.t,)
-        info = {"timesteps": 10 * self.t, "episode_returns": returns, "hyperparameters": {"a": float(action[0])}}
+        a = int(action[0]) * 2 + int(action[1])  # the joint index
+        rollouts = tuple(100.0 * self.t + 10 * j + (self.previous if j == 0 else a) for j in range(self.iterations))
+        self.previous = a
+        info = {
+            "timesteps": 10 * self.t,
+            "episode_returns": returns,
+            "rollout_return": rollouts,
+            "hyperparameters": {"a": float(action[0])},
+        }
         return self._obs(), float(np.mean(returns)) if returns else 0.0, False, self.t == 10, info
 
 
-def test_each_action_is_paired_with_the_return_measured_after_it():
+def stored_values(mem) -> list[tuple[int, float]]:
+    """(action, value) of each slot, oldest first; every slot holds exactly one action here."""
+    out = []
+    for slot in mem.slot_order():
+        (action,) = np.flatnonzero(mem.known[slot])
+        out.append((int(action), float(mem.values[slot, action])))
+    return out
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_each_action_is_paired_with_the_first_rollout_after_its_update(iterations):
     solver = EPGTSolver(encoder="random", write_rule="max")  # max rule: no neighbour averaging blurs the check
+    log = solver.run(FakeHyperEnv(iterations), seed=0)
+    stored = stored_values(solver.memory)
+    if iterations == 1:  # a_t's rollout is the first of step t+1: 100 (t+1) + a_t; the last action has none
+        assert len(stored) == 9
+        assert stored == [(a, 100.0 * (t + 2) + a) for t, (a, _) in enumerate(stored)]
+    else:  # the second iteration of step t: 100 t + 10 + a_t, for every step
+        assert len(stored) == 10
+        assert stored == [(a, 100.0 * (t + 1) + 10 + a) for t, (a, _) in enumerate(stored)]
+    actions = [int(r.hyperparameters["a"]) for r in log.records]
+    assert [a // 2 for a, _ in stored] == actions[: len(stored)]
+
+
+def test_a_learning_episode_gets_the_rollout_after_its_last_action():
+    solver = EPGTSolver(encoder="random", write_rule="max", episode_length=2)
+    solver.run(FakeHyperEnv(1), seed=0)
+    stored = stored_values(solver.memory)
+    assert len(stored) == 8  # episodes (1,2), (3,4), ..., (7,8); (9,10) has no rollout after it
+    for e in range(4):  # both actions get step 2e+3's first rollout: 100 (2e + 3) + the episode's last action
+        last = stored[2 * e + 1][0]
+        assert [v for _, v in stored[2 * e : 2 * e + 2]] == [100.0 * (2 * e + 3) + last] * 2
+
+
+@pytest.mark.parametrize("missing", [(), (float("nan"),)])
+def test_rollout_pairing_refuses_an_env_without_rollout_returns(missing):
+    class NoRollouts(FakeHyperEnv):
+        def step(self, action):
+            obs, r, term, trunc, info = super().step(action)
+            return obs, r, term, trunc, {**info, "rollout_return": missing}
+
+    with pytest.raises(ValueError, match="finished_episodes"):
+        EPGTSolver(encoder="random").run(NoRollouts(), seed=0)
+
+
+def test_finished_episodes_pairs_each_action_with_the_episodes_finishing_after_it():
+    solver = EPGTSolver(encoder="random", write_rule="max", hyper_return="finished_episodes", key_input="sigmoid")
     log = solver.run(FakeHyperEnv(), seed=0)
     assert len(log) == 10
     mem = solver.memory
@@ -252,7 +312,8 @@ def test_an_env_without_the_hyper_state_gets_a_value_error_that_says_how_to_make
     obs, info = env.reset(seed=0)
     with pytest.raises(ValueError, match=r"observe=\['projection', 'fitness', 'statistics'\]"):
         EPGTSolver().begin(env, obs, info, seed=0)
-    log = EPGTSolver(hyper_state=["fitness", "statistics"]).run(env, seed=0)  # or embed the parts it has
+    # or embed the parts it has (ES reports the centre policy's return as its rollout return)
+    log = EPGTSolver(hyper_state=["fitness", "statistics"]).run(env, seed=0)
     assert len(log) >= 3
     env.close()
     with pytest.raises(ValueError, match="hyper_state"):
@@ -267,8 +328,8 @@ def test_a_joint_action_too_large_for_the_memory_is_refused_with_a_way_out():
     env.close()
 
 
-def test_the_random_encoder_stores_no_hyper_states_in_memory():
-    solver = EPGTSolver(encoder="random")
+def test_the_random_encoder_on_the_fixed_sigmoid_input_stores_no_hyper_states_in_memory():
+    solver = EPGTSolver(encoder="random", key_input="sigmoid")  # nothing ever re-keys it
     solver.run(tiny_discrete(4), seed=0)
     assert len(solver.memory) > 0 and solver.memory.payload.shape[1] == 0
     assert solver.state_dict()["memory"]["payload"].numel() == 0

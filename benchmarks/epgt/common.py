@@ -20,6 +20,8 @@ from benchmarks.aggregate import iqm_ci
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+RAW = RESULTS / "raw"
+"""RunLogs and per-step solver diagnostics: git-ignored, only the summaries and plots are committed"""
 
 
 def _fixed_solver(label: str, values: dict[str, float]) -> Any:
@@ -39,8 +41,13 @@ def _fixed_solver(label: str, values: dict[str, float]) -> Any:
 
 
 def _job(args: tuple[str, int, str, dict[str, Any], dict[str, Any], str]) -> str:
-    """One lifetime; a solver name ``fixed:<label>`` holds ``solver_kwargs`` (hyperparameter values) fixed."""
+    """One lifetime; a solver name ``fixed:<label>`` holds ``solver_kwargs`` (hyperparameter values) fixed.
+
+    ``<solver>@<label>`` runs ``solver`` and names the log (and its file) ``<solver>@<label>``, so several
+    configurations of one solver are separate arms.  A solver with ``diagnostics`` gets them saved next to its log.
+    """
     solver_name, seed, env_id, env_kwargs, solver_kwargs, out = args
+    label = solver_name
     import gymnasium as gym
     import torch
 
@@ -49,27 +56,32 @@ def _job(args: tuple[str, int, str, dict[str, Any], dict[str, Any], str]) -> str
     from solvers.base import describe_space
 
     if solver_name.startswith("fixed:"):
-        solver_name = solver_name.removeprefix("fixed:")
+        solver_name = label = solver_name.removeprefix("fixed:")
         make_solver = lambda _name, **kw: _fixed_solver(solver_name, kw)  # noqa: E731
+    solver_name = solver_name.split("@")[0]
 
     torch.set_num_threads(1)
     gym.register_envs(hyperenvs)
     env = gym.make(env_id, **env_kwargs)
     start = time.perf_counter()
+    solver = make_solver(solver_name, **solver_kwargs)
     try:
-        log = make_solver(solver_name, **solver_kwargs).run(env, seed=seed)
+        log = solver.run(env, seed=seed)
         log.space = describe_space(env)
     finally:
         env.close()
-    path = log.save(Path(out) / run_file_name(solver_name, seed))
+    log.solver = label
+    path = log.save(Path(out) / run_file_name(label, seed))
+    if getattr(solver, "diagnostics", None):
+        path.with_suffix(".diag.json").write_text(json.dumps(solver.diagnostics))
     took = time.perf_counter() - start
-    print(f"{solver_name} seed {seed}: {len(log)} hyper-steps, final {log.final_return():.1f}, {took:.0f} s", flush=True)
+    print(f"{label} seed {seed}: {len(log)} hyper-steps, final {log.final_return():.1f}, {took:.0f} s", flush=True)
     return str(path)
 
 
 def run_file_name(solver_name: str, seed: int) -> str:
     """``fixed:default lr 7e-4``, 3 -> ``default_lr_7e-4-seed3.jsonl`` (no spaces in file names)."""
-    return f"{solver_name.removeprefix('fixed:').replace(' ', '_')}-seed{seed}.jsonl"
+    return f"{solver_name.removeprefix('fixed:').replace(' ', '_').replace('@', '_')}-seed{seed}.jsonl"
 
 
 def run_jobs(jobs: Sequence[tuple[str, int, str, dict, dict, str]], workers: int) -> list[str]:
@@ -104,4 +116,74 @@ def markdown_table(summary: dict, metric_names: Sequence[str]) -> str:
 def write_json(path: Path, payload: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2))
+    return path
+
+
+def diagnostics_summary(run_paths: Sequence[str], points: int = 20) -> dict:
+    """Per arm with diagnostics: median neighbour distance, kernel epsilon, per-action read values over time.
+
+    Each series is averaged over seeds at ``points`` evenly spaced hyper-steps; ``greedy_share`` is the share of
+    greedy (not exploring) choices that went to each action.
+    """
+    by_arm: dict[str, list[list[dict]]] = {}
+    for path in run_paths:
+        diag = Path(path).with_suffix(".diag.json")
+        if diag.exists():
+            arm = json.loads(Path(path).read_text().splitlines()[0])["header"]["solver"]
+            by_arm.setdefault(arm, []).append(json.loads(diag.read_text()))
+    out = {}
+    for arm, runs in by_arm.items():
+        n = min(len(r) for r in runs)
+        at = np.linspace(0, n - 1, min(points, n)).round().astype(int)
+        with np.errstate(all="ignore"):
+            q = np.nanmean([[r[i]["q"] for i in at] for r in runs], axis=0)
+            greedy = [d["choice"] for r in runs for d in r if not d["explored"]]
+            actions = len(runs[0][0]["q"])
+            out[arm] = {
+                "hyper_step": at.tolist(),
+                "median_nn": np.nanmean([[r[i]["median_nn"] for i in at] for r in runs], axis=0).tolist(),
+                "kernel_eps": np.nanmean([[r[i]["kernel_eps"] for i in at] for r in runs], axis=0).tolist(),
+                "q_per_action": q.T.tolist(),
+                "greedy_share": (np.bincount(greedy, minlength=actions) / max(1, len(greedy))).tolist(),
+            }
+    return out
+
+
+def plot_diagnostics(summary: dict, path: Path) -> Path:
+    """Median neighbour distance vs kernel epsilon, and read values per action, for each EPGT arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = list(summary)
+    fig, axes = plt.subplots(2, len(arms), figsize=(4 * len(arms), 6), squeeze=False)
+    for col, arm in enumerate(arms):
+        d = summary[arm]
+        ax = axes[0][col]
+        ax.plot(d["hyper_step"], d["median_nn"], label="median neighbour d^2")
+        ax.plot(d["hyper_step"], d["kernel_eps"], label="kernel epsilon")
+        ax.set_yscale("log")
+        ax.set_title(arm, fontsize="small")
+        ax.legend(fontsize="x-small")
+        ax = axes[1][col]
+        for a, series in enumerate(d["q_per_action"]):
+            ax.plot(d["hyper_step"], series, label=f"action {a}")
+        ax.set_xlabel("hyper-step")
+        ax.set_ylabel("read value (mean over seeds)")
+        ax.legend(fontsize="x-small", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_csv(path: Path, summary: dict) -> Path:
+    """``arm,metric,iqm,ci_low,ci_high,n`` rows from a ``summarise`` result."""
+    lines = ["arm,metric,iqm,ci_low,ci_high,n"]
+    for arm, by_metric in summary.items():
+        for metric, v in by_metric.items():
+            lines.append(f"{arm},{metric},{v['iqm']:.6g},{v['ci_low']:.6g},{v['ci_high']:.6g},{len(v['per_seed'])}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
     return path

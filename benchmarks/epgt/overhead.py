@@ -17,6 +17,9 @@ which the machine's noise affects far less.
     python benchmarks/epgt/overhead.py                  # default: 10 hyper-steps (20,480 env steps) x 2 seeds
     python benchmarks/epgt/overhead.py --hyper-steps 8  # the recorded run (README, results/overhead/): 16,384 env steps
     python benchmarks/epgt/overhead.py --quick
+
+Every lifetime runs with the same torch thread count (``--threads``); the script checks
+that EPGT's memory left it unchanged (faiss runs one thread inside the memory's calls only).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hyper-steps", type=int, default=10, help="hyper-steps per lifetime (2,048 env steps each)")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads for every lifetime alike")
     p.add_argument("--out", type=Path, default=RESULTS / "overhead")
     args = p.parse_args(argv)
 
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from solvers.baselines import StaticSolver
     from solvers.epgt import EPGTSolver
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     gym.register_envs(hyperenvs)
     kwargs = {"action_type": "discrete", "total_timesteps": args.hyper_steps * 2048}
     if args.quick:
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         log = solver.run(env, seed=seed)
         wall = time.perf_counter() - start
+        # EPGT's memory keeps faiss at one thread only inside its own calls: torch's count must be unchanged.
+        assert torch.get_num_threads() == args.threads, f"{solver.name} left torch at {torch.get_num_threads()} threads"
         space = env.get_wrapper_attr("hparam_space")
         env.close()
         return log, wall, space
@@ -128,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         "overhead_vs_static_pct (unequal work)": 100 * (total["wall_epgt_s"] - total["wall_static_s"]) / total["wall_static_s"],
         **total,
     }
-    write_json(args.out / "overhead.json", {"env_id": ENV_ID, "env_kwargs": kwargs, "rows": rows, "summary": summary})
+    write_json(
+        args.out / "overhead.json",
+        {"env_id": ENV_ID, "env_kwargs": kwargs, "torch_threads": args.threads, "rows": rows, "summary": summary},
+    )
     for k, v in summary.items():
         print(f"{k}: {v:.2f}")
     return 0

@@ -1,21 +1,29 @@
 """EPGT's episodic memory: embedding keys -> per-action hyper-return estimates (paper Eqs. 3-4).
 
-The paper's memory holds tuples: "If the key (phi(s), a) is not in M, we also
-add (phi(s), a, G) to the memory", and reads "similarly to (Pritzel et al.
-2017)", whose memory keeps one key set per action.  So the neighbour set
-N(i) of a read or a write *for action a* is the K nearest keys that hold a
-value for a; Eq. 3 and Eq. 4 normalise their kernel weights over that same
-set.  A write therefore moves every neighbour by ``beta * w_k * (G - V_k)``
-with ``sum_k w_k = 1``, whatever else those slots hold, and a read of a is
-the same weighted mean the write moved.
+Two neighbour sets, chosen by ``read_mode``:
+
+- ``neighbourhood`` (default, the paper's N(i)): a read or a write for state
+  key phi(s_i) uses the K nearest stored keys of phi(s_i), whatever actions they
+  hold.  Eq. 3 reads action a as the kernel-weighted mean of M[k, a] over N(i).
+  A slot holds values only for the actions written at it, so an entry M[k, a]
+  may be untried; ``untried`` says what it counts as:
+  ``skip`` (default) leaves it out and renormalises the weights over the
+  neighbours that tried a, and an action no neighbour tried reads NaN (no
+  estimate: greedy choice skips it, epsilon-exploration reaches it).  That is
+  Eq. 3 exactly wherever N(i) tried a, and it does not depend on the sign of the
+  returns.  ``zero`` is the reference code's: an untried entry counts as 0 with
+  its full weight, so an action tried by few neighbours is pulled toward 0 (read
+  as pessimistic when returns are positive and optimistic when negative).
+  Eq. 4 moves, for the taken action, each neighbour in N(i) that holds it by
+  ``beta * w_k * (G - V_k)`` with the weights normalised over all of N(i).
+- ``per_action`` (the earlier reading, kept for the ablation): the neighbour set
+  of a read or write for action a is the K nearest keys that hold a value for a
+  (Pritzel et al.'s one key set per action), however far away; Eq. 3 and Eq. 4
+  normalise over that set; an action no slot holds reads NaN.
 
 Storage: a slot is one key with a value for every joint action and a mask
 of the values written.  A slot is created by writing one action (the paper's
 tuple); another action joins it only when the exact key is written again.
-An action no slot holds is untried: it reads NaN, never 0 (a 0 would read
-as pessimistic when returns are positive and optimistic when negative).  On
-a memory whose values are all known, reads and writes are exactly the
-paper's Eqs. 3 and 4 over the K nearest keys.
 
 Neighbours come from faiss (exact ``IndexFlatL2``, squared Euclidean
 distances, ids = slot numbers): one index per action holding the keys of the
@@ -46,13 +54,37 @@ changes.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import faiss
 import numpy as np
 import torch
 
 WRITE_RULES = ("average", "max")
+READ_MODES = ("neighbourhood", "per_action")
+UNTRIED = ("skip", "zero")
+NN_SAMPLE = 256
+"""keys sampled (evenly over the slots) to estimate the median neighbour distance"""
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _one_faiss_thread(method: _F) -> _F:
+    """Run ``method`` with OpenMP at one thread, then restore the caller's count (torch's too: they share it)."""
+
+    @functools.wraps(method)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            faiss.omp_set_num_threads(before)
+
+    return wrapped  # type: ignore[return-value]
+
+
 _NO_NEIGHBOURS = (np.zeros(0), np.zeros(0, np.int64))
 
 
@@ -67,7 +99,7 @@ def _slot_index(key_dim: int) -> faiss.IndexIDMap:
 
 
 class EpisodicMemory:
-    """Key-value memory with kernel-weighted, per-action kNN reads and writes."""
+    """Key-value memory with kernel-weighted kNN reads and writes (the state's neighbourhood, or per action)."""
 
     def __init__(
         self,
@@ -82,6 +114,8 @@ class EpisodicMemory:
         kernel_eps: float = 1e-3,
         payload_dim: int = 0,
         match_tol: float = 1e-10,
+        read_mode: str = "neighbourhood",
+        untried: str = "skip",
     ) -> None:
         if min(key_dim, num_actions, capacity, read_k, write_k) < 1:
             raise ValueError("key_dim, num_actions, capacity, read_k and write_k must all be >= 1")
@@ -89,11 +123,13 @@ class EpisodicMemory:
             raise ValueError(f"write_rate must lie in (0, 1], got {write_rate}")
         if write_rule not in WRITE_RULES:
             raise ValueError(f"write_rule must be one of {WRITE_RULES}, got {write_rule!r}")
-        # Every query here is a single key, and faiss's OpenMP threads cost more to start than the search (issue 3:
-        # 49 us with one thread vs 120 us).  The setting is faiss's and process-wide: it holds for every faiss call
-        # made after this, not just this memory's (torch keeps its own OpenMP runtime and threads).  Set here, not at
-        # import, so that merely importing the solvers changes nothing.
-        faiss.omp_set_num_threads(1)
+        if read_mode not in READ_MODES:
+            raise ValueError(f"read_mode must be one of {READ_MODES}, got {read_mode!r}")
+        if untried not in UNTRIED:
+            raise ValueError(f"untried must be one of {UNTRIED}, got {untried!r}")
+        if not kernel_eps > 0:
+            raise ValueError(f"kernel_eps must be > 0, got {kernel_eps}")
+        self.read_mode, self.untried = read_mode, untried
         self.key_dim, self.num_actions, self.capacity = key_dim, num_actions, capacity
         self.read_k, self.write_k, self.write_rate = read_k, write_k, write_rate
         self.write_rule, self.kernel_eps, self.match_tol = write_rule, kernel_eps, match_tol
@@ -125,6 +161,7 @@ class EpisodicMemory:
         return self.size
 
     # -- kNN -------------------------------------------------------------------
+    @_one_faiss_thread
     def neighbours(self, key: np.ndarray, k: int, action: int) -> tuple[np.ndarray, np.ndarray]:
         """Squared distances and slots of the ``k`` nearest keys holding a value for ``action``, nearest first."""
         index = self._holders.get(int(action))
@@ -153,8 +190,11 @@ class EpisodicMemory:
         return 1.0 / (np.maximum(dist, 0.0) + self.kernel_eps)
 
     # -- Eq. 3 -----------------------------------------------------------------
+    @_one_faiss_thread
     def read(self, key: np.ndarray) -> np.ndarray:
-        """Q(s, a) for every action: kernel-weighted mean over a's K nearest holders; NaN where none holds a."""
+        """Q(s, a) for every action (Eq. 3 over ``read_mode``'s neighbour set); see the module for untried actions."""
+        if self.read_mode == "neighbourhood":
+            return self._read_neighbourhood(self._query(key))
         q = np.full(self.num_actions, np.nan)
         if not self._holders:
             return q
@@ -165,7 +205,32 @@ class EpisodicMemory:
         q[actions] = (w * v).sum(1) / w.sum(1)
         return q
 
+    def _read_neighbourhood(self, query: np.ndarray) -> np.ndarray:
+        dist, slots = _knn(self._all, query, self.read_k)
+        if len(slots) == 0:
+            return np.full(self.num_actions, 0.0 if self.untried == "zero" else np.nan)
+        w = self._kernel(dist)
+        known = self.known[slots]
+        num = w @ np.where(known, self.values[slots], 0.0)
+        if self.untried == "zero":
+            return num / w.sum()
+        den = w @ known
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / den, np.nan)
+
+    @_one_faiss_thread
+    def median_neighbour_distance(self) -> float:
+        """Median squared distance from a key to its nearest other key (up to NN_SAMPLE keys sampled); NaN below 2."""
+        n = self.size
+        if n < 2:
+            return float("nan")
+        rows = np.unique(np.linspace(0, n - 1, min(n, NN_SAMPLE)).round().astype(np.int64))
+        dist, slots = self._all.search(self.keys[rows], 2)
+        other = np.where(slots[:, 0] == rows, dist[:, 1], dist[:, 0])  # the query's own slot is at distance 0
+        return float(np.median(np.maximum(other, 0.0)))
+
     # -- Eq. 4 (or the max rule) -----------------------------------------------
+    @_one_faiss_thread
     def write(self, key: np.ndarray, action: int, value: float, payload: np.ndarray | None = None) -> int:
         """Move the K_w nearest holders of ``action`` toward ``value``; insert the key when absent. Returns its slot."""
         action, value = int(action), float(value)
@@ -176,10 +241,14 @@ class EpisodicMemory:
         if slot is None and self.payload_dim and payload is None:  # refused before anything changes
             raise ValueError("this memory stores a payload with every key: pass payload=")
         if self.write_rule == "average":
-            d, near = self.neighbours(query, self.write_k, action)
-            if len(near):
+            if self.read_mode == "neighbourhood":
+                d, near = _knn(self._all, query, self.write_k)
                 w = self._kernel(d)
-                w /= w.sum()
+                w, near = (w / w.sum())[self.known[near, action]], near[self.known[near, action]]  # N(i)'s holders of a
+            else:
+                d, near = self.neighbours(query, self.write_k, action)
+                w = self._kernel(d) / self._kernel(d).sum() if len(near) else d
+            if len(near):
                 old = self.values[near, action]
                 self.values[near, action] = old + self.write_rate * w * (value - old)
         if slot is None:
@@ -236,6 +305,7 @@ class EpisodicMemory:
 
         self.keys, self.values, self.known, self.payload = map(grown, (self.keys, self.values, self.known, self.payload))
 
+    @_one_faiss_thread
     def rekey(self, keys: np.ndarray) -> None:
         """Replace every stored key (in slot order), e.g. after the encoder was trained."""
         self.keys[: self.size] = np.asarray(keys, np.float32).reshape(self.size, self.key_dim)
@@ -257,8 +327,10 @@ class EpisodicMemory:
             "payload": torch.from_numpy(self.payload[:n].copy()),
             "head": self.head,
             "capacity": self.capacity,
+            "kernel_eps": self.kernel_eps,
         }
 
+    @_one_faiss_thread
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if int(state["capacity"]) != self.capacity:
             raise ValueError(f"memory capacity {state['capacity']} in the file, {self.capacity} configured")
@@ -271,6 +343,7 @@ class EpisodicMemory:
         if self.payload_dim and state["payload"].shape[1:] != (self.payload_dim,):
             raise ValueError(f"memory file has a {state['payload'].shape[1]}-dim payload; this memory stores {self.payload_dim}")
         self.clear()
+        self.kernel_eps = float(state.get("kernel_eps", self.kernel_eps))  # it follows the key spread (EPGTConfig)
         n = len(keys)
         self._grow(n)
         self.keys[:n], self.values[:n] = keys, state["values"].numpy()
