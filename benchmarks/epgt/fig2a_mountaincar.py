@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             "summary": summary,
             "ci_method": CI_METHOD,
             "runs": str(write_run_summary(logs, args.out / "runs.csv").relative_to(args.out)),
-            "plots": plots,
+            "plots": [Path(p).name for p in plots],  # beside this JSON; no machine paths in git
             "quick": args.quick,
         },
     )

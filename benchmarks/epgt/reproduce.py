@@ -141,7 +141,7 @@ def analyse(name: str, paths: list[str], out: Path, seeds: int) -> dict:
             "summary": summary,
             "ci_method": CI_METHOD,
             "diagnostics": diagnostics,
-            "plots": plots,
+            "plots": [Path(p).name for p in plots],  # beside this JSON; no machine paths in git
         },
     )
     write_csv(out / "summary.csv", summary)

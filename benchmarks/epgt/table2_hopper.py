@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             "hyper_steps": {s: [len(log) for log in ls] for s, ls in by_solver.items()},
             "summary": summary,
             "ci_method": CI_METHOD,
-            "plots": plots,
+            "plots": [Path(p).name for p in plots],  # beside this JSON; no machine paths in git
             "runs": str(write_run_summary(logs, args.out / "runs.csv").relative_to(args.out)),
             "quick": args.quick,
         },

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -200,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result: dict = {"settings": vars(args), "machine_at_start": machine(), "torch_threads": 1, "per_step": {}}
+    settings = {**vars(args), "out": os.path.relpath(out, ROOT)}  # no machine paths in git
+    result: dict = {"settings": settings, "machine_at_start": machine(), "torch_threads": 1, "per_step": {}}
     for task in args.tasks:
         result["per_step"][task] = per_step_times(task, args.steps, args.reps)
         rows = result["per_step"][task]
