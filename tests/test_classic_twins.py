@@ -53,6 +53,9 @@ RUNS = {
 }
 
 
+STATE_TOL = 1e-9  # torch and NumPy may round float64 sin and cos apart by an ulp; Acrobot amplifies it
+
+
 def _sync_row(twin, row: int, env: gym.Env) -> None:
     twin.state[row] = torch.as_tensor(np.asarray(env.unwrapped.state, dtype=np.float64))
 
@@ -77,6 +80,9 @@ def test_twin_equals_gymnasium_step_for_step(task):
             np.testing.assert_allclose(twin.final_obs[row].numpy(), obs, rtol=0, atol=1e-5)
             assert float(reward[row]) == pytest.approx(gym_reward, rel=1e-6, abs=1e-6)
             assert (bool(terminated[row]), bool(truncated[row])) == (gym_terminated, gym_truncated)
+            if not (gym_terminated or gym_truncated):  # the float64 state itself
+                want = np.asarray(env.unwrapped.state, dtype=np.float64)
+                np.testing.assert_allclose(twin.state[row].numpy(), want, rtol=STATE_TOL, atol=STATE_TOL)
             ends["terminated"] += gym_terminated
             ends["truncated"] += gym_truncated
             if gym_terminated or gym_truncated:
@@ -200,3 +206,34 @@ def test_continuous_action_errors_name_the_field(task):
 def test_bad_num_envs_is_a_value_error():
     with pytest.raises(ValueError, match="num_envs must be a positive integer"):
         make_task("pendulum", 0)
+
+
+@pytest.mark.parametrize("task", ["pendulum", "mountain_car_continuous"])
+def test_single_instance_face_clips_like_gymnasium_and_truncates_at_the_limit(task):
+    gym_id, twin_id = TWINS[task]
+    ours, theirs = gym.make(twin_id), gym.make(gym_id)
+    ours.reset(seed=0)
+    theirs.reset(seed=5)
+    ours.unwrapped.task.state[0] = torch.as_tensor(np.asarray(theirs.unwrapped.state, dtype=np.float64))
+    high = float(theirs.action_space.high[0])
+    for t in range(theirs.spec.max_episode_steps):
+        action = np.array([3.0 * high if t % 3 else -2.0 * high], dtype=np.float32)  # always out of range
+        obs, reward, terminated, truncated, _ = ours.step(action)
+        want = theirs.step(action)
+        np.testing.assert_allclose(obs, want[0], rtol=0, atol=1e-5)
+        assert reward == pytest.approx(want[1], rel=1e-6) and (terminated, truncated) == want[2:4]
+        if terminated:
+            break
+    assert terminated or truncated
+
+
+@pytest.mark.parametrize("task", list(TWINS))
+def test_reuse_obs_gives_the_same_values_in_one_tensor(task):
+    fresh, reused = make_task(task, 32, seed=2), make_task(task, 32, seed=2, reuse_obs=True)
+    first = reused.reset(2)
+    assert torch.equal(fresh.reset(2), first)
+    space = fresh.single_action_space
+    action = torch.ones(32, dtype=torch.long) if isinstance(space, gym.spaces.Discrete) else torch.full((32, 1), 0.5)
+    for _ in range(5):
+        obs = reused.step(action)[0]
+        assert torch.equal(fresh.step(action)[0], obs) and obs.data_ptr() == first.data_ptr()

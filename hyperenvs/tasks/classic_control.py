@@ -15,6 +15,7 @@ MountainCarContinuous's action cost uses the unclipped action, as Gymnasium's do
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 
 import gymnasium as gym
 import numpy as np
@@ -56,13 +57,13 @@ class ClassicControlTask(BatchedTask):
         self.elapsed += 1
         return reward.float(), terminated, self.elapsed >= self.max_episode_steps
 
+    @abstractmethod
     def _initial_state(self, n: int) -> torch.Tensor:
         """``n`` new float64 states drawn as Gymnasium's ``reset`` draws them."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One Gymnasium ``step`` of every instance: updates ``state``, returns ``(reward, terminated)``."""
-        raise NotImplementedError
 
     def _uniform(self, n: int, low: float | torch.Tensor, high: float | torch.Tensor, size: int) -> torch.Tensor:
         u = torch.rand(n, size, generator=self.generator, dtype=F64, device=self.device)
