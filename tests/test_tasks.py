@@ -391,7 +391,7 @@ def test_package_exports_and_no_torch_at_import():
         assert getattr(tasks, name) is not None
     code = "import sys, hyperenvs, hyperenvs.tasks; assert 'torch' not in sys.modules; print(len(hyperenvs.tasks.TASKS))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "22"
+    assert out.stdout.strip() == "27"
 
 
 @pytest.mark.parametrize("task", ["catch", "big_dense_short"])

@@ -56,13 +56,19 @@ class TaskEnv(gym.Env):
         return self._numpy(obs), {}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        if not self.action_space.contains(action):
-            raise ValueError(f"action must be in {self.action_space}, got {action!r}")
-        obs, reward, terminated, truncated = self.task.step(torch.tensor([int(action)]))
+        obs, reward, terminated, truncated = self.task.step(self._batch_of_one(action))
         done = bool(terminated[0] or truncated[0])
         if done:
             self._next_obs, obs = obs, self.task.final_obs
         return self._numpy(obs), float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
+
+    def _batch_of_one(self, action: Any) -> torch.Tensor:
+        """``action`` as the task's batch of one; a Box action's range is the task's business (it may clip)."""
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            if not self.action_space.contains(action):
+                raise ValueError(f"action must be in {self.action_space}, got {action!r}")
+            return torch.tensor([int(action)])
+        return torch.as_tensor(np.asarray(action))[None]
 
     def _numpy(self, obs: torch.Tensor) -> Any:
         if isinstance(self.observation_space, gym.spaces.Discrete):

@@ -20,6 +20,13 @@ _OPTIM4RL = ("small_dense_short", "small_dense_long", "big_sparse_short", "big_s
 _LPG_TABULAR = ("lpg_dense", "lpg_sparse", "lpg_long", "lpg_longer", "lpg_long_dense")
 _LPG_RANDOM = ("lpg_random_dense", "lpg_random_long", "lpg_random_small", "lpg_random_small_sparse", "lpg_random_very_dense")
 _CHAINS = ("chain_short", "chain_short_noisy", "chain_long", "chain_long_noisy", "chain_distractor")
+_CLASSIC = {
+    "cart_pole": "CartPole",
+    "acrobot": "Acrobot",
+    "mountain_car": "MountainCar",
+    "mountain_car_continuous": "MountainCarContinuous",
+    "pendulum": "Pendulum",
+}
 
 TASKS: dict[str, str] = {
     "catch": "hyperenvs.tasks.catch:Catch",
@@ -27,6 +34,7 @@ TASKS: dict[str, str] = {
     **{name: "hyperenvs.tasks.lpg_grids:LPG_TABULAR_GRIDS" for name in _LPG_TABULAR},
     **{name: "hyperenvs.tasks.lpg_grids:LPG_RANDOM_GRIDS" for name in _LPG_RANDOM},
     **{name: "hyperenvs.tasks.chains:CHAINS" for name in _CHAINS},
+    **{name: f"hyperenvs.tasks.classic_control:{cls}" for name, cls in _CLASSIC.items()},
 }
 """task name -> where its class (Catch) or its spec table lives"""
 
@@ -61,7 +69,7 @@ def make_task(task: str, num_envs: int, *, device: str = "cpu", seed: int | None
     check_num_envs(num_envs)
     module, _, attr = TASKS[task].partition(":")
     target = getattr(importlib.import_module(module), attr)
-    if task == "catch":
+    if task == "catch" or task in _CLASSIC:
         env = target(num_envs, device=device, **options)
     elif task in _CHAINS:
         from hyperenvs.tasks.chains import DelayedChain

@@ -1,0 +1,333 @@
+"""Gymnasium's classic-control tasks, batched: CartPole-v1, Acrobot-v1, MountainCar-v0, MountainCarContinuous-v0, Pendulum-v1.
+
+Each twin keeps Gymnasium's state layout (``state[i]`` is ``env.unwrapped.state``
+of instance ``i``, in float64), its equations in the same order of operations,
+its reset distribution, reward, termination and its registered time limit as
+truncation, so from the same state and actions a twin steps like Gymnasium's
+env to float64 rounding.  Where Gymnasium computes in float32 (Acrobot's reset
+state, MountainCarContinuous's state after a step, the float32 action terms of
+the continuous tasks) the twin rounds at the same places.
+
+Continuous actions are clipped to the action space, as Gymnasium does, and
+MountainCarContinuous's action cost uses the unclipped action, as Gymnasium's does.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from hyperenvs.tasks.base import BatchedTask
+
+F64 = torch.float64
+
+
+def _f32(x: float) -> float:
+    """``x`` rounded to float32: where NumPy casts a Python float to a float32 operand's dtype."""
+    return float(np.float32(x))
+
+
+class ClassicControlTask(BatchedTask):
+    """A classic-control twin: float64 ``state`` rows, a step counter and Gymnasium's time limit."""
+
+    max_episode_steps: int
+    """the registered id's ``max_episode_steps``: the step that truncates an episode"""
+    state_size: int
+    """the length of Gymnasium's ``state``"""
+
+    def __init__(
+        self, num_envs: int, *, device: str | torch.device = "cpu", record_final: bool = False, reuse_obs: bool = False
+    ) -> None:
+        super().__init__(num_envs, device=device, record_final=record_final, reuse_obs=reuse_obs)
+        self.state = torch.zeros(self.num_envs, self.state_size, dtype=F64, device=self.device)
+        """every instance's Gymnasium ``state`` (set rows of it to start from chosen states)"""
+        self.elapsed = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+        """steps taken in each instance's current episode"""
+
+    def _reset_rows(self, rows: torch.Tensor) -> None:
+        self.elapsed[rows] = 0
+        self.state[rows] = self._initial_state(rows.numel())
+
+    def _advance(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        reward, terminated = self._dynamics(action)
+        self.elapsed += 1
+        return reward.float(), terminated, self.elapsed >= self.max_episode_steps
+
+    @abstractmethod
+    def _initial_state(self, n: int) -> torch.Tensor:
+        """``n`` new float64 states drawn as Gymnasium's ``reset`` draws them."""
+
+    @abstractmethod
+    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One Gymnasium ``step`` of every instance: updates ``state``, returns ``(reward, terminated)``."""
+
+    def _uniform(self, n: int, low: float | torch.Tensor, high: float | torch.Tensor, size: int) -> torch.Tensor:
+        u = torch.rand(n, size, generator=self.generator, dtype=F64, device=self.device)
+        return low + (high - low) * u
+
+    def _emit(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.reuse_obs:
+            return obs.float()
+        return self._zeros(*obs.shape).copy_(obs)
+
+    def _check_action(self, action: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.single_action_space, gym.spaces.Discrete):
+            return super()._check_action(action)
+        action = torch.as_tensor(action, device=self.device)
+        shape = (self.num_envs, *self.single_action_space.shape)
+        if action.shape != shape:
+            raise ValueError(f"action must have shape {shape}, got {tuple(action.shape)}")
+        if not action.dtype.is_floating_point:
+            raise ValueError(f"action must be a floating-point tensor, got {action.dtype}")
+        if not bool(torch.isfinite(action).all()):
+            raise ValueError("action must be finite, got NaN or infinity")
+        return action.float()
+
+
+class CartPole(ClassicControlTask):
+    """CartPole-v1: push a cart left or right to keep its pole within 12 degrees of upright; +1 a step, 500 steps."""
+
+    max_episode_steps = 500
+    state_size = 4
+    GRAVITY, MASSCART, MASSPOLE, LENGTH, FORCE_MAG, TAU = 9.8, 1.0, 0.1, 0.5, 10.0, 0.02
+    TOTAL_MASS = MASSPOLE + MASSCART
+    POLEMASS_LENGTH = MASSPOLE * LENGTH
+    THETA_THRESHOLD = 12 * 2 * math.pi / 360
+    X_THRESHOLD = 2.4
+
+    def __init__(self, num_envs: int, **kwargs) -> None:
+        super().__init__(num_envs, **kwargs)
+        high = np.array([self.X_THRESHOLD * 2, np.inf, self.THETA_THRESHOLD * 2, np.inf], dtype=np.float32)
+        self.single_observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
+        self.single_action_space = gym.spaces.Discrete(2)
+
+    def _initial_state(self, n: int) -> torch.Tensor:
+        return self._uniform(n, -0.05, 0.05, 4)
+
+    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, x_dot, theta, theta_dot = self.state.unbind(1)
+        force = torch.where(action == 1, self.FORCE_MAG, -self.FORCE_MAG).to(F64)
+        costheta, sintheta = torch.cos(theta), torch.sin(theta)
+        temp = (force + self.POLEMASS_LENGTH * theta_dot.square() * sintheta) / self.TOTAL_MASS
+        thetaacc = (self.GRAVITY * sintheta - costheta * temp) / (
+            self.LENGTH * (4.0 / 3.0 - self.MASSPOLE * costheta.square() / self.TOTAL_MASS)
+        )
+        xacc = temp - self.POLEMASS_LENGTH * thetaacc * costheta / self.TOTAL_MASS
+        # explicit Euler, position before velocity (Gymnasium's default "euler" integrator)
+        x, x_dot = x + self.TAU * x_dot, x_dot + self.TAU * xacc
+        theta, theta_dot = theta + self.TAU * theta_dot, theta_dot + self.TAU * thetaacc
+        self.state = torch.stack((x, x_dot, theta, theta_dot), dim=1)
+        terminated = (x < -self.X_THRESHOLD) | (x > self.X_THRESHOLD)
+        terminated |= (theta < -self.THETA_THRESHOLD) | (theta > self.THETA_THRESHOLD)
+        return torch.ones_like(x), terminated
+
+    def _observe(self) -> torch.Tensor:
+        return self._emit(self.state)
+
+
+class Acrobot(ClassicControlTask):
+    """Acrobot-v1: torque the middle joint of a two-link chain to swing its tip above the bar; -1 a step, 500 steps.
+
+    The "book" dynamics of Sutton and Barto integrated over 0.2 s by one classic
+    Runge-Kutta step, angles wrapped to [-pi, pi], velocities bounded.
+    """
+
+    max_episode_steps = 500
+    state_size = 4
+    DT = 0.2
+    LINK_LENGTH_1 = LINK_MASS_1 = LINK_MASS_2 = LINK_MOI = 1.0
+    LINK_COM_POS_1 = LINK_COM_POS_2 = 0.5
+    MAX_VEL_1, MAX_VEL_2 = 4 * math.pi, 9 * math.pi
+    TORQUES = (-1.0, 0.0, 1.0)
+
+    def __init__(self, num_envs: int, **kwargs) -> None:
+        super().__init__(num_envs, **kwargs)
+        high = np.array([1.0, 1.0, 1.0, 1.0, self.MAX_VEL_1, self.MAX_VEL_2], dtype=np.float32)
+        self.single_observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
+        self.single_action_space = gym.spaces.Discrete(3)
+        self._torques = torch.tensor(self.TORQUES, dtype=F64, device=self.device)
+
+    def _initial_state(self, n: int) -> torch.Tensor:
+        return self._uniform(n, -0.1, 0.1, 4).float().double()  # Gymnasium keeps the reset state in float32
+
+    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = torch.cat((self.state, self._torques[action].unsqueeze(1)), dim=1)
+        dt = self.DT
+        k1 = self._dsdt(s)
+        k2 = self._dsdt(s + dt / 2.0 * k1)
+        k3 = self._dsdt(s + dt / 2.0 * k2)
+        k4 = self._dsdt(s + dt * k3)
+        ns = s + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        theta1, theta2 = _wrap(ns[:, 0], -math.pi, math.pi), _wrap(ns[:, 1], -math.pi, math.pi)
+        dtheta1 = ns[:, 2].clamp(-self.MAX_VEL_1, self.MAX_VEL_1)
+        dtheta2 = ns[:, 3].clamp(-self.MAX_VEL_2, self.MAX_VEL_2)
+        self.state = torch.stack((theta1, theta2, dtheta1, dtheta2), dim=1)
+        terminated = -torch.cos(theta1) - torch.cos(theta2 + theta1) > 1.0
+        return torch.where(terminated, 0.0, -1.0).to(F64), terminated
+
+    def _dsdt(self, s_augmented: torch.Tensor) -> torch.Tensor:
+        """The time derivative of ``[theta1, theta2, dtheta1, dtheta2, torque]`` (the torque is held)."""
+        m1, m2, l1 = self.LINK_MASS_1, self.LINK_MASS_2, self.LINK_LENGTH_1
+        lc1, lc2, I1, I2, g = self.LINK_COM_POS_1, self.LINK_COM_POS_2, self.LINK_MOI, self.LINK_MOI, 9.8  # noqa: N806
+        theta1, theta2, dtheta1, dtheta2, a = s_augmented.unbind(1)
+        pi = math.pi
+        d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * torch.cos(theta2)) + I1 + I2
+        d2 = m2 * (lc2**2 + l1 * lc2 * torch.cos(theta2)) + I2
+        phi2 = m2 * lc2 * g * torch.cos(theta1 + theta2 - pi / 2.0)
+        phi1 = (
+            -m2 * l1 * lc2 * dtheta2**2 * torch.sin(theta2)
+            - 2 * m2 * l1 * lc2 * dtheta2 * dtheta1 * torch.sin(theta2)
+            + (m1 * lc1 + m2 * l1) * g * torch.cos(theta1 - pi / 2)
+            + phi2
+        )
+        ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * dtheta1**2 * torch.sin(theta2) - phi2) / (m2 * lc2**2 + I2 - d2**2 / d1)
+        ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
+        return torch.stack((dtheta1, dtheta2, ddtheta1, ddtheta2, torch.zeros_like(a)), dim=1)
+
+    def _observe(self) -> torch.Tensor:
+        theta1, theta2, dtheta1, dtheta2 = self.state.unbind(1)
+        obs = torch.stack((torch.cos(theta1), torch.sin(theta1), torch.cos(theta2), torch.sin(theta2), dtheta1, dtheta2), 1)
+        return self._emit(obs)
+
+
+def _wrap(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Gymnasium's ``wrap``: subtract or add ``high - low`` until ``x`` lies in [low, high]."""
+    diff = high - low
+    above = torch.ceil((x - high) / diff).clamp(min=0)
+    below = torch.ceil((low - x) / diff).clamp(min=0)
+    return x - above * diff + below * diff
+
+
+class MountainCar(ClassicControlTask):
+    """MountainCar-v0: rock an underpowered car (push left, none, right) up to the flag at 0.5; -1 a step, 200 steps."""
+
+    max_episode_steps = 200
+    state_size = 2
+    MIN_POSITION, MAX_POSITION, MAX_SPEED, GOAL_POSITION = -1.2, 0.6, 0.07, 0.5
+    FORCE, GRAVITY = 0.001, 0.0025
+
+    def __init__(self, num_envs: int, **kwargs) -> None:
+        super().__init__(num_envs, **kwargs)
+        low = np.array([self.MIN_POSITION, -self.MAX_SPEED], dtype=np.float32)
+        high = np.array([self.MAX_POSITION, self.MAX_SPEED], dtype=np.float32)
+        self.single_observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self.single_action_space = gym.spaces.Discrete(3)
+
+    def _initial_state(self, n: int) -> torch.Tensor:
+        position = self._uniform(n, -0.6, -0.4, 1)
+        return torch.cat((position, torch.zeros_like(position)), dim=1)
+
+    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        position, velocity = self.state.unbind(1)
+        velocity = velocity + ((action - 1).to(F64) * self.FORCE + torch.cos(3 * position) * -self.GRAVITY)
+        velocity = velocity.clamp(-self.MAX_SPEED, self.MAX_SPEED)
+        position = (position + velocity).clamp(self.MIN_POSITION, self.MAX_POSITION)
+        velocity = torch.where((position == self.MIN_POSITION) & (velocity < 0), 0.0, velocity)
+        self.state = torch.stack((position, velocity), dim=1)
+        terminated = (position >= self.GOAL_POSITION) & (velocity >= 0)
+        return torch.full_like(position, -1.0), terminated
+
+    def _observe(self) -> torch.Tensor:
+        return self._emit(self.state)
+
+
+class MountainCarContinuous(ClassicControlTask):
+    """MountainCarContinuous-v0: a force in [-1, 1] drives the car to 0.45; +100 there, -0.1 a^2 a step, 999 steps.
+
+    Gymnasium keeps this state in float32 after a step (the reset state is
+    float64), so a row's first step is float64 arithmetic and later ones round
+    to float32 where NumPy does: ``_fresh`` marks the rows still in their reset state.
+    """
+
+    max_episode_steps = 999
+    state_size = 2
+    MIN_POSITION, MAX_POSITION, MAX_SPEED, GOAL_POSITION, POWER = -1.2, 0.6, 0.07, 0.45, 0.0015
+
+    def __init__(self, num_envs: int, **kwargs) -> None:
+        super().__init__(num_envs, **kwargs)
+        low = np.array([self.MIN_POSITION, -self.MAX_SPEED], dtype=np.float32)
+        high = np.array([self.MAX_POSITION, self.MAX_SPEED], dtype=np.float32)
+        self.single_observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self.single_action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+        self._fresh = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+
+    def _reset_rows(self, rows: torch.Tensor) -> None:
+        super()._reset_rows(rows)
+        self._fresh[rows] = True
+
+    def _initial_state(self, n: int) -> torch.Tensor:
+        position = self._uniform(n, -0.6, -0.4, 1)
+        return torch.cat((position, torch.zeros_like(position)), dim=1)
+
+    def _bound(self, value: float) -> torch.Tensor:
+        """``value`` as a float64 row operand: exact on fresh rows, rounded to float32 on the others."""
+        return torch.where(self._fresh, value, _f32(value)).to(F64)
+
+    def _round(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` rounded to float32 on the rows whose state is float32 (double rounding is exact for + and *)."""
+        return torch.where(self._fresh, x, x.float().double())
+
+    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        position, velocity = self.state.unbind(1)
+        a = action[:, 0]
+        slope = 0.0025 * torch.cos(self._round(3 * position))
+        # Gymnasium clips with min/max: an action inside [-1, 1] stays a float32 scalar and the
+        # velocity change is float32 arithmetic; a clipped one becomes the Python float -1.0 or 1.0
+        # and the change is float64, rounded to float32 only when added to a float32 velocity
+        inside = (a >= -1.0) & (a <= 1.0)
+        change_inside = (a * self.POWER - slope.float()).double()
+        change_clipped = self._round(torch.sign(a).double() * self.POWER - slope)
+        velocity = self._round(velocity + torch.where(inside, change_inside, change_clipped))
+        velocity = velocity.clamp(-self._bound(self.MAX_SPEED), self._bound(self.MAX_SPEED))
+        position = self._round(position + velocity)
+        low = self._bound(self.MIN_POSITION)
+        position = position.clamp(low, self._bound(self.MAX_POSITION))
+        velocity = torch.where((position == low) & (velocity < 0), 0.0, velocity)
+        terminated = (position >= self._bound(self.GOAL_POSITION)) & (velocity >= 0)
+        self.state = torch.stack((position, velocity), dim=1).float().double()
+        self._fresh.zero_()
+        reward = torch.where(terminated, 100.0, 0.0).to(F64) - a.double().pow(2) * 0.1
+        return reward, terminated
+
+    def _observe(self) -> torch.Tensor:
+        return self._emit(self.state)
+
+
+class Pendulum(ClassicControlTask):
+    """Pendulum-v1: a torque in [-2, 2] swings a pendulum up and holds it; reward -(angle^2 + 0.1 w^2 + 0.001 u^2), 200 steps."""
+
+    max_episode_steps = 200
+    state_size = 2
+    MAX_SPEED, MAX_TORQUE, DT, G, M, L = 8.0, 2.0, 0.05, 10.0, 1.0, 1.0
+
+    def __init__(self, num_envs: int, **kwargs) -> None:
+        super().__init__(num_envs, **kwargs)
+        high = np.array([1.0, 1.0, self.MAX_SPEED], dtype=np.float32)
+        self.single_observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
+        self.single_action_space = gym.spaces.Box(-self.MAX_TORQUE, self.MAX_TORQUE, (1,), dtype=np.float32)
+        self._high = torch.tensor([math.pi, 1.0], dtype=F64, device=self.device)
+
+    def _initial_state(self, n: int) -> torch.Tensor:
+        return self._uniform(n, -self._high, self._high, 2)
+
+    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        th, thdot = self.state.unbind(1)
+        g, m, l, dt = self.G, self.M, self.L, self.DT  # noqa: E741
+        u = action[:, 0].clamp(-self.MAX_TORQUE, self.MAX_TORQUE)  # float32, as NumPy keeps it
+        costs = _angle_normalize(th) ** 2 + 0.1 * thdot**2 + (0.001 * u**2).double()
+        newthdot = thdot + (3 * g / (2 * l) * torch.sin(th) + (3.0 / (m * l**2) * u).double()) * dt
+        newthdot = newthdot.clamp(-self.MAX_SPEED, self.MAX_SPEED)
+        self.state = torch.stack((th + newthdot * dt, newthdot), dim=1)
+        return -costs, torch.zeros_like(th, dtype=torch.bool)
+
+    def _observe(self) -> torch.Tensor:
+        th, thdot = self.state.unbind(1)
+        return self._emit(torch.stack((torch.cos(th), torch.sin(th), thdot), dim=1))
+
+
+def _angle_normalize(x: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(x + math.pi, 2 * math.pi) - math.pi
