@@ -32,7 +32,8 @@ Metrics = dict[str, torch.Tensor]
 
 
 class LPGAgentLearner:
-    """An agent trained by an LPG objective: what ``agents.unroll.unroll`` needs (``parameters``, ``opt_state``, ``train_step``)."""
+    """An agent trained by an LPG objective, with what ``agents.unroll.unroll`` reads: ``parameters``,
+    ``opt_state``, ``train_step``."""
 
     def __init__(self, objective: LPGObjective, params: Params, update_rule: str | UpdateRule = "sgd") -> None:
         self.objective = objective
