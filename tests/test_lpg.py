@@ -174,3 +174,60 @@ def test_differentiable_update_holds_the_targets_fixed_like_the_plain_one():
     for k in params:
         torch.testing.assert_close(graph[k].detach(), plain[k].detach(), rtol=1e-12, atol=1e-12)
         assert graph[k].requires_grad and plain[k].is_leaf
+
+
+def _chain_batches(agent, params, values, count: int, *, t: int = 8, b: int = 4, seed: int = 0) -> list[Batch]:
+    """``count`` consecutive rollouts of ``params``' policy on the short delayed chain; ``values``: a fixed critic table."""
+    from hyperenvs.tasks.registration import make_task
+
+    task = make_task("chain_short", b, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    obs = task.reset(seed=seed).clone()
+    out = []
+    for _ in range(count):
+        rows = {"obs": [], "actions": [], "rewards": [], "discounts": []}
+        for _ in range(t):
+            logits, _ = agent.forward(params, obs)
+            action = torch.multinomial(torch.softmax(logits, -1), 1, generator=g).squeeze(-1)
+            nxt, reward, terminated, truncated = task.step(action)
+            for k, v in zip(rows, (obs, action, reward.double(), 1.0 - (terminated | truncated).double())):
+                rows[k].append(v)
+            obs = nxt.clone()
+        cols = {k: torch.stack(v) for k, v in rows.items()}
+        out.append(
+            Batch(
+                **cols,
+                log_probs=torch.zeros(t, b, dtype=torch.float64),
+                values=values[cols["obs"].long()],
+                bootstrap_value=values[obs.long()],
+                bootstrap_obs=obs.clone(),
+            )
+        )
+    return out
+
+
+def test_meta_gradient_on_a_delayed_chain_matches_central_differences():
+    states = 2 + 4 * 30  # chain_short's index observations: Discrete(2 + 4 * high), high = 30
+    agent = TabularAgent(states, 2, M)
+    net, w = _network(hidden=4)
+    params = agent.init(torch.float64)
+    values = 0.1 * torch.randn(states, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    batches = _chain_batches(agent, params, values, 3)
+    assert any((bt.discounts == 0).any() and (bt.rewards != 0).any() for bt in batches)
+    hp = {"lr": 20.0, "kl_coef": 0.5, "gamma": 0.99}
+
+    def loss(weights):
+        return meta_loss(LPGAgentLearner(LPGObjective(agent, net), params, "sgd"), weights, batches, hp, steps=2)
+
+    leaves = {k: v.clone().requires_grad_() for k, v in w.items()}
+    grads = dict(zip(leaves, torch.autograd.grad(loss(leaves), list(leaves.values()))))
+    eps = 1e-6
+    for name in ("phi1.b", "lstm.b", "pi.w", "pi.b"):
+        index = int(grads[name].abs().flatten().argmax())
+        plus = {k: v.clone() for k, v in w.items()}
+        minus = {k: v.clone() for k, v in w.items()}
+        plus[name].view(-1)[index] += eps
+        minus[name].view(-1)[index] -= eps
+        fd = (loss(plus) - loss(minus)) / (2 * eps)
+        assert abs(grads[name].view(-1)[index]) > 1e-7, name
+        torch.testing.assert_close(grads[name].view(-1)[index], fd.detach(), rtol=1e-4, atol=1e-11)
