@@ -184,11 +184,11 @@ ES = Algorithm(
     controlled=("sigma",),
 )
 NSRES = replace(ES, name="NSRES")
+# CMA-ES adapts its own step sizes per coordinate; the hyper-agent sets the global sigma only.
+CMAES = replace(ES, name="CMAES", exposes=("sigma",))
 # A2C and PPO on the batched torch tasks (hyperenvs/tasks), collected on the learner's device.
 TASK_A2C = replace(A2C, learner="agents.task_learners:TaskA2CLearner", config="agents.task_learners:TaskA2CConfig")
 TASK_PPO = replace(PPO, learner="agents.task_learners:TaskPPOLearner", config="agents.task_learners:TaskPPOConfig")
-# CMA-ES adapts its own step sizes per coordinate; the hyper-agent sets the global sigma only.
-CMAES = replace(ES, name="CMAES", exposes=("sigma",))
 
 # -- the tasks ------------------------------------------------------------------------
 CARTPOLE = (("CartPole", "CartPole-v1"),)

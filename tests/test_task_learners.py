@@ -181,3 +181,11 @@ def test_a2c_evaluate_is_greedy_and_leaves_training_alone():
     returns = learner.evaluate(5)
     assert len(returns) == 5 and set(returns) <= {-1.0, 1.0}
     assert all(torch.equal(state["params"][k], v.detach()) for k, v in learner.params.items())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_batch_never_leaves_the_device():
+    learner = TaskA2CLearner(TaskA2CConfig(num_envs=8), seed=0, device="cuda")
+    batch, _ = learner.collector.collect(learner.params, 5, gamma=0.99)
+    assert {t.device.type for t in (batch.obs, batch.actions, batch.rewards, batch.values, batch.bootstrap_value)} == {"cuda"}
+    assert np.isfinite(learner.iterate().rollout_return)
