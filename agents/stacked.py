@@ -91,3 +91,81 @@ class StackedA2C:
 
         with torch.no_grad():
             return vmap(one)(params, dict(opt_state), batch, per_lifetime)
+
+
+class StackedTaskA2C:
+    """N A2C lifetimes on batched tasks run together: one vmapped network per step, one vmapped update.
+
+    Each lifetime keeps its own task and generator (so it is the lifetime a lone
+    ``TaskA2CLearner`` with its seed would live); those are stepped in turn, the
+    network evaluations and the updates of all N are one program.  The learners'
+    ``params``/``opt_state`` are views of the stacked tensors after every ``iterate``.
+    """
+
+    def __init__(self, learners: Sequence[Any]) -> None:
+        if not learners:
+            raise ValueError("learners must hold at least one learner")
+        self.learners = list(learners)
+        self.update = StackedA2C(self.learners[0])
+        self.network = self.learners[0].network
+        self.params, self.opt_state = self.update.stack(self.learners)
+        self._forward = vmap(self.network.forward)
+        self._value = vmap(self.network.value)
+
+    @property
+    def num_lifetimes(self) -> int:
+        return len(self.learners)
+
+    @torch.no_grad()
+    def collect(self, num_steps: int, gamma: float) -> tuple[StackedBatch, torch.Tensor, list[list[float]]]:
+        """``num_steps`` steps of every lifetime: the stacked batch, the raw rewards ``[N, T, B]`` and each one's finished returns."""
+        cols = [lr.collector for lr in self.learners]
+        obs = torch.stack([c._obs for c in cols])
+        ep_ret = torch.stack([c._ep_return for c in cols])
+        ep_len = torch.stack([c._ep_length for c in cols])
+        fields: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "actions", "log_probs", "values", "rewards", "discounts")}
+        raw, done_buf, ret_buf = [], [], []
+        for _ in range(num_steps):
+            logits, value = self._forward(self.params, obs)
+            probs = torch.softmax(logits, -1)
+            # each lifetime draws from its own generator, as its lone learner would (agents.networks.sample)
+            action = torch.stack(
+                [torch.multinomial(probs[j], 1, generator=lr.generator).squeeze(-1) for j, lr in enumerate(self.learners)]
+            )
+            logp = torch.log_softmax(logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+            steps = [lr.envs.step(action[j]) for j, lr in enumerate(self.learners)]
+            next_obs, reward, term, trunc = (torch.stack([s[i] for s in steps]) for i in range(4))
+            final = self._value(self.params, torch.stack([s[4]["final_obs"] for s in steps]))
+            done = term | trunc
+            ep_ret += reward
+            ep_len += 1
+            done_buf.append(done)
+            ret_buf.append(ep_ret.clone())
+            ep_ret.masked_fill_(done, 0.0)
+            ep_len.masked_fill_(done, 0)
+            for k, v in zip(
+                fields, (obs, action, logp, value, reward + gamma * torch.where(trunc & ~term, final, 0.0), (~done).float())
+            ):
+                fields[k].append(v)
+            raw.append(reward)
+            obs = next_obs.clone()
+        for j, c in enumerate(cols):
+            c._obs, c._ep_return, c._ep_length = obs[j], ep_ret[j].clone(), ep_len[j].clone()
+        batch = {k: torch.stack(v, 1) for k, v in fields.items()}
+        batch["bootstrap_value"] = self._value(self.params, obs)
+        batch["bootstrap_obs"] = obs
+        done, rets = torch.stack(done_buf, 1), torch.stack(ret_buf, 1)
+        returns = [rets[j][done[j]].tolist() for j in range(self.num_lifetimes)]
+        return batch, torch.stack(raw, 1), returns
+
+    def iterate(self, hparams: Mapping[str, Any] | None = None) -> list[list[float]]:
+        """One collection and one update of every lifetime; returns each one's finished episode returns."""
+        hp = self.learners[0].hparam_values(hparams)
+        batch, _, returns = self.collect(self.learners[0].config.num_steps, float(hp["gamma"]))
+        self.params, self.opt_state, _ = self.update.train_step(self.params, self.opt_state, batch, hparams)
+        steps = batch["log_probs"].shape[1] * batch["log_probs"].shape[2]
+        for j, lr in enumerate(self.learners):
+            lr.params = {k: v[j] for k, v in self.params.items()}
+            lr.opt_state = unstack_state(self.opt_state, j)
+            lr.timesteps += steps
+        return returns

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agents.ppo import PPOLearner
-from agents.stacked import StackedA2C, stack_batches, unstack_state
+from agents.stacked import StackedA2C, StackedTaskA2C, stack_batches, unstack_state
 from agents.task_learners import TaskA2CConfig, TaskA2CLearner, TaskPPOConfig, TaskPPOLearner
 
 HP = {"gamma": 0.995, "gae_lambda": 0.95, "ent_coef": 0.01, "lr": 3e-3}
@@ -69,3 +69,18 @@ def test_only_a2c_learners_stack():
     assert isinstance(learner, PPOLearner)
     with pytest.raises(ValueError, match="learner must be an A2C learner"):
         StackedA2C(learner)
+
+
+def test_a_stacked_population_lives_the_lone_learners_lifetimes():
+    config = TaskA2CConfig(num_envs=3)
+    population = StackedTaskA2C([TaskA2CLearner(config, seed=j) for j in range(4)])
+    alone = [TaskA2CLearner(config, seed=j) for j in range(4)]
+    for _ in range(4):
+        returns = population.iterate(HP)
+        assert returns == [list(lr.iterate(HP).episode_returns) for lr in alone]
+    for j, lr in enumerate(alone):
+        assert population.learners[j].timesteps == lr.timesteps == 4 * 60
+        torch.testing.assert_close(population.learners[j].collector._obs, lr.collector._obs, rtol=0, atol=0)
+        for k, v in lr.params.items():
+            torch.testing.assert_close(population.params[k][j], v.detach(), rtol=0, atol=1e-5)  # Adam: see above
+    assert sum(map(len, returns)) > 0
