@@ -118,7 +118,7 @@ class StackedTaskA2C:
 
     @torch.no_grad()
     def collect(self, num_steps: int, gamma: float) -> tuple[StackedBatch, torch.Tensor, list[list[float]]]:
-        """``num_steps`` steps of every lifetime: the stacked batch, the raw rewards ``[N, T, B]`` and each one's finished returns."""
+        """``num_steps`` steps of every lifetime: the stacked batch, raw rewards ``[N, T, B]``, each one's finished returns."""
         cols = [lr.collector for lr in self.learners]
         obs = torch.stack([c._obs for c in cols])
         ep_ret = torch.stack([c._ep_return for c in cols])
@@ -143,9 +143,8 @@ class StackedTaskA2C:
             ret_buf.append(ep_ret.clone())
             ep_ret.masked_fill_(done, 0.0)
             ep_len.masked_fill_(done, 0)
-            for k, v in zip(
-                fields, (obs, action, logp, value, reward + gamma * torch.where(trunc & ~term, final, 0.0), (~done).float())
-            ):
+            bootstrapped = reward + gamma * torch.where(trunc & ~term, final, 0.0)
+            for k, v in zip(fields, (obs, action, logp, value, bootstrapped, (~done).float())):
                 fields[k].append(v)
             raw.append(reward)
             obs = next_obs.clone()
