@@ -19,8 +19,11 @@ termination and truncation flags stay False, since the agent itself goes on.
 
 This module runs the lifetimes as a Python loop over HyperEnvs, which serves
 every id; ``lifetimes`` are those envs (``lifetimes[j].unwrapped.learner`` is
-lifetime ``j``'s learner) and ``stacked_parameters()`` stacks their parameters
-along a leading lifetime axis.
+lifetime ``j``'s learner), ``stacked_parameters()`` stacks their parameters
+along a leading lifetime axis, and on A2C ids ``stacked()`` gives the stacked
+parameters, update-rule states and the vmapped functional update
+(``agents.stacked``).  The vectorised runner of N task lifetimes,
+``agents.stacked.StackedTaskA2C``, is not yet behind this ParallelEnv.
 """
 
 from __future__ import annotations
@@ -130,6 +133,18 @@ class LifetimePopulation(ParallelEnv):
             raise RuntimeError("stacked_parameters() called before reset()")
         names = learners[0].parameters()
         return {k: torch.stack([learner.parameters()[k].detach() for learner in learners]) for k in names}
+
+    def stacked(self) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """White-box handle on A2C ids: ``(update, params, opt_state)``, the lifetimes' parameters and update-rule
+        states stacked ``[N, ...]`` and ``update.train_step(params, opt_state, stacked_batch, hparams)``, their
+        one vmapped update (``agents.stacked.StackedA2C``; copies: the lifetimes themselves are not changed)."""
+        from agents.stacked import StackedA2C
+
+        learners = [env.unwrapped.learner for env in self.lifetimes]
+        if any(learner is None for learner in learners):
+            raise RuntimeError("stacked() called before reset()")
+        update = StackedA2C(learners[0])
+        return (update, *update.stack(learners))
 
     def close(self) -> None:
         for env in self.lifetimes:

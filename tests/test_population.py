@@ -132,3 +132,19 @@ def test_bad_actions_name_the_agent_and_shape():
         env.step({"lifetime_1": good["lifetime_1"]})
     with pytest.raises(ValueError, match="unknown agent"):
         env.action_space("lifetime_9")
+
+
+def test_stacked_handle_updates_like_each_lifetime():
+    from agents.stacked import stack_batches
+
+    env = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=3, **_kwargs("x"))
+    env.reset(seed=2)
+    update, params, opt_state = env.stacked()
+    learners = [life.unwrapped.learner for life in env.lifetimes]
+    assert params["actor.weight"].shape == (3, 3, 256)
+    batches = [lr.collector.collect(lr.params, 8, 0.995)[0] for lr in learners]
+    new, _, _ = update.train_step(params, opt_state, stack_batches(batches))
+    for j, lr in enumerate(learners):
+        own, _, _ = lr.train_step(lr.params, lr.opt_state, batches[j])
+        for k, v in own.items():
+            torch.testing.assert_close(new[k][j], v.detach(), rtol=0, atol=1e-6)
