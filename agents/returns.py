@@ -70,8 +70,9 @@ def rollout_return(r_raw: torch.Tensor | np.ndarray, gamma: float) -> float:
     Not bootstrapped, and an episode that ends inside the window is not treated specially; ``r_raw``
     are the env's own rewards (before any scaling or clipping).  ``IterationReport.rollout_return``.
     """
-    r = torch.as_tensor(np.asarray(r_raw), dtype=torch.float64)
+    # A tensor is summed where it lives (a batched task's rewards stay on its device).
+    r = r_raw.detach().double() if isinstance(r_raw, torch.Tensor) else torch.as_tensor(np.asarray(r_raw), dtype=torch.float64)
     if r.dim() != 2:
         raise ValueError(f"r_raw must be [T, B], got shape {tuple(r.shape)}")
-    weights = float(gamma) ** torch.arange(r.shape[0], dtype=torch.float64)
+    weights = float(gamma) ** torch.arange(r.shape[0], dtype=torch.float64, device=r.device)
     return float((weights.unsqueeze(1) * r).sum(0).mean())

@@ -186,6 +186,9 @@ ES = Algorithm(
 NSRES = replace(ES, name="NSRES")
 # CMA-ES adapts its own step sizes per coordinate; the hyper-agent sets the global sigma only.
 CMAES = replace(ES, name="CMAES", exposes=("sigma",))
+# A2C and PPO on the batched torch tasks (hyperenvs/tasks), collected on the learner's device.
+TASK_A2C = replace(A2C, learner="agents.task_learners:TaskA2CLearner", config="agents.task_learners:TaskA2CConfig")
+TASK_PPO = replace(PPO, learner="agents.task_learners:TaskPPOLearner", config="agents.task_learners:TaskPPOConfig")
 
 # -- the tasks ------------------------------------------------------------------------
 CARTPOLE = (("CartPole", "CartPole-v1"),)
@@ -205,6 +208,12 @@ MUJOCO = tuple((name, f"{name}-v5") for name in _MUJOCO)
 ATARI = tuple((name, f"ALE/{name}-v5") for name in ("Pong", "Breakout", "Alien", "MsPacman", "SpaceInvaders", "Seaquest"))
 
 
+CATCH = (("Catch", "HyperRLTasks/Catch-v0"),)
+_GRIDS = ("SmallDenseShort", "SmallDenseLong", "BigSparseShort", "BigSparseLong", "BigDenseShort", "BigDenseLong")
+SMALL_GRIDS = tuple((name, f"HyperRLTasks/{name}-v0") for name in _GRIDS[:2])
+BIG_GRIDS = tuple((name, f"HyperRLTasks/{name}-v0") for name in _GRIDS[2:])
+
+
 def _only(tasks: tuple[tuple[str, str], ...], *names: str) -> tuple[tuple[str, str], ...]:
     return tuple(t for t in tasks if t[0] in names)
 
@@ -213,6 +222,18 @@ def _only(tasks: tuple[tuple[str, str], ...], *names: str) -> tuple[tuple[str, s
 _ES_BUDGET = 201_000_000
 _ES_TASKS = (*_only(MUJOCO, *(n for n in _MUJOCO if n != "Humanoid")), *_only(BOX2D, "LunarLanderContinuous", "BipedalWalker"))
 _ES_ROW = {"tasks": _ES_TASKS, "total_timesteps": _ES_BUDGET, "iterations_per_step": 1, "observe": ("fitness", "statistics")}
+
+# Optim4RL's agents (REFERENCE-NOTES "Optim4RL"): Catch Dense256, small grids Dense32, big grids
+# Conv16 (2x2) -> Dense32; A2C with TD(lambda) targets, lambda 0.95, gamma 0.995, value weight 0.5,
+# entropy 0.01; Adam, agent lr 3e-3 (the grids' setting; on Catch it learns in about 40k steps with
+# 16 envs x 20 steps).  Budgets: Optim4RL's 5e5 steps on Catch, 3e7 on the grids.
+_OPTIM4RL_A2C = {"gamma": 0.995, "gae_lambda": 0.95, "vf_coef": 0.5, "ent_coef": 0.01, "lr": 3e-3}
+_OPTIM4RL_PPO = {"gamma": 0.995, "gae_lambda": 0.95, "ent_coef": 0.01, "lr": 1e-3, "epochs": 4, "minibatch_size": 80}
+_TASK_ROWS = (
+    (CATCH, 500_000, {"num_envs": 16, "num_steps": 20, "hidden": (256,)}),
+    (SMALL_GRIDS, 30_000_000, {"num_envs": 64, "num_steps": 20, "hidden": (32,)}),
+    (BIG_GRIDS, 30_000_000, {"num_envs": 64, "num_steps": 20, "hidden": (32,), "conv_channels": 16}),
+)
 
 # -- the table: one row per (algorithm, family of tasks) --------------------------------
 # PPO MuJoCo follows Schulman et al. (2017); classic control and Box2D the rl-baselines3-zoo
@@ -325,6 +346,11 @@ FAMILIES: tuple[Family, ...] = (
         iterations_per_step=10,
         config={"num_envs": 16, "sign_reward": True},
         defaults={"gamma": 0.995},
+    ),
+    *(
+        Family(algorithm=algorithm, tasks=tasks, total_timesteps=budget, iterations_per_step=10, config=config, defaults=defaults)
+        for algorithm, defaults in ((TASK_A2C, _OPTIM4RL_A2C), (TASK_PPO, _OPTIM4RL_PPO))
+        for tasks, budget, config in _TASK_ROWS
     ),
     # One ESLearner shell; each row picks its ask/tell strategy (agents/es/).
     Family(algorithm=ES, config={"strategy": "openai"}, **_ES_ROW),

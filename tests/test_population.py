@@ -1,0 +1,150 @@
+"""The PettingZoo population of lifetimes: API and seeding, Optim4RL's staggered restarts, equality, bad input."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from pettingzoo.test import parallel_api_test, parallel_seed_test
+
+from hyperenvs.checks import tiny_kwargs
+from hyperenvs.population import parallel_env, stagger_offsets
+
+IDS = ("HyperRL/A2C-Catch-v0", "HyperRL/A2C-CartPole-v0")
+
+
+def _kwargs(env_id: str, hyper_steps: int = 3) -> dict:
+    return {**tiny_kwargs(env_id, hyper_steps=hyper_steps), "timing": False}
+
+
+@pytest.mark.parametrize("env_id", IDS)
+@pytest.mark.parametrize("reset_interval", [None, 2])
+def test_parallel_api(env_id, reset_interval):
+    env = parallel_env(env_id, num_lifetimes=2, reset_interval=reset_interval, **_kwargs(env_id))
+    parallel_api_test(env, num_cycles=5)
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_parallel_seed(env_id):
+    parallel_seed_test(lambda: parallel_env(env_id, num_lifetimes=2, reset_interval=2, **_kwargs(env_id)), num_cycles=5)
+
+
+def test_offsets_are_optim4rls_truncated_linspace():
+    assert stagger_offsets(4, 6) == [0, 1, 3, 5]
+    assert stagger_offsets(3, 32) == [0, 15, 31]  # 15.5 truncated, not rounded
+    assert stagger_offsets(4, 6, stagger=False) == [0, 0, 0, 0]
+
+
+def _restart_steps(stagger: bool) -> dict[str, list[int]]:
+    env = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=4, reset_interval=6, stagger=stagger, **_kwargs("x", 60))
+    env.reset(seed=0)
+    restarts: dict[str, list[int]] = {a: [] for a in env.agents}
+    for t in range(1, 14):
+        _, _, terms, truncs, infos = env.step({a: env.action_space(a).sample() for a in env.agents})
+        assert not any(terms.values()) and not any(truncs.values()) and len(env.agents) == 4
+        for agent, info in infos.items():
+            if info.get("restarted"):
+                restarts[agent].append(t)
+                assert info["ended"] == "interval" and "final_observation" in info
+    return restarts
+
+
+def test_staggered_restarts_follow_the_pipeline():
+    # lifetime j restarts for step t where (t - 1) % 6 == offset_j, i.e. at the end of step t - 1
+    got = _restart_steps(stagger=True)
+    expected_next_steps = {f"lifetime_{j}": [t for t in range(2, 15) if (t - 1) % 6 == o] for j, o in enumerate([0, 1, 3, 5])}
+    assert got == {a: [t - 1 for t in ts] for a, ts in expected_next_steps.items()}
+    assert got == {"lifetime_0": [6, 12], "lifetime_1": [1, 7, 13], "lifetime_2": [3, 9], "lifetime_3": [5, 11]}
+
+
+def test_without_stagger_all_lifetimes_restart_together():
+    assert set(map(tuple, _restart_steps(stagger=False).values())) == {(6, 12)}
+
+
+def test_a_restarted_lifetime_is_a_fresh_lifetime():
+    env = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=2, reset_interval=3, stagger=False, **_kwargs("x", 20))
+    env.reset(seed=0)
+    for _ in range(3):
+        _, _, _, _, infos = env.step({a: env.action_space(a).sample() for a in env.agents})
+    assert infos["lifetime_0"]["restarted"] and env.lifetimes[0].unwrapped.learner.timesteps == 0
+
+
+def test_without_reset_interval_each_lifetime_ends_on_its_budget():
+    env = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=3, **_kwargs("x", 4))
+    env.reset(seed=1)
+    steps = 0
+    while env.agents:
+        _, _, _, truncs, _ = env.step({a: env.action_space(a).sample() for a in env.agents})
+        steps += 1
+    assert steps == 4 and all(truncs.values()) and set(truncs) == set(env.possible_agents)
+
+
+def test_population_equals_independent_hyperenvs():
+    kwargs = _kwargs("x", 5)
+    pop = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=4, **kwargs)
+    singles = [gym.make("HyperRL/A2C-Catch-v0", **kwargs) for _ in range(4)]
+    obs, _ = pop.reset(seed=7)
+    for j, env in enumerate(singles):
+        single_obs, _ = env.reset(seed=7 + j)
+        for k in single_obs:
+            np.testing.assert_allclose(obs[f"lifetime_{j}"][k], single_obs[k], atol=1e-6)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        actions = {a: rng.uniform(-1, 1, pop.action_space(a).shape).astype(np.float32) for a in pop.agents}
+        obs, rewards, _, _, _ = pop.step(actions)
+        for j, env in enumerate(singles):
+            single_obs, reward, *_ = env.step(actions[f"lifetime_{j}"])
+            assert rewards[f"lifetime_{j}"] == pytest.approx(reward, abs=1e-6)
+            for k in single_obs:
+                np.testing.assert_allclose(obs[f"lifetime_{j}"][k], single_obs[k], atol=1e-6)
+    stacked = pop.stacked_parameters()
+    for j, env in enumerate(singles):
+        for k, v in env.unwrapped.learner.parameters().items():
+            torch.testing.assert_close(stacked[k][j], v.detach(), rtol=0, atol=1e-6)
+    # the lifetimes differ from one another (distinct seeds), so the comparison is not vacuous
+    assert not torch.equal(stacked["torso.dense.weight"][0], stacked["torso.dense.weight"][1])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"num_lifetimes": 0}, "num_lifetimes"),
+        ({"num_lifetimes": -2}, "num_lifetimes"),
+        ({"num_lifetimes": 2.5}, "num_lifetimes"),
+        ({"num_lifetimes": 2, "reset_interval": 0}, "reset_interval"),
+        ({"num_lifetimes": 2, "reset_interval": 1.5}, "reset_interval"),
+    ],
+)
+def test_bad_sizes_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        parallel_env("HyperRL/A2C-Catch-v0", **kwargs)
+
+
+def test_bad_actions_name_the_agent_and_shape():
+    env = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=2, **_kwargs("x"))
+    env.reset(seed=0)
+    good = {a: env.action_space(a).sample() for a in env.agents}
+    with pytest.raises(ValueError, match=r"actions\['lifetime_1'\] has shape \(2,\)"):
+        env.step({**good, "lifetime_1": np.zeros(2, np.float32)})
+    with pytest.raises(ValueError, match=r"missing \['lifetime_0'\]"):
+        env.step({"lifetime_1": good["lifetime_1"]})
+    with pytest.raises(ValueError, match="unknown agent"):
+        env.action_space("lifetime_9")
+
+
+def test_stacked_handle_updates_like_each_lifetime():
+    from agents.stacked import stack_batches
+
+    env = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=3, **_kwargs("x"))
+    env.reset(seed=2)
+    update, params, opt_state = env.stacked()
+    learners = [life.unwrapped.learner for life in env.lifetimes]
+    assert params["actor.weight"].shape == (3, 3, 256)
+    batches = [lr.collector.collect(lr.params, 8, 0.995)[0] for lr in learners]
+    new, _, _ = update.train_step(params, opt_state, stack_batches(batches))
+    for j, lr in enumerate(learners):
+        own, _, _ = lr.train_step(lr.params, lr.opt_state, batches[j])
+        for k, v in own.items():
+            torch.testing.assert_close(new[k][j], v.detach(), rtol=0, atol=1e-6)
