@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import hyperenvs
-from solvers import cli
+from solvers import cli, listing
 from solvers.base import RunLog
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -16,7 +16,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_readme_tables_are_what_the_registry_derives():
     text = README.read_text()
-    assert cli.readme_with_tables(text) == text, "README tables drifted: run `hyperrl list --write-readme README.md`"
+    assert listing.readme_with_tables(text) == text, "README tables drifted: run `hyperrl list --write-readme README.md`"
 
 
 def test_write_readme_replaces_only_the_generated_blocks(tmp_path):
@@ -32,16 +32,16 @@ def test_write_readme_replaces_only_the_generated_blocks(tmp_path):
     assert "old" not in text and "\nmiddle\n" in text
     assert text.count("| HyperRL/") == len(hyperenvs.REGISTRY)
     with pytest.raises(ValueError, match="README has no '<!-- hyperrl list: ids -->' marker"):
-        cli.readme_with_tables("no markers")
+        listing.readme_with_tables("no markers")
 
 
 def test_list_rows_follow_the_declaration_and_the_rows_overrides():
-    (row,) = cli._id_rows("A2C-CartPole")
+    (row,) = listing.id_rows("A2C-CartPole")
     assert row[:4] == ("HyperRL/A2C-CartPole-v0", "CartPole-v1", "100,000", "lr [1e-05, 0.01 log] = 0.0007")
     assert row[4] == "lr 0.00028 0.00038 0.000516 0.0007 0.00095 0.00129 0.00175"
-    (pong,) = cli._id_rows("PPO-Pong")
+    (pong,) = listing.id_rows("PPO-Pong")
     assert "minibatch_size [64, 2048 log] = 256" in pong[3] and "minibatch_size 128 256 512" in pong[4]
-    rows = {(r[0], r[1]): r for r in cli._hparam_rows(None)}
+    rows = {(r[0], r[1]): r for r in listing.hparam_rows(None)}
     assert rows["PPO", "lr"][2:5] == ("[1e-05, 0.01, log]", "0.0003", "x 0.5 1 2")
     assert rows["PPO", "minibatch_size"][2] == "[16, 1024, log, integer]"
     assert ("CMAES", "sigma") in rows and ("CMAES", "lr") not in rows  # CMA-ES exposes sigma only

@@ -84,12 +84,20 @@ def run_file_name(solver_name: str, seed: int) -> str:
     return f"{solver_name.removeprefix('fixed:').replace(' ', '_').replace('@', '_')}-seed{seed}.jsonl"
 
 
-def run_jobs(jobs: Sequence[tuple[str, int, str, dict, dict, str]], workers: int) -> list[str]:
-    """Run jobs in ``workers`` processes (spawned: no torch state shared), in order of submission."""
+def run_jobs(jobs: Sequence[tuple[str, int, str, dict, dict, str]], workers: int, *, skip_existing: bool = False) -> list[str]:
+    """Run jobs in ``workers`` processes (spawned: no torch state shared), in order of submission.
+
+    ``skip_existing``: a job whose RunLog is already on disk is not run again (a resumed or extended sweep).
+    """
+    paths = [str(Path(j[5]) / run_file_name(j[0], j[1])) for j in jobs]
+    todo = [j for j, path in zip(jobs, paths) if not (skip_existing and Path(path).exists())]
     if workers <= 1:
-        return [_job(j) for j in jobs]
-    with mp.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
-        return pool.map(_job, jobs, chunksize=1)
+        for j in todo:
+            _job(j)
+    else:
+        with mp.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
+            pool.map(_job, todo, chunksize=1)
+    return paths
 
 
 def summarise(logs_by_solver: dict[str, list[Any]], metrics: dict[str, Callable[[Any], float]], reps: int = 2000) -> dict:

@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=None, help="default: the experiment's")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--analyse", action="store_true", help="skip the runs: summarise those saved")
+    p.add_argument("--skip-existing", action="store_true", help="run only the lifetimes whose RunLog is not on disk yet")
     p.add_argument("--quick", action="store_true", help="2,000 env steps, 2 seeds, to scratch folders: the pipeline only")
     args = p.parse_args(argv)
     name = args.experiment
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.analyse:
         paths = [str(runs / run_file_name(j[0], j[1])) for j in jobs]
     else:
-        paths = run_jobs(jobs, args.workers)
+        paths = run_jobs(jobs, args.workers, skip_existing=args.skip_existing)
     if "reference" in EXPERIMENTS[name]:
         other, arms = EXPERIMENTS[name]["reference"]
         paths = [str(raw_dir / other / run_file_name(a, seed)) for seed in range(seeds) for a in arms] + paths
