@@ -10,7 +10,14 @@ import torch
 
 from agents.base import Batch, Params
 from agents.hparams import declare, hyperparameter
-from agents.learner import ActorCriticConfig, ActorCriticLearner
+from agents.learner import (
+    ActorCriticConfig,
+    ActorCriticLearner,
+    ent_coef_hyperparameter,
+    gamma_hyperparameter,
+    max_grad_norm_hyperparameter,
+    vf_coef_hyperparameter,
+)
 from agents.networks import ActorCritic, entropy, log_prob
 from agents.optim import UpdateRule
 from agents.returns import explained_variance, lambda_returns
@@ -32,27 +39,13 @@ class A2CHyperparams:
         multipliers=tuple(2.5 ** (k / 3) for k in range(-3, 4)),
         doc="RMSProp/Adam step size (7e-4 in Mnih et al., 2016)",
     )
-    gamma: float = hyperparameter(
-        0.99,
-        low=0.9,
-        high=0.999,
-        bins=(0.9, 0.95, 0.98, 0.99, 0.995, 0.999),
-        doc="discount factor; horizon about 1 / (1 - gamma)",
-    )
+    gamma: float = gamma_hyperparameter()
     gae_lambda: float = hyperparameter(
         1.0, low=0.8, high=1.0, bins=(0.9, 0.95, 0.975, 0.99, 1.0), doc="1 gives n-step bootstrapped returns, below 1 GAE"
     )
-    ent_coef: float = hyperparameter(
-        0.0,
-        low=0.0,
-        high=0.1,
-        bins=(0.0, 0.001, 0.01, 0.02, 0.05),
-        doc="entropy bonus weight (0.01 on Atari in Mnih et al., 2016)",
-    )
-    vf_coef: float = hyperparameter(0.5, low=0.1, high=1.0, bins=(0.25, 0.5, 0.75, 1.0), doc="value loss weight")
-    max_grad_norm: float = hyperparameter(
-        0.5, low=0.1, high=10.0, log=True, multipliers=(0.5, 1, 2), doc="global gradient-norm clip"
-    )
+    ent_coef: float = ent_coef_hyperparameter("entropy bonus weight (0.01 on Atari in Mnih et al., 2016)")
+    vf_coef: float = vf_coef_hyperparameter()
+    max_grad_norm: float = max_grad_norm_hyperparameter()
 
 
 class A2CObjective:
