@@ -100,7 +100,7 @@ def run_job(job: Job, env_args: argparse.Namespace, tensorboard: str | None) -> 
 
     from solvers import make_solver
     from solvers.base import describe_space
-    from solvers.cli import make_env
+    from solvers.command_env import make_env
     from solvers.tensorboard import TensorBoardLogger
 
     threads = torch.get_num_threads()
