@@ -405,3 +405,64 @@ def test_reuse_obs_same_values_one_tensor(task):
         b, *_rest = reused.step(action)
         assert torch.equal(a, b) and b.data_ptr() == first.data_ptr()
     assert reused.final_obs.data_ptr() != first.data_ptr()
+
+
+GROUPED_TASKS = ["catch", "big_dense_short", "lpg_sparse", "lpg_random_small_sparse", "chain_short_noisy", "chain_distractor"]
+
+
+def _grouped_pair(task: str, reuse_obs: bool):
+    options = {"collect_actions": True} if task == "lpg_random_small_sparse" else {}
+    grouped = make_task(task, 4, lifetimes=3, record_final=True, reuse_obs=reuse_obs, **options)
+    alone = [make_task(task, 4, record_final=True, **options) for _ in range(3)]
+    return grouped, alone
+
+
+@pytest.mark.parametrize("reuse_obs", [False, True])
+@pytest.mark.parametrize("task", GROUPED_TASKS)
+def test_a_task_of_three_lifetimes_is_three_lone_tasks(task, reuse_obs):
+    grouped, alone = _grouped_pair(task, reuse_obs)
+    seeds = [5, 6, 7]
+    obs = grouped.reset(seeds)
+    lone_obs = [env.reset(s) for env, s in zip(alone, seeds)]
+    gen = torch.Generator().manual_seed(0)
+    n = grouped.single_action_space.n
+    finished = 0
+    for t in range(120):
+        assert torch.equal(obs, torch.cat(lone_obs))
+        if t == 50:  # lifetime 1 starts afresh; lifetimes 0 and 2 go on untouched
+            restarted = grouped.restart_lifetimes([1], [99])
+            lone_obs[1] = alone[1].reset(99)
+            assert torch.equal(restarted, lone_obs[1])
+            obs = obs.clone()
+            obs[4:8] = restarted
+            continue
+        action = torch.randint(n, (12,), generator=gen)
+        obs, reward, term, trunc = grouped.step(action)
+        steps = [env.step(action[4 * j : 4 * j + 4]) for j, env in enumerate(alone)]
+        lone_obs = [s[0] for s in steps]
+        for i, part in enumerate((reward, term, trunc), start=1):
+            assert torch.equal(part, torch.cat([s[i] for s in steps]))
+        done = term | trunc
+        finished += int(done.sum())
+        lone_final = torch.cat([env.final_obs for env in alone])
+        assert torch.equal(grouped.final_obs[done], lone_final[done])
+    assert finished > 0
+    if task == "lpg_sparse":  # object cells fixed per lifetime: each lifetime has its own layout
+        assert torch.equal(grouped.layout[:4], alone[0].layout) and not torch.equal(grouped.layout[:4], grouped.layout[8:])
+    if task.startswith("chain"):
+        assert torch.equal(grouped.length, torch.cat([env.length for env in alone]))
+
+
+def test_lifetimes_bad_input():
+    with pytest.raises(ValueError, match="lifetimes must be a positive integer"):
+        make_task("catch", 4, lifetimes=0)
+    with pytest.raises(ValueError, match="lifetimes must be 1 for 'cart_pole'"):
+        make_task("cart_pole", 4, lifetimes=2)
+    task = make_task("catch", 2, lifetimes=2)
+    with pytest.raises(ValueError, match="seed must hold one seed per lifetime"):
+        task.reset(3)
+    task.reset([1, 2])
+    with pytest.raises(ValueError, match=r"lifetimes must lie in \[0, 2\)"):
+        task.restart_lifetimes([2], [0])
+    with pytest.raises(AttributeError, match="generators"):
+        _ = task.generator

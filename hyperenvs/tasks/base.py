@@ -1,66 +1,131 @@
-"""The batched task protocol: B instances in one tensor state, automatic reset, one generator.
+"""The batched task protocol: B instances in one tensor state, automatic reset, one generator per lifetime.
 
 A subclass keeps its state as tensors with a leading batch dimension and fills
 three hooks: ``_advance`` (one transition of every instance), ``_reset_rows``
 (new episodes for some rows) and ``_observe``.  ``step`` runs them with
 same-step automatic reset: the observation it returns for a finished instance
 is the first one of its next episode, and with ``record_final`` the last one of
-the finished episode is kept in ``final_obs``.  With ``reuse_obs`` every step
-writes its observation into one preallocated tensor (returned each time, so the
-caller copies what it keeps): at B = 4096 a fresh 13 MB gridworld observation
-per step costs about twice the fill of an existing one.
+the finished episode is kept in ``final_obs``.
 
-Seeding: one ``torch.Generator`` per batched object, seeded by ``reset(seed)``.
-Draws a lifetime fixes (LPG's object layouts, a chain's length) happen only
-when ``reset`` is given a seed (or on the first reset), so a reset without a
-seed starts new episodes of the same lifetimes.
+Observation buffers.  With ``reuse_obs`` every step writes its observation into
+a preallocated tensor and returns it (``final_obs`` has a buffer of its own):
+the returned tensor is valid until the next ``step`` or ``reset``, so a caller
+copies what it keeps.  Binary observations (gridworlds, Catch) are then drawn
+by clearing the cells the buffer set last time and setting the new ones, a few
+writes per instance instead of zeroing the whole tensor (13.5 MB per step for
+big_dense_long at B = 4096, which costs more than the rest of the step).
+
+Randomness and lifetimes.  A task holds ``lifetimes`` groups of ``num_envs``
+instances (rows ``j * num_envs .. (j + 1) * num_envs - 1`` are lifetime ``j``),
+one ``torch.Generator`` per lifetime.  Every random number is a float32
+uniform drawn for some rows (``_uniform``/``_integers``): each lifetime's share
+comes from its own generator, in row order, so the rows of lifetime ``j``
+evolve exactly as a task with ``lifetimes=1`` seeded like lifetime ``j`` (the
+population of ``hyperenvs.population`` steps N lifetimes as one such task).
+``reset(seed)`` seeds every lifetime (one seed each); ``restart_lifetimes``
+starts chosen lifetimes afresh without touching the others.  Draws a lifetime
+fixes (LPG's object layouts, a chain's length) happen only when a lifetime is
+seeded (or on the first reset), so a reset without a seed starts new episodes
+of the same lifetimes.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 
-def check_num_envs(num_envs: int) -> int:
+def check_num_envs(num_envs: int, field: str = "num_envs") -> int:
     """``num_envs`` as an int, or a ValueError naming it."""
     if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        raise ValueError(f"{field} must be a positive integer, got {num_envs!r}")
     return int(num_envs)
 
 
+def _random_seed() -> int:
+    return int(np.random.SeedSequence().entropy % 2**63)
+
+
 class BatchedTask(ABC):
-    """``num_envs`` instances of one task stepped as one tensor program on ``device``."""
+    """``lifetimes * num_envs`` instances of one task stepped as one tensor program on ``device``."""
 
     single_observation_space: gym.Space
     """the space of one instance's observation"""
     single_action_space: gym.spaces.Discrete
     """the space of one instance's action"""
+    groups_lifetimes: ClassVar[bool] = False
+    """whether the task draws every random number through ``_uniform`` (so it may hold several lifetimes)"""
 
     def __init__(
-        self, num_envs: int, *, device: str | torch.device = "cpu", record_final: bool = False, reuse_obs: bool = False
+        self,
+        num_envs: int,
+        *,
+        device: str | torch.device = "cpu",
+        record_final: bool = False,
+        reuse_obs: bool = False,
+        lifetimes: int = 1,
     ) -> None:
-        self.num_envs = check_num_envs(num_envs)
+        self.envs_per_lifetime = check_num_envs(num_envs)
+        """instances of one lifetime (the rows of lifetime ``j`` are ``j * envs_per_lifetime ...``)"""
+        self.lifetimes = check_num_envs(lifetimes, "lifetimes")
+        """lifetimes held side by side, each with its own generator"""
+        if self.lifetimes > 1 and not self.groups_lifetimes:
+            raise ValueError(f"lifetimes must be 1 for {type(self).__name__}, whose draws are not split by lifetime")
+        self.num_envs = self.envs_per_lifetime * self.lifetimes
+        """all rows: ``lifetimes * envs_per_lifetime``"""
         self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device)
+        self.generators = [torch.Generator(device=self.device) for _ in range(self.lifetimes)]
+        """one generator per lifetime"""
         self.record_final = record_final
         self.reuse_obs = reuse_obs
-        self._obs_buffer: torch.Tensor | None = None
+        self._buffers: dict[str, Any] = {}
+        self._slot = "obs"
         self.final_obs: torch.Tensor | None = None
         self._seeded = False
+        self._all_rows = torch.arange(self.num_envs, device=self.device)
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The generator of a task of one lifetime."""
+        if self.lifetimes != 1:
+            raise AttributeError(f"a task of {self.lifetimes} lifetimes has one generator each: use generators[j]")
+        return self.generators[0]
 
     # ---------------------------------------------------------------- public
-    def reset(self, seed: int | None = None) -> torch.Tensor:
-        """Start a new episode in every instance; a seed (or the first reset) also draws new lifetimes."""
+    def reset(self, seed: int | Sequence[int] | None = None) -> torch.Tensor:
+        """Start a new episode in every instance; a seed (one per lifetime, or the first reset) also draws new lifetimes."""
         if seed is not None or not self._seeded:
-            self.generator.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63))
+            for g, s in zip(self.generators, self._seeds(seed)):
+                g.manual_seed(s)
             self._seeded = True
-            self._new_lifetimes()
-        self._reset_rows(torch.arange(self.num_envs, device=self.device))
+            self._new_lifetimes(self._all_rows)
+        self._reset_rows(self._all_rows)
         return self._observe()
+
+    def restart_lifetimes(self, lifetimes: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
+        """Start ``lifetimes`` afresh, lifetime ``lifetimes[i]`` seeded with ``seeds[i]``, as ``reset(seed)`` starts a
+        task of one lifetime; the other lifetimes' rows and generators are untouched.  Returns the new rows'
+        observations, ``[len(lifetimes) * envs_per_lifetime, ...]`` in increasing lifetime order."""
+        if not self._seeded:
+            raise RuntimeError("call reset() before restart_lifetimes()")
+        if len(lifetimes) != len(seeds) or len(set(lifetimes)) != len(lifetimes):
+            raise ValueError(f"lifetimes must be distinct and match seeds one to one, got {list(lifetimes)} and {list(seeds)}")
+        order = sorted(range(len(lifetimes)), key=lambda i: lifetimes[i])
+        for i in order:
+            if not 0 <= lifetimes[i] < self.lifetimes:
+                raise ValueError(f"lifetimes must lie in [0, {self.lifetimes}), got {lifetimes[i]}")
+            self.generators[lifetimes[i]].manual_seed(int(seeds[i]))
+        b = self.envs_per_lifetime
+        rows = torch.cat([torch.arange(lifetimes[i] * b, (lifetimes[i] + 1) * b, device=self.device) for i in order])
+        self._new_lifetimes(rows)
+        self._reset_rows(rows)
+        return self._observe_rows(rows)
 
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Act in every instance: ``(obs, reward, terminated, truncated)``, finished ones already reset."""
@@ -69,18 +134,22 @@ class BatchedTask(ABC):
         action = self._check_action(action)
         reward, terminated, truncated = self._advance(action)
         if self.record_final:
-            self.final_obs = self._observe().clone() if self.reuse_obs else self._observe()
+            self._slot = "final"  # a buffer of its own, so the next observation does not overwrite it
+            try:
+                self.final_obs = self._observe()
+            finally:
+                self._slot = "obs"
         rows = (terminated | truncated).nonzero().squeeze(1)
         self._reset_rows(rows)
         return self._observe(), reward, terminated, truncated
 
     # ----------------------------------------------------------------- hooks
-    def _new_lifetimes(self) -> None:  # noqa: B027  (optional hook: most tasks fix nothing per lifetime)
-        """Draw what stays fixed for a lifetime (nothing by default)."""
+    def _new_lifetimes(self, rows: torch.Tensor) -> None:  # noqa: B027  (optional hook: most tasks fix nothing per lifetime)
+        """Draw what stays fixed for a lifetime in the instances ``rows`` (nothing by default)."""
 
     @abstractmethod
     def _reset_rows(self, rows: torch.Tensor) -> None:
-        """Start new episodes in the instances ``rows`` (a 1-D index tensor, maybe empty)."""
+        """Start new episodes in the instances ``rows`` (a sorted 1-D index tensor, maybe empty)."""
 
     @abstractmethod
     def _advance(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -88,9 +157,25 @@ class BatchedTask(ABC):
 
     @abstractmethod
     def _observe(self) -> torch.Tensor:
-        """The current observation of every instance, a new tensor."""
+        """The current observation of every instance (a new tensor, or with ``reuse_obs`` the slot's buffer)."""
+
+    def _observe_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """The current observations of ``rows`` only (a task whose observation draws must draw for those rows alone)."""
+        return self._observe()[rows]
 
     # --------------------------------------------------------------- helpers
+    def _seeds(self, seed: int | Sequence[int] | None) -> list[int]:
+        if seed is None:
+            return [_random_seed() for _ in range(self.lifetimes)]
+        if isinstance(seed, (int, np.integer)):
+            if self.lifetimes != 1:
+                raise ValueError(f"seed must hold one seed per lifetime ({self.lifetimes}), got the single seed {seed}")
+            return [int(seed)]
+        seeds = [int(s) for s in seed]
+        if len(seeds) != self.lifetimes:
+            raise ValueError(f"seed must hold one seed per lifetime ({self.lifetimes}), got {len(seeds)}")
+        return seeds
+
     def _check_action(self, action: torch.Tensor) -> torch.Tensor:
         action = torch.as_tensor(action, device=self.device)
         if action.shape != (self.num_envs,):
@@ -103,15 +188,55 @@ class BatchedTask(ABC):
         return action.long()
 
     def _zeros(self, *shape: int) -> torch.Tensor:
-        """A zeroed tensor for an observation: a fresh one, or with ``reuse_obs`` the one buffer."""
+        """A zeroed tensor for an observation: a fresh one, or with ``reuse_obs`` the current slot's buffer."""
         if not self.reuse_obs:
             return torch.zeros(shape, device=self.device)
-        if self._obs_buffer is None or self._obs_buffer.shape != shape:
-            self._obs_buffer = torch.zeros(shape, device=self.device)
-        return self._obs_buffer.zero_()
+        buf = self._buffers.get(self._slot)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[self._slot] = torch.zeros(shape, device=self.device)
+        return buf.zero_()
 
-    def _rand(self, *shape: int) -> torch.Tensor:
-        return torch.rand(shape, generator=self.generator, device=self.device)
+    def _binary(self, ones: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """A ``(num_envs, *shape)`` float observation, 1 at the flat indices ``ones`` (into the whole tensor), else 0.
 
-    def _randint(self, high: int, *shape: int) -> torch.Tensor:
-        return torch.randint(high, shape, generator=self.generator, device=self.device)
+        With ``reuse_obs`` the slot's buffer is updated by clearing the cells it set last time.
+        """
+        full = (self.num_envs, *shape)
+        if not self.reuse_obs:
+            obs = torch.zeros(self.num_envs * math.prod(shape), device=self.device)
+            obs[ones.reshape(-1)] = 1.0
+            return obs.view(full)
+        key = "binary_" + self._slot
+        buf, last = self._buffers.get(key, (None, None))
+        if buf is None or buf.shape != full:
+            buf, last = torch.zeros(full, device=self.device), None
+        flat = buf.view(-1)
+        if last is not None:
+            flat[last] = 0.0
+        ones = ones.reshape(-1)
+        flat[ones] = 1.0
+        self._buffers[key] = (buf, ones)
+        return buf
+
+    def _uniform(self, rows: torch.Tensor | None, *shape: int) -> torch.Tensor:
+        """float32 uniforms in [0, 1), ``[len(rows), *shape]`` (all rows when None): each lifetime's from its generator."""
+        if self.lifetimes == 1:
+            n = self.num_envs if rows is None else rows.numel()
+            return torch.rand((n, *shape), generator=self.generators[0], device=self.device)
+        if rows is None:
+            out = torch.empty((self.lifetimes, self.envs_per_lifetime, *shape), device=self.device)
+            for block, g in zip(out, self.generators):
+                block.uniform_(generator=g)
+            return out.view(self.num_envs, *shape)
+        out = torch.empty((rows.numel(), *shape), device=self.device)
+        counts = torch.bincount(rows // self.envs_per_lifetime, minlength=self.lifetimes).tolist()
+        start = 0
+        for count, g in zip(counts, self.generators):
+            if count:  # an empty draw leaves a generator as it is, so lone and grouped tasks agree
+                out[start : start + count].uniform_(generator=g)
+                start += count
+        return out
+
+    def _integers(self, high: int, rows: torch.Tensor | None, *shape: int) -> torch.Tensor:
+        """Uniform integers in ``[0, high)`` from ``_uniform`` (floor of ``u * high``)."""
+        return (self._uniform(rows, *shape) * high).long().clamp_(max=high - 1)

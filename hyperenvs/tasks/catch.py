@@ -22,10 +22,11 @@ ROWS, COLUMNS = 10, 5
 class Catch(BatchedTask):
     """``num_envs`` Catch boards in one tensor state."""
 
-    def __init__(
-        self, num_envs: int, *, device: str | torch.device = "cpu", record_final: bool = False, reuse_obs: bool = False
-    ) -> None:
-        super().__init__(num_envs, device=device, record_final=record_final, reuse_obs=reuse_obs)
+    groups_lifetimes = True
+
+    def __init__(self, num_envs: int, **kwargs) -> None:
+        """``kwargs``: ``device``, ``record_final``, ``reuse_obs``, ``lifetimes`` (see ``BatchedTask``)."""
+        super().__init__(num_envs, **kwargs)
         self.single_observation_space = gym.spaces.Box(0.0, 1.0, (ROWS, COLUMNS), dtype=np.float32)
         self.single_action_space = gym.spaces.Discrete(3)
         b, dev = self.num_envs, self.device
@@ -39,7 +40,7 @@ class Catch(BatchedTask):
 
     def _reset_rows(self, rows: torch.Tensor) -> None:
         self.ball_row[rows] = 0
-        self.ball_col[rows] = self._randint(COLUMNS, rows.numel())
+        self.ball_col[rows] = self._integers(COLUMNS, rows)
         self.paddle[rows] = COLUMNS // 2
 
     def _advance(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -51,7 +52,6 @@ class Catch(BatchedTask):
         return reward, terminated, torch.zeros_like(terminated)
 
     def _observe(self) -> torch.Tensor:
-        board = self._zeros(self.num_envs * ROWS * COLUMNS)
-        board[self._rows_offset + self.ball_row * COLUMNS + self.ball_col] = 1.0
-        board[self._rows_offset + (ROWS - 1) * COLUMNS + self.paddle] = 1.0
-        return board.view(self.num_envs, ROWS, COLUMNS)
+        ball = self._rows_offset + self.ball_row * COLUMNS + self.ball_col
+        paddle = self._rows_offset + (ROWS - 1) * COLUMNS + self.paddle
+        return self._binary(torch.stack([ball, paddle], 1), (ROWS, COLUMNS))

@@ -49,6 +49,8 @@ class ChainSpec:
 class DelayedChain(BatchedTask):
     """``num_envs`` delayed chains in one tensor state."""
 
+    groups_lifetimes = True
+
     def __init__(
         self,
         spec: ChainSpec,
@@ -57,8 +59,9 @@ class DelayedChain(BatchedTask):
         device: str | torch.device = "cpu",
         record_final: bool = False,
         reuse_obs: bool = False,
+        lifetimes: int = 1,
     ) -> None:
-        super().__init__(num_envs, device=device, record_final=record_final, reuse_obs=reuse_obs)
+        super().__init__(num_envs, device=device, record_final=record_final, reuse_obs=reuse_obs, lifetimes=lifetimes)
         if not 2 <= spec.low <= spec.high:
             raise ValueError(f"chain lengths need 2 <= low <= high, got low={spec.low}, high={spec.high}")
         if spec.observation not in ("index", "distractor"):
@@ -79,12 +82,12 @@ class DelayedChain(BatchedTask):
         self.t = torch.zeros(b, dtype=torch.long, device=dev)
         """steps taken in the current episode"""
 
-    def _new_lifetimes(self) -> None:
+    def _new_lifetimes(self, rows: torch.Tensor) -> None:
         span = self.spec.high - self.spec.low + 1
-        self.length = self.spec.low + self._randint(span, self.num_envs)
+        self.length[rows] = self.spec.low + self._integers(span, rows)
 
     def _reset_rows(self, rows: torch.Tensor) -> None:
-        self.correct[rows] = self._randint(2, rows.numel())
+        self.correct[rows] = self._integers(2, rows)
         self.chose_correct[rows] = False
         self.t[rows] = 0
 
@@ -95,18 +98,22 @@ class DelayedChain(BatchedTask):
         terminated = self.t >= self.length
         reward = torch.where(terminated, self.chose_correct.float() * 2.0 - 1.0, 0.0)
         if self.spec.noisy:
-            noise = self._randint(2, self.num_envs).float() * 2.0 - 1.0
+            noise = self._integers(2, None).float() * 2.0 - 1.0
             reward = torch.where(terminated, reward, noise)
         return reward, terminated, torch.zeros_like(terminated)
 
     def _observe(self) -> torch.Tensor:
+        return self._observe_rows(None)
+
+    def _observe_rows(self, rows: torch.Tensor | None) -> torch.Tensor:
+        correct, chose, t = (x if rows is None else x[rows] for x in (self.correct, self.chose_correct, self.t))
         if self.spec.observation == "index":
-            branch = 2 * self.correct + self.chose_correct.long()
-            later = 2 + branch * self.spec.high + (self.t - 1)
-            return torch.where(self.t == 0, self.correct, later)
-        bits = self._randint(2, self.num_envs, 2 + NOISE_BITS).float()
-        bits[:, 0] = (self.correct == 0).float()
-        bits[:, 1] = (self.chose_correct & (self.t > 0)).float()
+            branch = 2 * correct + chose.long()
+            later = 2 + branch * self.spec.high + (t - 1)
+            return torch.where(t == 0, correct, later)
+        bits = self._integers(2, rows, 2 + NOISE_BITS).float()  # the noise of these rows only
+        bits[:, 0] = (correct == 0).float()
+        bits[:, 1] = (chose & (t > 0)).float()
         return bits
 
 

@@ -19,6 +19,7 @@ moving, and walking onto an object does not collect it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -70,6 +71,8 @@ class GridSpec:
 class GridWorld(BatchedTask):
     """``num_envs`` instances of one :class:`GridSpec` in one tensor state."""
 
+    groups_lifetimes = True
+
     def __init__(
         self,
         spec: GridSpec,
@@ -80,8 +83,9 @@ class GridWorld(BatchedTask):
         collect_actions: bool = False,
         record_final: bool = False,
         reuse_obs: bool = False,
+        lifetimes: int = 1,
     ) -> None:
-        super().__init__(num_envs, device=device, record_final=record_final, reuse_obs=reuse_obs)
+        super().__init__(num_envs, device=device, record_final=record_final, reuse_obs=reuse_obs, lifetimes=lifetimes)
         _check_spec(spec)
         if not np.isfinite(reward_scale):
             raise ValueError(f"reward_scale must be finite, got {reward_scale!r}")
@@ -145,45 +149,44 @@ class GridWorld(BatchedTask):
         self.plane_offset = torch.tensor(plane, device=dev) * (self.obs_hw[0] * self.obs_hw[1])
         self.agent_offset = (self.num_planes - 1) * self.obs_hw[0] * self.obs_hw[1]
         shape = (self.num_planes, *self.obs_hw)
+        self._row_offset = (torch.arange(self.num_envs, device=dev) * math.prod(shape)).unsqueeze(1)
         self.single_observation_space = gym.spaces.Box(0.0, 1.0, shape, dtype=np.float32)
 
     def _observe(self) -> torch.Tensor:
         if self.spec.observation == "index":
             return self.cell_index[self.agent] * 2**self.num_objects + (self.present.long() * self.bits).sum(1)
         b, size = self.num_envs, self.num_planes * self.obs_hw[0] * self.obs_hw[1]
-        obs = self._zeros(b, size)
         # an absent object marks the agent's pixel, which is 1 anyway: no masking, no spare column to copy out
         agent_px, obj_px = self.agent, self.obj_pos
         if self.pixel is not None:
             agent_px, obj_px = self.pixel[agent_px], self.pixel[obj_px]
         agent = (self.agent_offset + agent_px).unsqueeze(1)
-        obs.scatter_(1, torch.where(self.present, self.plane_offset + obj_px, agent), 1.0)
-        obs.scatter_(1, agent, 1.0)
-        return obs.view(b, self.num_planes, *self.obs_hw)
+        ones = torch.cat([torch.where(self.present, self.plane_offset + obj_px, agent), agent], 1)
+        return self._binary(ones + self._row_offset, (self.num_planes, *self.obs_hw))
 
     # ------------------------------------------------------------- dynamics
-    def _new_lifetimes(self) -> None:
+    def _new_lifetimes(self, rows: torch.Tensor) -> None:
         if self.spec.positions == "lifetime":
-            self.layout = self.free[self._distinct_cells(self.num_envs, self.num_objects)]
+            self.layout[rows] = self.free[self._distinct_cells(rows, self.num_objects)]
 
     def _reset_rows(self, rows: torch.Tensor) -> None:
-        n, k = rows.numel(), self.num_objects
+        k = self.num_objects
         if self.spec.positions == "lifetime":
             # the agent starts on a random free cell that holds no object
-            score = self._rand(n, self.num_free)
+            score = self._uniform(rows, self.num_free)
             taken = (self.free.view(1, 1, -1) == self.layout[rows].unsqueeze(2)).any(1)
             self.agent[rows] = self.free[score.masked_fill(taken, 2.0).argmin(1)]
             self.obj_pos[rows] = self.layout[rows]
         else:
-            cells = self.free[self._distinct_cells(n, k + 1)]
+            cells = self.free[self._distinct_cells(rows, k + 1)]
             self.agent[rows] = cells[:, 0]
             self.obj_pos[rows] = cells[:, 1:]
         self.present[rows] = True
         self.t[rows] = 0
 
-    def _distinct_cells(self, n: int, k: int) -> torch.Tensor:
+    def _distinct_cells(self, rows: torch.Tensor, k: int) -> torch.Tensor:
         # the k largest of iid uniforms: a uniformly random k-subset in random order (topk is ~15x cheaper than argsort here)
-        return self._rand(n, self.num_free).topk(k, dim=1).indices
+        return self._uniform(rows, self.num_free).topk(k, dim=1).indices
 
     def _advance(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         direction = action % 9
@@ -198,14 +201,14 @@ class GridWorld(BatchedTask):
         collected = self.present & (self.obj_pos == target.unsqueeze(1))
         if self.collect_actions:
             collected &= collecting.unsqueeze(1)
-        u = self._rand(self.num_envs, 2, self.num_objects)
+        u = self._uniform(None, 2, self.num_objects)
         reward = (collected * self.obj_reward).sum(1)
         terminated = (collected & (u[:, 0] < self.obj_p_term)).any(1)
         respawn = ~(self.present & ~collected) & (u[:, 1] < self.obj_p_respawn)
         if self.spec.positions == "lifetime":
             new_pos = self.layout
         else:
-            new_pos = self.free[self._randint(self.num_free, self.num_envs, self.num_objects)]
+            new_pos = self.free[self._integers(self.num_free, None, self.num_objects)]
         self.obj_pos = torch.where(respawn, new_pos, self.obj_pos)
         self.present = (self.present & ~collected) | respawn
         self.t = self.t + 1

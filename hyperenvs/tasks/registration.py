@@ -60,7 +60,8 @@ GYM_IDS = {f"{NAMESPACE}/{camel}-v0": spec for camel, spec in _ids().items()}
 def make_task(task: str, num_envs: int, *, device: str = "cpu", seed: int | None = None, **options: Any) -> Any:
     """The batched form of ``task``: ``num_envs`` instances on ``device``, reset with ``seed`` when given.
 
-    Options: ``reward_scale`` (gridworlds), ``collect_actions`` (LPG grids), ``record_final``.
+    Options: ``reward_scale`` (gridworlds), ``collect_actions`` (LPG grids), ``record_final``, ``reuse_obs``,
+    ``lifetimes`` (that many groups of ``num_envs`` instances, one generator each; not for the classic twins).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
@@ -69,6 +70,8 @@ def make_task(task: str, num_envs: int, *, device: str = "cpu", seed: int | None
     check_num_envs(num_envs)
     module, _, attr = TASKS[task].partition(":")
     target = getattr(importlib.import_module(module), attr)
+    if task in _CLASSIC and options.get("lifetimes", 1) != 1:
+        raise ValueError(f"lifetimes must be 1 for {task!r}: the classic twins hold one lifetime, got {options['lifetimes']!r}")
     if task == "catch" or task in _CLASSIC:
         env = target(num_envs, device=device, **options)
     elif task in _CHAINS:
