@@ -1,6 +1,7 @@
 """N lifetimes of one A2C learner as stacked tensors, updated together by one vmapped ``train_step``.
 
-The white-box handle of a population (``hyperenvs.population``): parameters
+``StackedA2C`` is the update; ``agents.stacked_tasks.StackedTaskA2C`` runs N
+task lifetimes (collection and update) as one program.  Parameters
 and update-rule states carry a leading lifetime axis ``[N, ...]`` (the step
 counter too, so staggered lifetimes keep their own bias corrections), and
 ``train_step`` is the learner's own objective and update rule mapped over
@@ -19,6 +20,8 @@ from torch.func import grad, vmap
 
 from agents.a2c import A2CLearner
 from agents.base import Batch, Params
+from agents.optim import SGD, Adam, RMSProp
+from agents.returns import explained_variance
 
 StackedBatch = dict[str, torch.Tensor]
 """A ``Batch``'s set fields stacked along a leading lifetime axis, ``[N, T, B, ...]``."""
@@ -45,9 +48,16 @@ def unstack_state(state: Any, j: int) -> Any:
     return state[j]
 
 
-def _clip(grads: Params, max_norm: float) -> tuple[Params, torch.Tensor]:
-    """``agents.optim.clip_grad_norm``'s arithmetic, op by op (the fused ops have no batching rule)."""
+def _clip(grads: Params, max_norm: float | torch.Tensor) -> tuple[Params, torch.Tensor]:
+    """``agents.optim.clip_grad_norm``'s arithmetic, op by op (the fused ops have no batching rule).
+
+    A tensor ``max_norm`` (one per lifetime under vmap) clips where it is positive and finite.
+    """
     total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
+    if isinstance(max_norm, torch.Tensor):
+        on = (max_norm > 0) & torch.isfinite(max_norm)
+        scale = torch.where(on, torch.clamp(max_norm / (total + 1e-6), max=1.0), 1.0)
+        return {k: g * scale for k, g in grads.items()}, total
     if not 0 < max_norm < float("inf"):
         return grads, total
     scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
@@ -68,103 +78,92 @@ class StackedA2C:
         return params, stack_states([lr.opt_state for lr in learners])
 
     def train_step(
-        self, params: Params, opt_state: Mapping[str, Any], batch: StackedBatch, hparams: Mapping[str, Any] | None = None
+        self,
+        params: Params,
+        opt_state: Mapping[str, Any],
+        batch: StackedBatch,
+        hparams: Mapping[str, Any] | None = None,
+        *,
+        return_grads: bool = False,
     ) -> tuple[Params, dict[str, Any], dict[str, torch.Tensor]]:
         """One A2C update of every lifetime on its own rows of ``batch``; metrics are ``[N]`` tensors.
 
-        ``hparams`` are shared by the lifetimes; a ``[N]`` tensor value gives each its own.
+        ``hparams`` are shared by the lifetimes; a ``[N]`` tensor value gives each its own.  The metrics
+        are the lone learner's (``policy``, ``value``, ``entropy``, ``explained_variance``, ``grad_norm``);
+        ``return_grads`` adds a fourth result, the clipped gradients ``[N, ...]`` (``gradient_history``).
         """
         hp = self.learner.hparam_values(hparams)
         # Tensor coefficients send the update rule down its op-by-op path, which vmap can batch.
-        per_lifetime = {k: v for k, v in hp.items() if isinstance(v, torch.Tensor) and v.dim() == 1}
+        exact = {k: v for k, v in hp.items() if isinstance(v, torch.Tensor) and v.dim() == 1}
+        # float32 coefficients in the objective, as a lone learner's numbers act there; the rule's groups read the exact values
+        per_lifetime = {k: v.float() if v.dtype == torch.float64 else v for k, v in exact.items()}
         shared = {k: v if isinstance(v, torch.Tensor) else torch.tensor(float(v)) for k, v in hp.items() if k not in per_lifetime}
-        objective, rule, max_norm = self.learner.objective, self.learner.update_rule, float(hp["max_grad_norm"])
+        objective, rule = self.learner.objective, self.learner.update_rule
+        clip_each = "max_grad_norm" in per_lifetime
+        max_norm = None if clip_each else float(hp["max_grad_norm"])
 
-        def one(p, state, fields, own):
+        def gradient(p, fields, own):
             h = {**shared, **own}
             full = objective.targets(Batch(**fields), h)
             g = grad(lambda q: objective(q, full, h)[0])(p)
             _, metrics = objective(p, full, h)
-            g, norm = _clip(g, max_norm)
-            new, new_state = rule.update(g, dict(state), p, h)
-            return new, new_state, {**metrics, "grad_norm": norm}
+            g, norm = _clip(g, h["max_grad_norm"] if clip_each else max_norm)
+            ev = explained_variance(full.values.flatten(), full.returns.flatten())
+            return g, {**metrics, "explained_variance": ev, "grad_norm": norm}
+
+        def update(g, state, p, own):
+            return rule.update(g, dict(state), p, {**shared, **own})
 
         with torch.no_grad():
-            return vmap(one)(params, dict(opt_state), batch, per_lifetime)
+            grads, metrics = vmap(gradient)(params, batch, per_lifetime)
+            if isinstance(rule, STOCK_RULES) and not any(v.requires_grad for v in exact.values()):
+                new, state = _grouped_update(rule, grads, opt_state, params, hp)
+            else:
+                new, state = vmap(update)(grads, dict(opt_state), params, per_lifetime)
+        if return_grads:
+            return new, state, metrics, grads
+        return new, state, metrics
 
 
-class StackedTaskA2C:
-    """N A2C lifetimes on batched tasks run together: one vmapped network per step, one vmapped update.
+STOCK_RULES = (SGD, Adam, RMSProp)
+"""rules ``train_step`` applies to the stacked tensors directly (their arithmetic is elementwise)"""
 
-    Each lifetime keeps its own task and generator (so it is the lifetime a lone
-    ``TaskA2CLearner`` with its seed would live); those are stepped in turn, the
-    network evaluations and the updates of all N are one program.  The learners'
-    ``params``/``opt_state`` are views of the stacked tensors after every ``iterate``.
+
+def _grouped_update(rule: Any, grads: Params, state: Mapping[str, Any], params: Params, hp: Mapping[str, Any]) -> tuple:
+    """A stock rule's step on the stacked tensors, once per group of lifetimes sharing a step count and hyperparameters.
+
+    Each group runs the rule exactly as a lone learner does (numbers, not tensors, as coefficients: the
+    fused ops), so the result equals each lifetime's own ``train_step`` bit for bit; one group (the
+    usual case of lifetimes started together under shared hyperparameters) costs one rule step in all.
     """
+    steps = state["step"].tolist()
+    per = {k: v.tolist() for k, v in hp.items() if isinstance(v, torch.Tensor) and v.dim() == 1}
+    groups: dict[tuple, list[int]] = {}
+    for j, step in enumerate(steps):
+        groups.setdefault((step, *(per[k][j] for k in sorted(per))), []).append(j)
+    rest = {k: v for k, v in state.items() if k != "step"}
+    new_params = {k: torch.empty_like(v) for k, v in params.items()}
+    new_rest = _tree(lambda v: torch.empty_like(v), rest)
+    for key, rows in groups.items():
+        own = {**{k: v for k, v in hp.items() if k not in per}, **{k: key[1 + i] for i, k in enumerate(sorted(per))}}
+        idx = torch.tensor(rows, device=state["step"].device)
+        take = (lambda v: v) if len(groups) == 1 else (lambda v, idx=idx: v[idx])
+        sub = {**_tree(take, rest), "step": int(key[0])}
+        p, s = rule.update(_tree(take, grads), sub, _tree(take, params), own)
+        _tree_put(new_params, p, rows, len(groups) == 1)
+        _tree_put(new_rest, {k: v for k, v in s.items() if k != "step"}, rows, len(groups) == 1)
+    return new_params, {**new_rest, "step": state["step"] + 1}
 
-    def __init__(self, learners: Sequence[Any]) -> None:
-        if not learners:
-            raise ValueError("learners must hold at least one learner")
-        self.learners = list(learners)
-        self.update = StackedA2C(self.learners[0])
-        self.network = self.learners[0].network
-        self.params, self.opt_state = self.update.stack(self.learners)
-        self._forward = vmap(self.network.forward)
-        self._value = vmap(self.network.value)
 
-    @property
-    def num_lifetimes(self) -> int:
-        return len(self.learners)
+def _tree(fn: Any, tree: Any) -> Any:
+    return {k: _tree(fn, v) for k, v in tree.items()} if isinstance(tree, Mapping) else fn(tree)
 
-    @torch.no_grad()
-    def collect(self, num_steps: int, gamma: float) -> tuple[StackedBatch, torch.Tensor, list[list[float]]]:
-        """``num_steps`` steps of every lifetime: the stacked batch, raw rewards ``[N, T, B]``, each one's finished returns."""
-        cols = [lr.collector for lr in self.learners]
-        obs = torch.stack([c._obs for c in cols])
-        ep_ret = torch.stack([c._ep_return for c in cols])
-        ep_len = torch.stack([c._ep_length for c in cols])
-        fields: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "actions", "log_probs", "values", "rewards", "discounts")}
-        raw, done_buf, ret_buf = [], [], []
-        for _ in range(num_steps):
-            logits, value = self._forward(self.params, obs)
-            probs = torch.softmax(logits, -1)
-            # each lifetime draws from its own generator, as its lone learner would (agents.networks.sample)
-            action = torch.stack(
-                [torch.multinomial(probs[j], 1, generator=lr.generator).squeeze(-1) for j, lr in enumerate(self.learners)]
-            )
-            logp = torch.log_softmax(logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
-            steps = [lr.envs.step(action[j]) for j, lr in enumerate(self.learners)]
-            next_obs, reward, term, trunc = (torch.stack([s[i] for s in steps]) for i in range(4))
-            final = self._value(self.params, torch.stack([s[4]["final_obs"] for s in steps]))
-            done = term | trunc
-            ep_ret += reward
-            ep_len += 1
-            done_buf.append(done)
-            ret_buf.append(ep_ret.clone())
-            ep_ret.masked_fill_(done, 0.0)
-            ep_len.masked_fill_(done, 0)
-            bootstrapped = reward + gamma * torch.where(trunc & ~term, final, 0.0)
-            for k, v in zip(fields, (obs, action, logp, value, bootstrapped, (~done).float())):
-                fields[k].append(v)
-            raw.append(reward)
-            obs = next_obs.clone()
-        for j, c in enumerate(cols):
-            c._obs, c._ep_return, c._ep_length = obs[j], ep_ret[j].clone(), ep_len[j].clone()
-        batch = {k: torch.stack(v, 1) for k, v in fields.items()}
-        batch["bootstrap_value"] = self._value(self.params, obs)
-        batch["bootstrap_obs"] = obs
-        done, rets = torch.stack(done_buf, 1), torch.stack(ret_buf, 1)
-        returns = [rets[j][done[j]].tolist() for j in range(self.num_lifetimes)]
-        return batch, torch.stack(raw, 1), returns
 
-    def iterate(self, hparams: Mapping[str, Any] | None = None) -> list[list[float]]:
-        """One collection and one update of every lifetime; returns each one's finished episode returns."""
-        hp = self.learners[0].hparam_values(hparams)
-        batch, _, returns = self.collect(self.learners[0].config.num_steps, float(hp["gamma"]))
-        self.params, self.opt_state, _ = self.update.train_step(self.params, self.opt_state, batch, hparams)
-        steps = batch["log_probs"].shape[1] * batch["log_probs"].shape[2]
-        for j, lr in enumerate(self.learners):
-            lr.params = {k: v[j] for k, v in self.params.items()}
-            lr.opt_state = unstack_state(self.opt_state, j)
-            lr.timesteps += steps
-        return returns
+def _tree_put(out: Any, values: Any, rows: list[int], whole: bool) -> None:
+    for k, v in values.items():
+        if isinstance(v, Mapping):
+            _tree_put(out[k], v, rows, whole)
+        elif whole:
+            out[k] = v
+        else:
+            out[k][rows] = v

@@ -4,7 +4,11 @@ The task is any Gymnasium ``VectorEnv`` of torch tensors with same-step autorese
 (``gym.make_vec("hyperenvs:HyperRLTasks/Catch-v0", vectorization_mode="vector_entry_point")``):
 observations, actions, rewards and the running episode returns stay tensors on
 its device, with no numpy round trip; the finished episodes are read back once
-per ``collect``.  It fills the same ``Batch`` as ``agents.rollout.Collector``
+per ``collect``.  Actions are drawn by the inverse CDF of one uniform per
+instance from the learner's generator (``categorical_from_uniforms``), so a
+population (``agents.stacked``) draws the same actions for every lifetime at
+once.  Observations go into one preallocated ``[T + 1, B, ...]`` buffer (the
+task's own observation is valid only until its next step).  It fills the same ``Batch`` as ``agents.rollout.Collector``
 (truncated episodes bootstrapped with the critic's value of their last
 observation), without observation or reward normalisation: the tasks' rewards
 are already small.
@@ -18,24 +22,27 @@ import gymnasium as gym
 import torch
 
 from agents.base import Batch, Params
-from agents.networks import log_prob, sample
+from agents.networks import log_prob
 from agents.returns import rollout_return
 from agents.rollout import Episode
-from agents.task_networks import TaskActorCritic
+from agents.task_networks import TaskActorCritic, categorical_from_uniforms
 
 
-def make_task_envs(task: str, num_envs: int, device: torch.device | str) -> gym.vector.VectorEnv:
-    """The batched form of the task id ``task`` (e.g. ``HyperRLTasks/Catch-v0``) with ``num_envs`` instances."""
+def make_task_envs(task: str, num_envs: int, device: torch.device | str, **options: Any) -> gym.vector.VectorEnv:
+    """The batched form of the task id ``task`` (e.g. ``HyperRLTasks/Catch-v0``) with ``num_envs`` instances.
+
+    ``options`` go to the task (``lifetimes=N``: N groups of ``num_envs`` instances, one generator each).
+    """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     spec = task if ":" in task else f"hyperenvs:{task}"  # the module that registers the HyperRLTasks ids
-    return gym.make_vec(spec, num_envs=num_envs, vectorization_mode="vector_entry_point", device=str(device))
+    return gym.make_vec(spec, num_envs=num_envs, vectorization_mode="vector_entry_point", device=str(device), **options)
 
 
 def task_state(envs: gym.vector.VectorEnv) -> dict[str, Any]:
     """The batched task's own state (its tensors and its generator), for a bit-exact restore."""
     task = envs.unwrapped.task
-    tensors = {k: v.clone() for k, v in vars(task).items() if isinstance(v, torch.Tensor) and k != "_obs_buffer"}
+    tensors = {k: v.clone() for k, v in vars(task).items() if isinstance(v, torch.Tensor)}
     return {"tensors": tensors, "generator": task.generator.get_state()}
 
 
@@ -74,17 +81,19 @@ class TaskCollector:
         """Run ``num_steps`` batched steps with ``params``; returns the batch and the finished episodes."""
         if self._obs is None:
             raise RuntimeError("TaskCollector.collect called before reset(seed)")
-        net = self.network
-        obs_buf, act_buf, logp_buf, val_buf, rew_buf, raw_buf, done_buf, ret_buf, len_buf = ([] for _ in range(9))
-        obs = self._obs
-        for _ in range(num_steps):
-            logits, value = net.forward(params, obs)
-            action = sample(logits, params, True, self.generator)
-            obs_buf.append(obs)
+        net, t_max, b = self.network, num_steps, self.num_envs
+        obs_buf = torch.empty((t_max + 1, *self._obs.shape), dtype=self._obs.dtype, device=self.device)
+        obs_buf[0] = self._obs
+        act_buf, logp_buf, val_buf, rew_buf, raw_buf, done_buf, ret_buf, len_buf = ([] for _ in range(8))
+        for t in range(t_max):
+            logits, value = net.forward(params, obs_buf[t])
+            u = torch.rand(b, generator=self.generator, device=self.device)
+            action = categorical_from_uniforms(logits, u)
             act_buf.append(action)
             logp_buf.append(log_prob(logits, params, action, True))
             val_buf.append(value)
             next_obs, reward, terminated, truncated, info = self.envs.step(action)
+            obs_buf[t + 1] = next_obs  # copied now: the task reuses its observation buffer
             done = terminated | truncated
             self._ep_return += reward
             self._ep_length += 1
@@ -96,14 +105,15 @@ class TaskCollector:
             raw_buf.append(reward)
             # A truncated (not terminated) episode is bootstrapped from its true last observation.
             bootstrap = truncated & ~terminated
-            final = net.value(params, info["final_obs"])
-            rew_buf.append(reward + gamma * torch.where(bootstrap, final, 0.0))
-            obs = next_obs.clone()  # the task may reuse its observation buffer
-        self._obs = obs
+            if bool(bootstrap.any()):  # the critic runs on the final observations only when one is needed
+                reward = reward + gamma * torch.where(bootstrap, net.value(params, info["final_obs"]), 0.0)
+            rew_buf.append(reward)
+        obs = obs_buf[t_max]
+        self._obs = obs.clone()
         self.last_raw_rewards = torch.stack(raw_buf)
         self.rollout_return = rollout_return(self.last_raw_rewards, gamma)
         batch = Batch(
-            obs=torch.stack(obs_buf),
+            obs=obs_buf[:t_max],
             actions=torch.stack(act_buf),
             log_probs=torch.stack(logp_buf),
             values=torch.stack(val_buf),

@@ -17,17 +17,49 @@ once.  An agent whose lifetime restarted gets ``info["restarted"] = True`` and
 the ended lifetime's last observation in ``info["final_observation"]``; its
 termination and truncation flags stay False, since the agent itself goes on.
 
-This module runs the lifetimes as a Python loop over HyperEnvs, which serves
-every id; ``lifetimes`` are those envs (``lifetimes[j].unwrapped.learner`` is
-lifetime ``j``'s learner), ``stacked_parameters()`` stacks their parameters
-along a leading lifetime axis, and on A2C ids ``stacked()`` gives the stacked
-parameters, update-rule states and the vmapped functional update
-(``agents.stacked``).  The vectorised runner of N task lifetimes,
-``agents.stacked.StackedTaskA2C``, is not yet behind this ParallelEnv.
+Two runners, one behaviour.  ``LifetimePopulation`` steps the lifetimes as a
+Python loop over HyperEnvs and serves every id.  ``VectorisedPopulation`` (what
+``parallel_env`` builds for A2C ids on batched tasks, ``HyperRL/A2C-Catch-v0``,
+``HyperRL/A2C-BigDenseLong-v0``, ...; not the classic twins) runs the N
+lifetimes as ONE program, ``agents.stacked_tasks.StackedTaskA2C``: one batched
+task of ``N * num_envs`` instances stepped by one call, one vmapped network
+evaluation per step, one vmapped A2C update per iteration, each lifetime's
+randomness from its own generators.  Its lifetime ``j`` is the lifetime of
+``gym.make(id).reset(seed=seed + j)`` (observations, rewards and parameters
+equal to float rounding); each HyperEnv still computes its agent's reward,
+info and observation, replaying the iteration reports the runner computed.
+
+White-box handles (both runners).  ``lifetimes[j]`` is lifetime ``j``'s HyperEnv
+(``lifetimes[j].unwrapped.learner`` its learner); ``stacked_parameters()``
+stacks the lifetimes' parameters ``[N, ...]``; on A2C ids ``stacked()`` gives
+``(update, params, opt_state)``: copies of the stacked parameters and
+update-rule states and ``update.train_step(params, opt_state, stacked_batch,
+hparams)``, the functional vmapped update (``agents.stacked.StackedA2C``).
+
+On a ``VectorisedPopulation``, ``learner`` is the running program itself, the
+population's ``env.unwrapped.learner`` (a ``StackedTaskA2C``):
+
+* ``learner.params`` / ``learner.opt_state``: the live stacked parameters and
+  update-rule states (dicts of ``[N, ...]`` tensors; the Adam step counter is
+  ``[N]``, so staggered lifetimes keep their own bias corrections).  Assigning
+  new tensors of the same shapes sets every lifetime at once;
+* ``learner.update.train_step(params, opt_state, batch, hparams, return_grads=False)``:
+  the functional update of all N (``hparams`` values may be ``[N]`` tensors);
+* ``learner.collect(num_steps, gammas)``: one stacked batch ``[N, T, B, ...]``
+  from the live lifetimes without updating them; ``learner.iterate(hparams, active)``:
+  one collection and update, per-lifetime ``IterationReport``\ s;
+* ``learner.learners[j]``: lifetime ``j``'s learner, whose ``params`` and
+  ``opt_state`` are views of row ``j`` (``last_update``, ``gradient_history()``,
+  ``timesteps`` kept as a lone learner keeps them); ``learner.sync(j)`` copies
+  row ``j``'s task and episode state into that learner before a snapshot.
+
+A restart (staggered or on a lifetime's end) rebuilds only that lifetime's
+learner and loads it into its rows of the stacked state; the others go on.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,19 +131,31 @@ class LifetimePopulation(ParallelEnv):
         self._check_actions(actions)
         self.t += 1
         obs, rewards, terms, truncs, infos = {}, {}, {}, {}, {}
+        stepped = self._step_lifetimes(actions)
+        restarts = []
         for agent in self.agents:
             j = self._index[agent]
-            o, r, te, tr, info = self.lifetimes[j].step(actions[agent])
+            o, r, te, tr, info = stepped[agent]
             rewards[agent] = float(r)
             if self.reset_interval is not None and (te or tr or self.t % self.reset_interval == self.offsets[j]):
                 # (t - 1) % m == offset_j at the next step t = self.t + 1: the lifetime restarts now.
                 ended = "terminated" if te else "truncated" if tr else "interval"
                 info = {**info, "restarted": True, "final_observation": o, "ended": ended}
-                o, _ = self.lifetimes[j].reset()
+                restarts.append(agent)
                 te = tr = False
             obs[agent], terms[agent], truncs[agent], infos[agent] = o, bool(te), bool(tr), info
+        for agent, o in self._restart([self._index[a] for a in restarts]).items():
+            obs[agent] = o
         self.agents = [a for a in self.agents if not (terms[a] or truncs[a])]
         return obs, rewards, terms, truncs, infos
+
+    def _step_lifetimes(self, actions: Mapping[str, Any]) -> dict[str, tuple]:
+        """Each live lifetime's ``HyperEnv.step`` result, by agent."""
+        return {agent: self.lifetimes[self._index[agent]].step(actions[agent]) for agent in self.agents}
+
+    def _restart(self, rows: list[int]) -> dict[str, Any]:
+        """New lifetimes in the slots ``rows`` (each HyperEnv's ``reset()`` goes on with its own seed sequence)."""
+        return {self.possible_agents[j]: self.lifetimes[j].reset()[0] for j in rows}
 
     def _check_actions(self, actions: Mapping[str, Any]) -> None:
         if not self.agents:
@@ -151,8 +195,97 @@ class LifetimePopulation(ParallelEnv):
             env.close()
 
 
+class VectorisedPopulation(LifetimePopulation):
+    """The population of an A2C id on a batched task, run as one program (see the module docstring)."""
+
+    def __init__(self, env_id: str, **kwargs: Any) -> None:
+        super().__init__(env_id, **kwargs)
+        if not vectorisable(self.lifetimes[0].unwrapped):
+            raise ValueError(f"env_id {env_id!r} is not an A2C id on a batched task; its population runs as a loop")
+        self.learner: Any = None
+        """the running ``agents.stacked_tasks.StackedTaskA2C`` (None before ``reset``)"""
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        obs, infos = super().reset(seed, options)
+        from agents.stacked_tasks import StackedTaskA2C
+
+        self.learner = StackedTaskA2C([env.unwrapped.learner for env in self.lifetimes])
+        return obs, infos
+
+    def _step_lifetimes(self, actions: Mapping[str, Any]) -> dict[str, tuple]:
+        envs = [env.unwrapped for env in self.lifetimes]
+        live = {self._index[a]: a for a in self.agents}
+        hparams = [None] * self.num_lifetimes
+        for j, agent in live.items():
+            hparams[j] = {**envs[j].defaults, **envs[j].hparam_space.decode(actions[agent])}
+        reports: dict[int, deque] = {j: deque() for j in live}
+        going = set(live)
+        for _ in range(envs[0].iterations_per_step):
+            if not going:
+                break
+            done = self.learner.iterate(hparams, active=[j in going for j in range(self.num_lifetimes)])
+            for j in sorted(going):
+                reports[j].append(done[j])
+                if done[j].diverged or envs[j].learner.timesteps >= envs[j].total_timesteps:
+                    going.discard(j)  # HyperEnv.step stops here too
+        return {agent: self._replay(j, actions[agent], reports[j]) for j, agent in live.items()}
+
+    def _replay(self, j: int, action: Any, reports: deque) -> tuple:
+        """Lifetime ``j``'s ``HyperEnv.step``, its learner's ``iterate`` handing out the reports already computed."""
+        learner = self.lifetimes[j].unwrapped.learner
+        final = learner.timesteps
+
+        def iterate(hparams: Any = None) -> Any:
+            report = reports.popleft()
+            learner.timesteps = report.timesteps  # the HyperEnv reads the budget after each iteration
+            return report
+
+        learner.iterate = iterate
+        try:
+            return self.lifetimes[j].step(action)
+        finally:
+            del learner.iterate
+            learner.timesteps = final
+
+    def _restart(self, rows: list[int]) -> dict[str, Any]:
+        obs = super()._restart(rows)
+        if rows:
+            self.learner.replace({j: self.lifetimes[j].unwrapped.learner for j in rows})
+        return obs
+
+
+def vectorisable(env: Any) -> bool:
+    """Whether a HyperEnv's population can run as one program: an A2C learner on a batched task that groups lifetimes."""
+    from hyperenvs.tasks.registration import groups_lifetimes
+
+    return env.entry.algorithm.learner == "agents.task_learners:TaskA2CLearner" and groups_lifetimes(env.config.task)
+
+
 def parallel_env(
-    env_id: str, *, num_lifetimes: int, reset_interval: int | None = None, stagger: bool = True, **make_kwargs: Any
+    env_id: str,
+    *,
+    num_lifetimes: int,
+    reset_interval: int | None = None,
+    stagger: bool = True,
+    vectorise: bool | None = None,
+    **make_kwargs: Any,
 ) -> LifetimePopulation:
-    """A population of ``num_lifetimes`` lifetimes of ``env_id`` (``make_kwargs`` go to each ``gym.make``)."""
-    return LifetimePopulation(env_id, num_lifetimes=num_lifetimes, reset_interval=reset_interval, stagger=stagger, **make_kwargs)
+    """A population of ``num_lifetimes`` lifetimes of ``env_id`` (``make_kwargs`` go to each ``gym.make``).
+
+    ``vectorise``: None (default) runs the lifetimes as one program where the id allows it (A2C on a
+    batched task) and as a loop elsewhere; True insists on one program (ValueError where it cannot);
+    False always loops.
+    """
+    kwargs = {"num_lifetimes": num_lifetimes, "reset_interval": reset_interval, "stagger": stagger, **make_kwargs}
+    if vectorise not in (None, True, False):
+        raise ValueError(f"vectorise must be None, True or False, got {vectorise!r}")
+    if vectorise is False:
+        return LifetimePopulation(env_id, **kwargs)
+    population = LifetimePopulation(env_id, **kwargs)
+    if vectorisable(population.lifetimes[0].unwrapped):
+        population.close()
+        return VectorisedPopulation(env_id, **kwargs)
+    if vectorise:
+        population.close()
+        raise ValueError(f"vectorise=True needs an A2C id on a batched task (e.g. HyperRL/A2C-Catch-v0), got {env_id!r}")
+    return population

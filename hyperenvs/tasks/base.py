@@ -61,6 +61,8 @@ class BatchedTask(ABC):
     """the space of one instance's action"""
     groups_lifetimes: ClassVar[bool] = False
     """whether the task draws every random number through ``_uniform`` (so it may hold several lifetimes)"""
+    row_state: ClassVar[tuple[str, ...]] = ()
+    """the per-instance state tensors (leading dim ``num_envs``): what ``load_lifetime`` copies"""
 
     def __init__(
         self,
@@ -126,6 +128,31 @@ class BatchedTask(ABC):
         self._new_lifetimes(rows)
         self._reset_rows(rows)
         return self._observe_rows(rows)
+
+    def load_lifetime(self, j: int, lone: BatchedTask) -> None:
+        """Make lifetime ``j`` (its rows and its generator) the one ``lone`` lives: a seeded task of one lifetime
+        of the same kind and size, in whatever state.  ``store_lifetime`` copies the other way."""
+        self._check_lone(j, lone)
+        rows = slice(j * self.envs_per_lifetime, (j + 1) * self.envs_per_lifetime)
+        for name in self.row_state:
+            getattr(self, name)[rows] = getattr(lone, name)
+        self.generators[j].set_state(lone.generator.get_state())
+        self._seeded = True
+
+    def store_lifetime(self, j: int, lone: BatchedTask) -> None:
+        """Copy lifetime ``j``'s rows and generator state into ``lone`` (the inverse of ``load_lifetime``)."""
+        self._check_lone(j, lone)
+        rows = slice(j * self.envs_per_lifetime, (j + 1) * self.envs_per_lifetime)
+        for name in self.row_state:
+            getattr(lone, name).copy_(getattr(self, name)[rows])
+        lone.generator.set_state(self.generators[j].get_state())
+
+    def _check_lone(self, j: int, lone: BatchedTask) -> None:
+        if not 0 <= j < self.lifetimes:
+            raise ValueError(f"lifetime must lie in [0, {self.lifetimes}), got {j}")
+        same = type(lone) is type(self) and getattr(lone, "spec", None) == getattr(self, "spec", None)
+        if not same or lone.lifetimes != 1 or lone.envs_per_lifetime != self.envs_per_lifetime or not lone._seeded:
+            raise ValueError(f"lone must be a seeded {type(self).__name__} of one lifetime of {self.envs_per_lifetime} instances")
 
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Act in every instance: ``(obs, reward, terminated, truncated)``, finished ones already reset."""

@@ -23,6 +23,7 @@ class Catch(BatchedTask):
     """``num_envs`` Catch boards in one tensor state."""
 
     groups_lifetimes = True
+    row_state = ("ball_row", "ball_col", "paddle")
 
     def __init__(self, num_envs: int, **kwargs) -> None:
         """``kwargs``: ``device``, ``record_final``, ``reuse_obs``, ``lifetimes`` (see ``BatchedTask``)."""

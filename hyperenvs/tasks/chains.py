@@ -50,6 +50,7 @@ class DelayedChain(BatchedTask):
     """``num_envs`` delayed chains in one tensor state."""
 
     groups_lifetimes = True
+    row_state = ("length", "correct", "chose_correct", "t")
 
     def __init__(
         self,

@@ -72,6 +72,7 @@ class GridWorld(BatchedTask):
     """``num_envs`` instances of one :class:`GridSpec` in one tensor state."""
 
     groups_lifetimes = True
+    row_state = ("agent", "obj_pos", "present", "layout", "t")
 
     def __init__(
         self,

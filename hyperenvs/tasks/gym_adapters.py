@@ -10,7 +10,14 @@ observation.
 tensors in and out on its device, and same-step autoreset
 (``metadata["autoreset_mode"] = AutoresetMode.SAME_STEP``): a finished
 instance's returned observation is the first of its next episode; its last
-one is in ``info["final_obs"]`` where ``info["_final_obs"]`` is True.
+one is in ``info["final_obs"]`` where ``info["_final_obs"]`` is True.  By
+default (``reuse_obs=True``) the observation and ``info["final_obs"]`` are
+preallocated buffers, overwritten by the next ``step``/``reset``: copy what you
+keep (``.clone()``), as with other vector envs that return their buffers.
+``reuse_obs=False`` returns fresh tensors.  With ``lifetimes=N`` it holds N
+groups of ``num_envs`` instances, one generator each (``num_envs`` is then
+N times that); ``reset(seed=[s_0, ...])`` seeds each, ``restart_lifetimes``
+starts some afresh (see ``hyperenvs.tasks.base``).
 """
 
 from __future__ import annotations
@@ -81,8 +88,8 @@ class TaskVectorEnv(gym.vector.VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, task: str, num_envs: int, *, device: str = "cpu", **options: Any) -> None:
-        self.task = make_task(task, num_envs, device=device, record_final=True, **options)
+    def __init__(self, task: str, num_envs: int, *, device: str = "cpu", reuse_obs: bool = True, **options: Any) -> None:
+        self.task = make_task(task, num_envs, device=device, record_final=True, reuse_obs=reuse_obs, **options)
         self.num_envs = self.task.num_envs
         self.device = self.task.device
         self.single_observation_space = self.task.single_observation_space
@@ -90,9 +97,15 @@ class TaskVectorEnv(gym.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
-        """New episodes everywhere; a seed also reseeds the task's generator and draws new lifetimes."""
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """New episodes everywhere; a seed (a list: one per lifetime) also reseeds the generators and draws new lifetimes."""
+        if isinstance(seed, (list, tuple)):
+            return self.task.reset([_check_seed(s) for s in seed]), {}
         return self.task.reset(_check_seed(seed)), {}
+
+    def restart_lifetimes(self, lifetimes: list[int], seeds: list[int]) -> torch.Tensor:
+        """Start some lifetimes afresh (their rows' new observations); the others go on untouched."""
+        return self.task.restart_lifetimes(lifetimes, [_check_seed(s) for s in seeds])
 
     def step(self, actions: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         obs, reward, terminated, truncated = self.task.step(torch.as_tensor(actions, device=self.device))

@@ -57,6 +57,11 @@ GYM_IDS = {f"{NAMESPACE}/{camel}-v0": spec for camel, spec in _ids().items()}
 """``HyperRLTasks/{Name}-v0`` -> (task name, options); ``...Collect`` ids use LPG's 18 actions"""
 
 
+def groups_lifetimes(task_id: str) -> bool:
+    """Whether the ``HyperRLTasks/*`` id's batched task can hold several lifetimes (all but the classic twins)."""
+    return task_id in GYM_IDS and GYM_IDS[task_id][0] not in _CLASSIC
+
+
 def make_task(task: str, num_envs: int, *, device: str = "cpu", seed: int | None = None, **options: Any) -> Any:
     """The batched form of ``task``: ``num_envs`` instances on ``device``, reset with ``seed`` when given.
 
