@@ -84,6 +84,7 @@ def test_without_reset_interval_each_lifetime_ends_on_its_budget():
 def test_population_equals_independent_hyperenvs():
     kwargs = _kwargs("x", 5)
     pop = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=4, **kwargs)
+    assert type(pop).__name__ == "VectorisedPopulation"  # one program: one task of 4 x 2 instances, one update
     singles = [gym.make("HyperRL/A2C-Catch-v0", **kwargs) for _ in range(4)]
     obs, _ = pop.reset(seed=7)
     for j, env in enumerate(singles):
@@ -148,3 +149,70 @@ def test_stacked_handle_updates_like_each_lifetime():
         own, _, _ = lr.train_step(lr.params, lr.opt_state, batches[j])
         for k, v in own.items():
             torch.testing.assert_close(new[k][j], v.detach(), rtol=0, atol=1e-6)
+
+
+def test_batched_a2c_ids_run_as_one_program_and_others_loop():
+    from hyperenvs.population import LifetimePopulation, VectorisedPopulation
+
+    kwargs = _kwargs("x")
+    assert type(parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=2, **kwargs)) is VectorisedPopulation
+    assert type(parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=2, vectorise=False, **kwargs)) is LifetimePopulation
+    assert type(parallel_env("HyperRL/A2C-CartPole-v0", num_lifetimes=2, **kwargs)) is LifetimePopulation
+    with pytest.raises(ValueError, match="vectorise=True needs an A2C id on a batched task"):
+        parallel_env("HyperRL/PPO-Catch-v0", num_lifetimes=2, vectorise=True, **_kwargs("HyperRL/PPO-Catch-v0"))
+    with pytest.raises(ValueError, match="vectorise must be None, True or False"):
+        parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=2, vectorise="yes", **kwargs)
+
+
+def test_staggered_one_program_equals_the_loop_and_restarts_only_its_rows():
+    kwargs = {**_kwargs("x", 60), "iterations_per_step": 2}
+    one = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=4, reset_interval=5, **kwargs)
+    loop = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=4, reset_interval=5, vectorise=False, **kwargs)
+    one.reset(seed=3), loop.reset(seed=3)
+    rng = np.random.default_rng(1)
+    restarted = 0
+    for _ in range(12):
+        actions = {a: rng.uniform(-1, 1, one.action_space(a).shape).astype(np.float32) for a in one.agents}
+        runner_rows = {k: v.clone() for k, v in one.learner.params.items()}
+        got, want = one.step(actions), loop.step(actions)
+        assert got[1] == want[1]  # rewards
+        for agent in one.agents:
+            for k in got[0][agent]:
+                np.testing.assert_allclose(got[0][agent][k], want[0][agent][k], rtol=0, atol=1e-6)
+            assert got[4][agent].get("restarted", False) == want[4][agent].get("restarted", False)
+        fresh = [j for j, a in enumerate(one.possible_agents) if got[4][a].get("restarted")]
+        restarted += len(fresh)
+        for j in fresh:  # a restarted lifetime's rows hold its new learner's initial parameters
+            new = one.lifetimes[j].unwrapped.learner
+            assert new.timesteps == 0 and torch.equal(one.learner.params["actor.weight"][j], new.params["actor.weight"])
+            assert not torch.equal(one.learner.params["actor.weight"][j], runner_rows["actor.weight"][j])
+    assert restarted >= 4
+    for j, env in enumerate(loop.lifetimes):
+        for k, v in env.unwrapped.learner.parameters().items():
+            torch.testing.assert_close(one.learner.params[k][j], v.detach(), rtol=0, atol=1e-6)
+
+
+def test_the_white_box_handle_is_the_running_program():
+    from agents.stacked import stack_batches
+
+    env = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=3, **_kwargs("x"))
+    env.reset(seed=4)
+    runner = env.learner
+    assert runner.params["actor.weight"].shape == (3, 3, 256) and runner.opt_state["step"].tolist() == [0, 0, 0]
+    env.step({a: env.action_space(a).sample() for a in env.agents})
+    for j, life in enumerate(env.lifetimes):
+        learner = life.unwrapped.learner
+        assert runner.learners[j] is learner and torch.equal(learner.params["actor.weight"], runner.params["actor.weight"][j])
+        assert learner.timesteps == 16 and learner.last_update is not None and learner.gradient_history()
+    batch, *_ = runner.collect(4, 0.995)
+    assert batch["obs"].shape == (3, 4, 2, 10, 5)
+    new, state, metrics = runner.update.train_step(runner.params, runner.opt_state, batch)
+    assert metrics["policy"].shape == (3,) and state["step"].tolist() == [2, 2, 2]
+    singles = [stack_batches([type(learner.last_update.batch)(**{k: v[j] for k, v in batch.items()})]) for j in range(3)]
+    own, _, _ = runner.update.train_step(
+        {k: v[1:2] for k, v in runner.params.items()},
+        {k: (v[1:2] if not isinstance(v, dict) else {n: t[1:2] for n, t in v.items()}) for k, v in runner.opt_state.items()},
+        singles[1],
+    )
+    for k, v in own.items():
+        torch.testing.assert_close(new[k][1], v[0], rtol=0, atol=0)
