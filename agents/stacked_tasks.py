@@ -7,11 +7,14 @@ then on lives their lifetimes together:
   group with its own generator, loaded with each learner's own task state
   (``BatchedTask.load_lifetime``), so group ``j`` goes on exactly as learner
   ``j``'s task would;
-* the actions: one uniform per instance from each learner's own generator
-  (N cheap draws into one ``[N, B]`` buffer), one inverse-CDF draw for all, as
+* the actions: one uniform per instance and step from each learner's own
+  generator (N draws of ``[T, B]`` per collection into one buffer), one
+  inverse-CDF draw for all lifetimes per step, as
   ``agents.task_rollout.TaskCollector`` draws for a lone learner;
-* the network: ``torch.func.vmap`` of the learner's forward over the stacked
-  parameters ``[N, ...]``; the update: ``agents.stacked.StackedA2C.train_step``.
+* the network: ``TaskActorCritic.stacked_forward``, batched matmuls over the
+  stacked parameters ``[N, ...]``; the update: ``agents.stacked.StackedA2C.train_step``
+  (``torch.func.vmap`` of the objective's gradient, the stock rules stepped on
+  the stacked tensors).
 
 So lifetime ``j`` equals what ``learners[j].iterate`` would have done alone
 (parameters to float rounding of the batched kernels, ~1e-7 a step, and the
@@ -35,10 +38,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch.func import vmap
 
 from agents.base import Batch, IterationReport, LastUpdate
-from agents.stacked import StackedA2C, StackedBatch, unstack_state
+from agents.stacked import StackedA2C, StackedBatch
 from agents.task_networks import categorical_from_uniforms
 from agents.task_rollout import make_task_envs
 
@@ -79,9 +81,7 @@ class StackedTaskA2C:
         """each lifetime's current observations ``[N, B, ...]``"""
         self.ep_return = torch.zeros((n, b), dtype=torch.float64, device=self.device)
         self.ep_length = torch.zeros((n, b), dtype=torch.long, device=self.device)
-        self._u = torch.empty((n, b), device=self.device)
-        self._forward = vmap(self.network.forward)
-        self._value = vmap(self.network.value)
+        self._forward = self.network.stacked_forward
         for j, lr in enumerate(self.learners):
             self._load(j, lr)
         self._publish(range(n))
@@ -117,10 +117,9 @@ class StackedTaskA2C:
         col._obs, col._ep_return, col._ep_length = self.obs[j].clone(), self.ep_return[j].clone(), self.ep_length[j].clone()
 
     def _publish(self, rows: Sequence[int] | range) -> None:
+        params, state = _rows(self.params), _rows(self.opt_state)
         for j in rows:
-            lr = self.learners[j]
-            lr.params = {k: v[j] for k, v in self.params.items()}
-            lr.opt_state = unstack_state(self.opt_state, j)
+            self.learners[j].params, self.learners[j].opt_state = params[j], state[j]
 
     # -- one iteration of every lifetime ------------------------------------------------
     def _hparams(self, hparams: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
@@ -162,9 +161,12 @@ class StackedTaskA2C:
         batch, raw, done, rets, lens = self.collect(self.config.num_steps, gammas)
         old = (self.params, self.opt_state)
         new_params, new_state, metrics, grads = self.update.train_step(self.params, self.opt_state, batch, shared, return_grads=True)
-        mask = torch.tensor(live, device=self.device)
-        self.params = {k: _where(mask, v, old[0][k]) for k, v in new_params.items()}
-        self.opt_state = _where_state(mask, new_state, old[1])
+        if all(live):
+            self.params, self.opt_state = new_params, new_state
+        else:
+            mask = torch.tensor(live, device=self.device)
+            self.params = {k: _where(mask, v, old[0][k]) for k, v in new_params.items()}
+            self.opt_state = _where_state(mask, new_state, old[1])
         self._publish([j for j in range(n) if live[j]])
         return self._reports(batch, raw, done, rets, lens, metrics, grads, old, hps, gammas, live, start)
 
@@ -186,11 +188,12 @@ class StackedTaskA2C:
         rets = torch.empty((n, t_max, b), dtype=torch.float64, **zeros)
         lens = torch.empty((n, t_max, b), dtype=torch.long, **zeros)
         obs_shape = self.obs.shape[2:]
+        u = torch.empty((n, t_max, b), device=self.device)
+        for block, gen in zip(u, gens):  # each lifetime's uniforms from its own generator, as its lone collector draws
+            block.uniform_(generator=gen)
         for t in range(t_max):
             logits, value[:, t] = self._forward(self.params, obs_buf[:, t])
-            for row, gen in zip(self._u, gens):  # each lifetime's uniforms from its own generator
-                row.uniform_(generator=gen)
-            action = categorical_from_uniforms(logits, self._u)
+            action = categorical_from_uniforms(logits, u[:, t])
             act[:, t] = action
             logp[:, t] = torch.log_softmax(logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
             next_obs, reward, term, trunc, info = self.envs.step(action.view(-1))
@@ -205,7 +208,7 @@ class StackedTaskA2C:
             raw[:, t] = reward
             bootstrap = trunc & ~term
             if bool(bootstrap.any()):
-                final = self._value(self.params, info["final_obs"].view(n, b, *obs_shape))
+                final = self._forward(self.params, info["final_obs"].view(n, b, *obs_shape))[1]
                 reward = reward + g * torch.where(bootstrap, final, 0.0)
             rew[:, t] = reward
         self.obs.copy_(obs_buf[:, t_max])
@@ -216,7 +219,7 @@ class StackedTaskA2C:
             "values": value,
             "rewards": rew,
             "discounts": (~done).float(),
-            "bootstrap_value": self._value(self.params, self.obs),
+            "bootstrap_value": self._forward(self.params, self.obs)[1],
             "bootstrap_obs": obs_buf[:, t_max],
         }
         return batch, raw, done, rets, lens
@@ -230,20 +233,16 @@ class StackedTaskA2C:
         )
         rollout = (weights.unsqueeze(2) * raw.double()).sum(1).mean(1).tolist()
         values = {k: v.tolist() for k, v in metrics.items()}
+        # per-lifetime views by one unbind per tensor (indexing each lifetime in turn costs N times the ops)
+        old_params, old_state, rows, grad_rows = _rows(old[0]), _rows(old[1]), _rows(batch), _rows(grads)
         reports, first = [], 0
         for j, lr in enumerate(self.learners):
             count, first = counts[j], first + counts[j]
             if not live[j]:
                 reports.append(IterationReport(timesteps=lr.timesteps, env_steps=0, diverged=lr.diverged, divergence=lr.divergence))
                 continue
-            lr.last_update = LastUpdate(
-                params={k: v[j] for k, v in old[0].items()},
-                opt_state=unstack_state(old[1], j),
-                batch=Batch(**{k: v[j] for k, v in batch.items()}),
-                hparams=hps[j],
-                meta=None,
-            )
-            lr._grads.appendleft({k: v[j] for k, v in grads.items()})
+            lr.last_update = LastUpdate(params=old_params[j], opt_state=old_state[j], batch=Batch(**rows[j]), hparams=hps[j], meta=None)
+            lr._grads.appendleft(grad_rows[j])
             lr.iterations += 1
             lr.timesteps += t_max * b
             lr.collector.rollout_return = rollout[j]
@@ -257,6 +256,15 @@ class StackedTaskA2C:
                 )
             )
         return reports
+
+
+def _rows(tree: Any) -> list[Any]:
+    """The N per-lifetime views of a stacked tree (dicts of ``[N, ...]`` tensors), one ``unbind`` per tensor."""
+    if isinstance(tree, Mapping):
+        parts = {k: _rows(v) for k, v in tree.items()}
+        n = len(next(iter(parts.values())))
+        return [{k: v[j] for k, v in parts.items()} for j in range(n)]
+    return list(tree.unbind(0))
 
 
 def _where(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:

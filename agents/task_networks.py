@@ -91,6 +91,26 @@ class TaskActorCritic:
     def value(self, params: Params, obs: torch.Tensor) -> torch.Tensor:
         return self.forward(params, obs)[1]
 
+    def stacked_forward(self, params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` of N parameter sets ``[N, ...]`` on their own observations ``[N, B, ...]``: logits
+        ``[N, B, A]`` and values ``[N, B]``, by batched matmuls (~3x faster than ``vmap(forward)`` for small
+        B on a CPU, and the same per-lifetime bits as ``forward``: the same matmul kernel per lifetime)."""
+        n = obs.shape[0]
+        x = obs.float().reshape(n, -1, *self.obs_shape)
+        b = x.shape[1]
+        if self.conv_channels:
+            w, bias = params["torso.conv.weight"], params["torso.conv.bias"]
+            patches = _patches(x).movedim(-3, -1)  # [N, B, H-1, W-1, 4C]
+            grid = patches.shape[2:4]
+            y = torch.baddbmm(bias.unsqueeze(1), patches.reshape(n, -1, patches.shape[-1]), _kernel(w).transpose(1, 2))
+            x = F.relu(y.view(n, b, *grid, -1).movedim(-1, -3))
+        x = x.reshape(n, b, -1)
+        w, bias = params["torso.dense.weight"], params["torso.dense.bias"]
+        h = F.relu(torch.baddbmm(bias.unsqueeze(1), x, w.transpose(1, 2)))
+        weight = torch.cat([params["actor.weight"], params["critic.weight"]], 1)
+        heads = torch.baddbmm(torch.cat([params["actor.bias"], params["critic.bias"]], 1).unsqueeze(1), h, weight.transpose(1, 2))
+        return heads[..., : self.action_dim], heads[..., self.action_dim]
+
 def categorical_from_uniforms(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """One categorical draw per row of ``logits`` ``[..., A]`` by the inverse CDF of ``u`` ``[...]`` in [0, 1).
 
@@ -102,6 +122,16 @@ def categorical_from_uniforms(logits: torch.Tensor, u: torch.Tensor) -> torch.Te
     return (cdf <= u.unsqueeze(-1)).sum(-1).clamp_(max=logits.shape[-1] - 1)
 
 
+def _patches(x: torch.Tensor) -> torch.Tensor:
+    """The four 2x2-shifted views of ``[..., C, H, W]`` side by side: ``[..., 4C, H-1, W-1]``."""
+    return torch.cat([x[..., :-1, :-1], x[..., :-1, 1:], x[..., 1:, :-1], x[..., 1:, 1:]], -3)
+
+
+def _kernel(weight: torch.Tensor) -> torch.Tensor:
+    """A 2x2 conv weight ``[..., O, C, 2, 2]`` as the matrix ``[..., O, 4C]`` matching ``_patches``."""
+    return torch.cat([weight[..., 0, 0], weight[..., 0, 1], weight[..., 1, 0], weight[..., 1, 1]], -1)
+
+
 def _conv2x2(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``F.conv2d(x, weight, bias)`` for a 2x2 kernel without padding, as the four shifted views times one matmul.
 
@@ -109,6 +139,4 @@ def _conv2x2(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch
     and the vmapped population the same bits (``conv2d`` under vmap does not) and is about twice as fast
     as ``conv2d`` on these small boards on a CPU.
     """
-    patches = torch.cat([x[..., :-1, :-1], x[..., :-1, 1:], x[..., 1:, :-1], x[..., 1:, 1:]], -3)  # [N, 4C, H-1, W-1]
-    kernel = torch.cat([weight[..., 0, 0], weight[..., 0, 1], weight[..., 1, 0], weight[..., 1, 1]], -1)  # [O, 4C]
-    return F.linear(patches.movedim(-3, -1), kernel, bias).movedim(-1, -3)
+    return F.linear(_patches(x).movedim(-3, -1), _kernel(weight), bias).movedim(-1, -3)

@@ -5,7 +5,7 @@ The task is any Gymnasium ``VectorEnv`` of torch tensors with same-step autorese
 observations, actions, rewards and the running episode returns stay tensors on
 its device, with no numpy round trip; the finished episodes are read back once
 per ``collect``.  Actions are drawn by the inverse CDF of one uniform per
-instance from the learner's generator (``categorical_from_uniforms``), so a
+instance and step, drawn for the whole rollout at once from the learner's generator (``categorical_from_uniforms``), so a
 population (``agents.stacked``) draws the same actions for every lifetime at
 once.  Observations go into one preallocated ``[T + 1, B, ...]`` buffer (the
 task's own observation is valid only until its next step).  It fills the same ``Batch`` as ``agents.rollout.Collector``
@@ -85,10 +85,11 @@ class TaskCollector:
         obs_buf = torch.empty((t_max + 1, *self._obs.shape), dtype=self._obs.dtype, device=self.device)
         obs_buf[0] = self._obs
         act_buf, logp_buf, val_buf, rew_buf, raw_buf, done_buf, ret_buf, len_buf = ([] for _ in range(8))
+        # the rollout's action uniforms in one draw (a population draws each lifetime's block the same way)
+        uniforms = torch.rand((t_max, b), generator=self.generator, device=self.device)
         for t in range(t_max):
             logits, value = net.forward(params, obs_buf[t])
-            u = torch.rand(b, generator=self.generator, device=self.device)
-            action = categorical_from_uniforms(logits, u)
+            action = categorical_from_uniforms(logits, uniforms[t])
             act_buf.append(action)
             logp_buf.append(log_prob(logits, params, action, True))
             val_buf.append(value)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from agents.stacked import StackedTaskA2C
+from agents.stacked_tasks import StackedTaskA2C
 from agents.task_learners import TaskA2CConfig, TaskA2CLearner
 
 HP = {"gamma": 0.995, "gae_lambda": 0.95, "ent_coef": 0.01, "lr": 3e-3}
