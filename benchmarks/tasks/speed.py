@@ -2,17 +2,21 @@
 
 Side by side in one run, interleaved over rounds (every configuration once per
 round), medians reported, because the machine is shared and its load changes:
-- ``batched``: ``make_task(task, B)`` stepped with uniformly random actions
+- ``vector``: the task's Gymnasium ``VectorEnv`` as an agent gets it,
+  ``gym.make_vec("HyperRLTasks/{Name}-v0", num_envs=B, vectorization_mode="vector_entry_point")``
+  (same-step autoreset, ``info["final_obs"]`` recorded, observations in reused
+  buffers valid until the next step), stepped with uniformly random actions
   drawn on the device (B = 512 and 4096; 65536 too on CUDA);
-- ``reuse``: B = 4096 with ``reuse_obs=True`` (one preallocated observation tensor);
+- ``fresh``: B = 4096, the bare ``make_task(task, B)`` with a freshly allocated
+  observation every step (``reuse_obs=False``), to show what that costs;
 - ``sync16``: the same task's single Gymnasium env (``HyperRLTasks/{Name}-v0``)
   in a ``gymnasium.vector.SyncVectorEnv`` of 16, random actions;
 - ``numpy16``: the same rules in a plain numpy single env (``numpy_reference.py``)
   in a ``SyncVectorEnv`` of 16: the fastest straightforward per-instance baseline;
-- ``policy``: B = 512 with a Dense32 actor-critic forward pass (flattened
-  observation -> 32 ReLU -> logits and value) choosing the actions by Gumbel-max
-  sampling; its buffers are preallocated (``out=`` forms) and the task reuses
-  its observation tensor, so the loop allocates almost nothing.
+- ``policy``: B = 512, the ``vector`` env with a Dense32 actor-critic forward pass
+  (flattened observation -> 32 ReLU -> logits and value) choosing the actions by
+  Gumbel-max sampling; its buffers are preallocated (``out=`` forms), so the loop
+  allocates almost nothing.
 
     python benchmarks/tasks/speed.py              # 5 rounds
     python benchmarks/tasks/speed.py --quick      # 2 short rounds
@@ -73,19 +77,26 @@ class Dense32Policy:
         return torch.argmax(self.noise, dim=1, out=self.actions)
 
 
-def time_batched(task: str, batch: int, steps: int, device: torch.device, policy: bool, reuse: bool) -> tuple[float, float]:
+def time_batched(task: str, batch: int, steps: int, device: torch.device, policy: bool, fresh: bool) -> tuple[float, float]:
     """(steps per wall second, steps per CPU second of this process)."""
-    env = make_task(task, batch, device=device, seed=0, reuse_obs=reuse)
-    n = env.single_action_space.n
+    if fresh:
+        env = make_task(task, batch, device=device, seed=0)
+        reset, step = (lambda: env.reset(0)), env.step
+        space = env.single_observation_space, env.single_action_space
+    else:
+        vec = gym.make_vec(TASKS[task], num_envs=batch, vectorization_mode="vector_entry_point", device=str(device))
+        reset, step = (lambda: vec.reset(seed=0)[0]), vec.step
+        space = vec.single_observation_space, vec.single_action_space
+    n = space[1].n
     gen = torch.Generator(device=device).manual_seed(1)
-    obs = env.reset(0)
-    net = Dense32Policy(int(np.prod(env.single_observation_space.shape)), n, batch, device) if policy else None
+    obs = reset()
+    net = Dense32Policy(int(np.prod(space[0].shape)), n, batch, device) if policy else None
     for _ in range(10):
-        obs = env.step(net.act(obs) if net else torch.randint(n, (batch,), generator=gen, device=device))[0]
+        obs = step(net.act(obs) if net else torch.randint(n, (batch,), generator=gen, device=device))[0]
     _sync(device)
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
-        obs = env.step(net.act(obs) if net else torch.randint(n, (batch,), generator=gen, device=device))[0]
+        obs = step(net.act(obs) if net else torch.randint(n, (batch,), generator=gen, device=device))[0]
     _sync(device)
     return steps * batch / (time.perf_counter() - start), steps * batch / (time.process_time() - cpu)
 
@@ -116,8 +127,8 @@ def _sync(device: torch.device) -> None:
 
 def configurations(device: torch.device, quick: bool) -> list[tuple[str, str, int]]:
     sizes = [512, 4096] + ([65536] if device.type == "cuda" else [])
-    configs = [(task, "batched", b) for task in TASKS for b in sizes]
-    configs += [(task, "reuse", 4096) for task in TASKS]
+    configs = [(task, "vector", b) for task in TASKS for b in sizes]
+    configs += [(task, "fresh", 4096) for task in TASKS]
     configs += [(task, kind, 16) for task in TASKS for kind in ("sync16", "numpy16")]
     configs += [(task, "policy", 512) for task in TASKS]
     return configs
@@ -135,7 +146,7 @@ def run(args: argparse.Namespace) -> dict:
             elif kind == "numpy16":
                 rate, cpu_rate = time_sync16(lambda task=task: _numpy_env(task), args.sync_steps)
             else:
-                rate, cpu_rate = time_batched(task, batch, args.steps, device, kind == "policy", kind != "batched")
+                rate, cpu_rate = time_batched(task, batch, args.steps, device, kind == "policy", kind == "fresh")
             samples[f"{task}/{kind}/{batch}"].append(rate)
             cpu_samples[f"{task}/{kind}/{batch}"].append(cpu_rate)
             line = f"round {round_}  {task:15s} {kind:8s} B={batch:6d}  {rate:12,.0f} steps/s  ({cpu_rate:12,.0f} per CPU s)"
@@ -146,19 +157,19 @@ def run(args: argparse.Namespace) -> dict:
     for task in TASKS:
         sync, plain = medians[f"{task}/sync16/16"], medians[f"{task}/numpy16/16"]
         summary[task] = {
-            "batched_512_steps_per_s": medians[f"{task}/batched/512"],
-            "batched_4096_steps_per_s": medians[f"{task}/batched/4096"],
-            "reuse_obs_4096_steps_per_s": medians[f"{task}/reuse/4096"],
+            "batched_512_steps_per_s": medians[f"{task}/vector/512"],
+            "batched_4096_steps_per_s": medians[f"{task}/vector/4096"],
+            "fresh_obs_4096_steps_per_s": medians[f"{task}/fresh/4096"],
             "sync16_steps_per_s": sync,
-            "ratio_4096_vs_sync16": medians[f"{task}/batched/4096"] / sync,
-            "ratio_512_vs_sync16": medians[f"{task}/batched/512"] / sync,
+            "ratio_4096_vs_sync16": medians[f"{task}/vector/4096"] / sync,
+            "ratio_512_vs_sync16": medians[f"{task}/vector/512"] / sync,
             "numpy16_steps_per_s": plain,
-            "ratio_4096_vs_numpy16": medians[f"{task}/batched/4096"] / plain,
+            "ratio_4096_vs_numpy16": medians[f"{task}/vector/4096"] / plain,
             "policy_512_steps_per_s": medians[f"{task}/policy/512"],
             "per_cpu_second": {key.split("/", 1)[1]: v for key, v in cpu_medians.items() if key.startswith(task + "/")},
         }
         if device.type == "cuda":
-            summary[task]["batched_65536_steps_per_s"] = medians[f"{task}/batched/65536"]
+            summary[task]["batched_65536_steps_per_s"] = medians[f"{task}/vector/65536"]
     return {
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
