@@ -142,3 +142,17 @@ def test_stacked_runner_bad_input():
         population.iterate([HP, HP])
     with pytest.raises(ValueError, match=r"active must hold one flag per lifetime \(1\)"):
         population.iterate(HP, active=[True, True])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the population's CUDA path is not exercised here")
+def test_a_stacked_population_on_cuda_lives_the_lone_cuda_lifetimes():
+    config = TaskA2CConfig(num_envs=8)
+    population = StackedTaskA2C([TaskA2CLearner(config, seed=j, device="cuda") for j in range(3)])
+    alone = [TaskA2CLearner(config, seed=j, device="cuda") for j in range(3)]
+    for _ in range(3):
+        for report, lr in zip(population.iterate(HP), alone):
+            assert report.episode_returns == lr.iterate(HP).episode_returns
+    assert population.params["actor.weight"].device.type == population.task.ball_row.device.type == "cuda"
+    for j, lr in enumerate(alone):
+        for k, v in lr.params.items():
+            torch.testing.assert_close(population.params[k][j], v.detach(), rtol=0, atol=1e-5)

@@ -189,3 +189,41 @@ def test_on_cuda_the_batch_never_leaves_the_device():
     batch, _ = learner.collector.collect(learner.params, 5, gamma=0.99)
     assert {t.device.type for t in (batch.obs, batch.actions, batch.rewards, batch.values, batch.bootstrap_value)} == {"cuda"}
     assert np.isfinite(learner.iterate().rollout_return)
+
+
+def test_categorical_from_uniforms_is_the_inverse_cdf():
+    from agents.task_networks import categorical_from_uniforms
+
+    logits = torch.log(torch.tensor([0.2, 0.3, 0.5])).expand(6, 3)
+    u = torch.tensor([0.0, 0.1, 0.19, 0.21, 0.51, 0.999999])
+    assert categorical_from_uniforms(logits, u).tolist() == [0, 0, 0, 1, 2, 2]
+    draws = categorical_from_uniforms(logits.expand(200_000, 3), torch.rand(200_000, generator=torch.Generator().manual_seed(0)))
+    freq = torch.bincount(draws, minlength=3).double() / 200_000
+    torch.testing.assert_close(freq, torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64), rtol=0, atol=0.005)
+
+
+def test_the_collector_draws_a_rollouts_uniforms_in_one_block():
+    from agents.task_networks import categorical_from_uniforms
+
+    learner = TaskA2CLearner(TaskA2CConfig(num_envs=4), seed=3)
+    state = learner.generator.get_state()
+    batch, _ = learner.collector.collect(learner.params, 6, 0.995)
+    u = torch.rand((6, 4), generator=torch.Generator().set_state(state))
+    logits, _ = learner.network.forward(learner.params, batch.obs.flatten(0, 1))
+    assert torch.equal(batch.actions, categorical_from_uniforms(logits, u.flatten()).view(6, 4))
+
+
+def test_the_vector_env_returns_buffers_valid_until_the_next_step():
+    envs = make_task_envs("HyperRLTasks/BigDenseShort-v0", 8, "cpu")
+    fresh = make_task_envs("HyperRLTasks/BigDenseShort-v0", 8, "cpu", reuse_obs=False)
+    first, _ = envs.reset(seed=1)
+    kept = first.clone()
+    assert torch.equal(fresh.reset(seed=1)[0], first)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        action = torch.randint(9, (8,), generator=gen)
+        obs, *_, info = envs.step(action)
+        want, *_, want_info = fresh.step(action)
+        assert obs.data_ptr() == first.data_ptr() and torch.equal(obs, want)
+        assert torch.equal(info["final_obs"][info["_final_obs"]], want_info["final_obs"][want_info["_final_obs"]])
+    assert not torch.equal(first, kept)  # the buffer was overwritten: callers clone what they keep

@@ -2,10 +2,14 @@
 
 Side by side in one run, alternating the order each round (medians over rounds):
 
-* ``vectorised``: ``agents.stacked.StackedTaskA2C`` over N learners: one vmapped network
-  evaluation per step and one vmapped update per iteration; each lifetime's own task and
-  generator are still stepped in turn (that keeps every lifetime the one a lone learner lives);
-* ``loop``: ``learner.iterate()`` of each of the N ``TaskA2CLearner``\\ s in turn.
+* ``vectorised``: ``agents.stacked_tasks.StackedTaskA2C`` over N learners: one task of N x B
+  instances stepped by one call, one batched-matmul network evaluation per step, one vmapped
+  update per iteration (every lifetime still the one its lone learner lives, bit for bit);
+* ``loop``: ``learner.iterate()`` of each of the N ``TaskA2CLearner``\\ s in turn;
+* ``env_vectorised`` / ``env_loop``: the whole PettingZoo population,
+  ``hyperenvs.population.parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=N)`` with one
+  iteration per hyper-step, one program vs ``vectorise=False`` (each HyperEnv's reward and
+  observers, the projection and statistics of every lifetime, are in both).
 
 One lifetime-update is one collection of ``num_steps`` steps plus one A2C update of one lifetime.
 Optim4RL's meta-training units each run ONE env; ``--num-envs`` changes that.
@@ -28,6 +32,7 @@ import torch
 
 from agents.stacked_tasks import StackedTaskA2C
 from agents.task_learners import TaskA2CConfig, TaskA2CLearner
+from hyperenvs.population import parallel_env
 
 HP = {"gamma": 0.995, "gae_lambda": 0.95, "ent_coef": 0.01, "lr": 3e-3}
 
@@ -53,17 +58,26 @@ def main() -> None:
     if args.quick:
         args.rounds, args.iterations = 2, 3
     torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()
     config = TaskA2CConfig(num_envs=args.num_envs)
     n = args.lifetimes
     stacked = StackedTaskA2C([TaskA2CLearner(config, seed=j, device=args.device) for j in range(n)])
     loop = [TaskA2CLearner(config, seed=j, device=args.device) for j in range(n)]
     runs = {"vectorised": lambda: stacked.iterate(HP), "loop": lambda: [lr.iterate(HP) for lr in loop]}
+    kwargs = {"num_envs": args.num_envs, "iterations_per_step": 1, "timing": False, "device": args.device}
+    for name, vectorise in (("env_vectorised", None), ("env_loop", False)):
+        env = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=n, vectorise=vectorise, **kwargs)
+        env.reset(seed=0)
+        actions = {a: env.action_space(a).sample() * 0 for a in env.agents}
+        runs[name] = lambda env=env, actions=actions: env.step(actions)
     samples: dict[str, list[float]] = {k: [] for k in runs}
     for r in range(args.rounds):
         for name in list(runs)[:: 1 if r % 2 == 0 else -1]:
             samples[name].append(n * args.iterations / _timed(runs[name], args.iterations))
+            print(f"round {r} {name:15s} {samples[name][-1]:10.1f} lifetime-updates/s", flush=True)
     medians = {k: statistics.median(v) for k, v in samples.items()}
     ratio = medians["vectorised"] / medians["loop"]
+    env_ratio = medians["env_vectorised"] / medians["env_loop"]
     result = {
         "lifetimes": n,
         "num_envs": args.num_envs,
@@ -75,13 +89,41 @@ def main() -> None:
         "lifetime_updates_per_s": samples,
         "median": medians,
         "ratio": ratio,
+        "env_ratio": env_ratio,
+        "load_average_at_start": load_start,
         "load_average": os.getloadavg(),
         "torch": torch.__version__,
     }
-    print(json.dumps({"median": medians, "ratio": ratio}, indent=1))
+    print(json.dumps({"median": medians, "ratio": ratio, "env_ratio": env_ratio}, indent=1))
     out = Path(__file__).parent / "results" / f"population_speed_{args.device}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
+    plot(result, out.with_suffix(".png"))
+
+
+def plot(result: dict, path: Path) -> None:
+    """Bars of the medians (log scale), one per configuration, with every round's sample as a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["median"])
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.bar(range(len(names)), [result["median"][k] for k in names], color=["tab:blue", "tab:grey"] * 2)
+    for i, k in enumerate(names):
+        ax.plot([i] * len(result["lifetime_updates_per_s"][k]), result["lifetime_updates_per_s"][k], "k.", ms=3)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("lifetime-updates / s")
+    load = ", ".join(f"{x:.1f}" for x in result["load_average"])
+    ax.set_title(
+        f"{result['lifetimes']} A2C Catch lifetimes, B={result['num_envs']}: one program {result['ratio']:.1f}x the loop "
+        f"(env {result['env_ratio']:.1f}x)\nload average {load}",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 if __name__ == "__main__":
