@@ -1,4 +1,4 @@
-"""N A2C lifetimes on a batched task run as ONE program: one task of N x B instances, one vmapped network, one update.
+"""N A2C lifetimes on a batched task run as ONE program: one task of N x B instances, one network call, one update.
 
 ``StackedTaskA2C(learners)`` takes N ``TaskA2CLearner``\\ s of one config and from
 then on lives their lifetimes together:
@@ -16,9 +16,12 @@ then on lives their lifetimes together:
   (``torch.func.vmap`` of the objective's gradient, the stock rules stepped on
   the stacked tensors).
 
-So lifetime ``j`` equals what ``learners[j].iterate`` would have done alone
-(parameters to float rounding of the batched kernels, ~1e-7 a step, and the
-same actions unless a uniform falls within that rounding of a CDF step).
+So lifetime ``j`` equals what ``learners[j].iterate`` would have done alone:
+bit for bit where the batched kernels give the lone kernels' bits (Catch's
+Dense256 network: tested), else to float rounding (the big grids' gradients
+differ by ~1e-9 once episodes end, which Adam amplifies where a gradient is
+near zero), with the same actions unless a uniform falls within that rounding
+of a CDF step.
 
 State and views.  ``params`` and ``opt_state`` (stacked, ``[N, ...]``) are the
 truth; after every ``iterate`` each learner's ``params``/``opt_state`` are
@@ -160,7 +163,8 @@ class StackedTaskA2C:
         gammas = [float(h["gamma"]) for h in hps]
         batch, raw, done, rets, lens = self.collect(self.config.num_steps, gammas)
         old = (self.params, self.opt_state)
-        new_params, new_state, metrics, grads = self.update.train_step(self.params, self.opt_state, batch, shared, return_grads=True)
+        stepped = self.update.train_step(self.params, self.opt_state, batch, shared, return_grads=True)
+        new_params, new_state, metrics, grads = stepped
         if all(live):
             self.params, self.opt_state = new_params, new_state
         else:
@@ -239,9 +243,12 @@ class StackedTaskA2C:
         for j, lr in enumerate(self.learners):
             count, first = counts[j], first + counts[j]
             if not live[j]:
-                reports.append(IterationReport(timesteps=lr.timesteps, env_steps=0, diverged=lr.diverged, divergence=lr.divergence))
+                idle = IterationReport(timesteps=lr.timesteps, env_steps=0, diverged=lr.diverged, divergence=lr.divergence)
+                reports.append(idle)
                 continue
-            lr.last_update = LastUpdate(params=old_params[j], opt_state=old_state[j], batch=Batch(**rows[j]), hparams=hps[j], meta=None)
+            lr.last_update = LastUpdate(
+                params=old_params[j], opt_state=old_state[j], batch=Batch(**rows[j]), hparams=hps[j], meta=None
+            )
             lr._grads.appendleft(grad_rows[j])
             lr.iterations += 1
             lr.timesteps += t_max * b

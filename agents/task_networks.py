@@ -111,6 +111,7 @@ class TaskActorCritic:
         heads = torch.baddbmm(torch.cat([params["actor.bias"], params["critic.bias"]], 1).unsqueeze(1), h, weight.transpose(1, 2))
         return heads[..., : self.action_dim], heads[..., self.action_dim]
 
+
 def categorical_from_uniforms(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """One categorical draw per row of ``logits`` ``[..., A]`` by the inverse CDF of ``u`` ``[...]`` in [0, 1).
 

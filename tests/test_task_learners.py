@@ -197,7 +197,8 @@ def test_categorical_from_uniforms_is_the_inverse_cdf():
     logits = torch.log(torch.tensor([0.2, 0.3, 0.5])).expand(6, 3)
     u = torch.tensor([0.0, 0.1, 0.19, 0.21, 0.51, 0.999999])
     assert categorical_from_uniforms(logits, u).tolist() == [0, 0, 0, 1, 2, 2]
-    draws = categorical_from_uniforms(logits[:1].expand(200_000, 3), torch.rand(200_000, generator=torch.Generator().manual_seed(0)))
+    u = torch.rand(200_000, generator=torch.Generator().manual_seed(0))
+    draws = categorical_from_uniforms(logits[:1].expand(200_000, 3), u)
     freq = torch.bincount(draws, minlength=3).double() / 200_000
     torch.testing.assert_close(freq, torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64), rtol=0, atol=0.005)
 

@@ -232,7 +232,8 @@ class BatchedTask(ABC):
         ones = ones.reshape(-1)
         fill = self._buffers.get("fill")
         if fill is None or fill[0].numel() != ones.numel():  # scatter_ from a tensor: ~2.5x faster than index_put_
-            fill = self._buffers["fill"] = (torch.zeros(ones.numel(), device=self.device), torch.ones(ones.numel(), device=self.device))
+            zeros = torch.zeros(ones.numel(), device=self.device)
+            fill = self._buffers["fill"] = (zeros, torch.ones_like(zeros))
         if not self.reuse_obs:
             return torch.zeros(self.num_envs * math.prod(shape), device=self.device).scatter_(0, ones, fill[1]).view(full)
         key = "binary_" + self._slot

@@ -156,7 +156,6 @@ class GridWorld(BatchedTask):
     def _observe(self) -> torch.Tensor:
         if self.spec.observation == "index":
             return self.cell_index[self.agent] * 2**self.num_objects + (self.present.long() * self.bits).sum(1)
-        b, size = self.num_envs, self.num_planes * self.obs_hw[0] * self.obs_hw[1]
         # an absent object marks the agent's pixel, which is 1 anyway: no masking, no spare column to copy out
         agent_px, obj_px = self.agent, self.obj_pos
         if self.pixel is not None:
