@@ -51,7 +51,9 @@ population's ``env.unwrapped.learner`` (a ``StackedTaskA2C``):
 * ``learner.learners[j]``: lifetime ``j``'s learner, whose ``params`` and
   ``opt_state`` are views of row ``j`` (``last_update``, ``gradient_history()``,
   ``timesteps`` kept as a lone learner keeps them); ``learner.sync(j)`` copies
-  row ``j``'s task and episode state into that learner before a snapshot.
+  row ``j``'s task and episode state into that learner; ``env.snapshot(agent)``
+  does that before ``HyperEnv.snapshot``, and ``env.restore(agent, snapshot)``
+  loads the restored learner back into its rows.
 
 A restart (staggered or on a lifetime's end) rebuilds only that lifetime's
 learner and loads it into its rows of the stacked state; the others go on.
@@ -190,6 +192,14 @@ class LifetimePopulation(ParallelEnv):
         update = StackedA2C(learners[0])
         return (update, *update.stack(learners))
 
+    def snapshot(self, agent: str) -> dict[str, Any]:
+        """Lifetime ``agent``'s ``HyperEnv.snapshot()`` (plain data; ``restore`` it into this or another slot)."""
+        return self.lifetimes[self._agent_index(agent)].unwrapped.snapshot()
+
+    def restore(self, agent: str, snapshot: Mapping[str, Any]) -> Any:
+        """Put ``snapshot`` (a lifetime of this id) in ``agent``'s slot; returns that agent's observation."""
+        return self.lifetimes[self._agent_index(agent)].unwrapped.restore(snapshot)
+
     def close(self) -> None:
         for env in self.lifetimes:
             env.close()
@@ -246,6 +256,16 @@ class VectorisedPopulation(LifetimePopulation):
         finally:
             del learner.iterate
             learner.timesteps = final
+
+    def snapshot(self, agent: str) -> dict[str, Any]:
+        self.learner.sync(self._agent_index(agent))  # the runner's rows of that lifetime into its learner first
+        return super().snapshot(agent)
+
+    def restore(self, agent: str, snapshot: Mapping[str, Any]) -> Any:
+        obs = super().restore(agent, snapshot)
+        j = self._agent_index(agent)
+        self.learner.replace({j: self.lifetimes[j].unwrapped.learner})
+        return obs
 
     def _restart(self, rows: list[int]) -> dict[str, Any]:
         obs = super()._restart(rows)

@@ -216,3 +216,24 @@ def test_the_white_box_handle_is_the_running_program():
     )
     for k, v in own.items():
         torch.testing.assert_close(new[k][1], v[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("vectorise", [None, False])
+def test_a_lifetime_snapshot_restores_into_the_running_population(vectorise):
+    env = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=3, vectorise=vectorise, **_kwargs("x", 8))
+    env.reset(seed=6)
+    rng = np.random.default_rng(2)
+    acts = [{a: rng.uniform(-1, 1, env.action_space(a).shape).astype(np.float32) for a in env.agents} for _ in range(4)]
+    for a in acts[:2]:
+        env.step(a)
+    snap = env.snapshot("lifetime_1")
+    after = [env.step(a) for a in acts[2:]]
+    restored = env.restore("lifetime_1", snap)
+    assert restored["statistics"].shape == after[0][0]["lifetime_1"]["statistics"].shape
+    again = [env.step(a) for a in acts[2:]]
+    for first, second in zip(after, again):
+        assert first[1]["lifetime_1"] == second[1]["lifetime_1"]
+        for k in first[0]["lifetime_1"]:
+            np.testing.assert_array_equal(first[0]["lifetime_1"][k], second[0]["lifetime_1"][k])
+    with pytest.raises(ValueError, match="unknown agent"):
+        env.snapshot("lifetime_7")
