@@ -264,6 +264,29 @@ class VectorPopulation:
     def close(self) -> None:
         """Nothing to release: the batched task is tensors."""
 
+    def loop_twin(self) -> Any:
+        """A ``LoopPopulation`` of the same units, one ``TaskA2CLearner`` each with the seeds these units'
+        lives draw (the same agents; their environments and action draws are their own)."""
+        from agents.task_learners import TaskA2CConfig, TaskA2CLearner
+        from hyperenvs.tasks.registration import GYM_IDS
+        from solvers.optim4rl.meta import LoopPopulation, Unit
+
+        task_id = next(i for i, (name, options) in GYM_IDS.items() if name == self.task_name and not options)
+        setting = TASK_SETTINGS[self.task_name]
+        config = TaskA2CConfig(
+            task=task_id,
+            num_envs=self.envs_per_unit,
+            num_steps=self.rollout,
+            hidden=(setting.hidden,),
+            conv_channels=setting.conv_channels,
+            update_rule=self.rule,
+        )
+
+        def make(seed: int) -> TaskA2CLearner:
+            return TaskA2CLearner(config, seed=seed)
+
+        return LoopPopulation([Unit(make, derive(self.seed, "unit", j)) for j in range(self.num_units)])
+
 
 class _Replay:
     """The meta-gradient of one ``meta_loss``: the optimizer's M steps replayed with a graph, a block at a time.

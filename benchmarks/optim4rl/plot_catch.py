@@ -1,0 +1,53 @@
+"""Return curves of ``catch.py``'s agents (learned optimizer vs sign-SGD, Adam, RMSProp) and their final IQM.
+
+    python benchmarks/optim4rl/plot_catch.py benchmarks/optim4rl/results/catch_eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+STEPS_PER_POINT = 5 * 64 * 20  # catch.py keeps every 5th iteration of 64 envs x 20 steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", help="catch.py's JSON")
+    args = parser.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    data = json.loads(Path(args.results).read_text())
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2, 1]})
+    names = list(data["results"])
+    for name in names:
+        curves = np.array([r["curve"] for r in data["results"][name]], dtype=float)
+        mean, sem = np.nanmean(curves, 0), np.nanstd(curves, 0) / np.sqrt(len(curves))
+        x = np.arange(curves.shape[1]) * STEPS_PER_POINT
+        a.plot(x, mean, label=name)
+        a.fill_between(x, mean - 1.96 * sem, mean + 1.96 * sem, alpha=0.2)
+    a.set_xlabel("env steps")
+    a.set_ylabel("episode return (mean over seeds, 95% CI)")
+    a.set_title("A2C on Catch, lr 1e-3")
+    a.legend()
+    for i, name in enumerate(names):
+        s = data["summary"][name]
+        b.errorbar([i], [s["iqm"]], yerr=[[s["iqm"] - s["ci95"][0]], [s["ci95"][1] - s["iqm"]]], fmt="o", capsize=4)
+        b.scatter(np.full(len(s["finals"]), i + 0.15), s["finals"], s=8, alpha=0.5)
+    b.set_xticks(range(len(names)), names, rotation=20)
+    b.set_ylabel("final return: IQM, 95% bootstrap CI")
+    fig.tight_layout()
+    out = Path(args.results).with_suffix(".png")
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
