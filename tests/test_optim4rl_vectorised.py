@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from agents.base import Batch
-from agents.task_learners import TaskA2CConfig, TaskA2CLearner
 from solvers.cli import main
 from solvers.optim4rl import Optim4RL, Optim4RLConfig, load, weight_shapes
 from solvers.optim4rl.config import A2C_HPARAMS, MetaTrainConfig
@@ -46,8 +45,9 @@ def test_meta_gradient_equals_the_loop_over_the_same_units(max_grad_norm):
     rule = random_rule()
     population = VectorPopulation(rule, "catch", units=3, envs_per_unit=2, rollout=4, seed=0, dtype=torch.float64)
     hp = {**A2C_HPARAMS, "lr": 0.01, "max_grad_norm": max_grad_norm}
-    config = TaskA2CConfig(task="HyperRLTasks/Catch-v0", num_envs=2, num_steps=4, hidden=(256,), update_rule=rule)
-    learners = [TaskA2CLearner(config, seed=population.unit_seed(j, 0)) for j in range(3)]
+    twin = population.loop_twin()
+    learners = [unit.learner for unit in twin.units]
+    assert learners[0].config.num_envs == 2 and learners[0].config.num_steps == 4 and learners[0].update_rule is rule
     fresh = population.unflatten(population.params)
     for j, learner in enumerate(learners):  # the same agents: the loop's unit j draws what the vectorised one does
         assert all(torch.equal(learner.params[k].detach().double(), fresh[k][j]) for k in fresh)
@@ -74,6 +74,7 @@ def test_meta_gradient_equals_the_loop_over_the_same_units(max_grad_norm):
     for name, a, b in zip(names, vectorised, loop):
         assert b.abs().max() > 0, name
         assert torch.allclose(a, b, rtol=1e-8, atol=1e-12), name
+    twin.close()
 
 
 def test_a_reset_renews_only_those_units():

@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = []
         for seed in range(args.seeds):
             results[name].append(run(rule() if callable(rule) else rule, seed, args.steps))
-            print(f"{name:9s} seed {seed}: final {results[name][-1]['final']:+.3f} ({results[name][-1]['seconds']:.0f} s)", flush=True)
+            print(
+                f"{name:9s} seed {seed}: final {results[name][-1]['final']:+.3f} ({results[name][-1]['seconds']:.0f} s)",
+                flush=True,
+            )
         finals = np.array([r["final"] for r in results[name]])
         iqm, low, high = iqm_ci(finals[:, None])
         summary[name] = {"iqm": iqm, "ci95": [low, high], "mean": float(finals.mean()), "finals": finals.tolist()}

@@ -1,6 +1,6 @@
 """Return curves of ``catch.py``'s agents (learned optimizer vs sign-SGD, Adam, RMSProp) and their final IQM.
 
-    python benchmarks/optim4rl/plot_catch.py benchmarks/optim4rl/results/catch_eval.json
+python benchmarks/optim4rl/plot_catch.py benchmarks/optim4rl/results/catch_eval.json
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def main() -> None:
     vectorised = VectorPopulation(rule, "catch", units=args.units, seed=0)
     loop = vectorised.loop_twin()
     times: dict[str, list[float]] = {"vectorised": [], "loop": []}
-    for name, population in (("vectorised", vectorised), ("loop", loop)):
+    for population in (vectorised, loop):
         meta_iteration(population, rule, hparams)  # warm-up
     for r in range(args.repeats):
         for name, population in (("vectorised", vectorised), ("loop", loop)):

@@ -35,7 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-envs", type=int, default=d.num_envs, help="inner environments per unit")
     p.add_argument("--hidden", default=",".join(map(str, d.hidden)), help="units' MLP widths, e.g. 32 or 64,64")
     p.add_argument("--meta-lr", type=float, default=d.meta_lr, help="Adam step size on the optimizer's weights")
-    p.add_argument("--lr", type=float, help="the units' agent learning rate (default: Optim4RL's for the task; 1e-3 on Gymnasium)")
+    p.add_argument(
+        "--lr", type=float, help="the units' agent learning rate (default: Optim4RL's for the task; 1e-3 on Gymnasium)"
+    )
     p.add_argument("--head", default="", help="head widths: '' linear (default), '16,16' the paper's MLP")
     p.add_argument("--clip-inputs", action="store_true", help="clip gradient elements to [-1, 1] before the GRUs")
     p.add_argument("--seed", type=int, default=d.seed)

@@ -16,7 +16,6 @@ not clipping: every task weighs the same), the rewards scaled as the paper's Tab
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
