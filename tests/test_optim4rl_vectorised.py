@@ -180,3 +180,18 @@ def test_command_line_trains_on_catch_into_a_folder(tmp_path):
     assert [r["iteration"] for r in rows] == [1, 2] and all(r["returns"] for r in rows)
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
     assert main([*argv[:-2], "--steps", "100", "--out", str(tmp_path / "x")]) == 2  # under one meta-iteration
+
+
+def test_gridworld_units_train_through_the_conv_torso_and_time_limits():
+    rule = random_rule(torch.float32)
+    big = VectorPopulation(rule, "big_dense_long", units=2, rollout=3, seed=0)
+    out = big.meta_loss({**A2C_HPARAMS, "lr": 3e-3}, 2)
+    grads = torch.autograd.grad(out.loss, list(rule.weights.values()))
+    assert all(torch.isfinite(g).all() for g in grads) and big.network.conv_channels == 16
+    short = VectorPopulation(rule, "small_dense_short", units=2, rollout=26, seed=0)
+    short.record = True
+    out = short.meta_loss({**A2C_HPARAMS, "lr": 3e-3}, 1)  # 52 steps: each unit's 50-step episode ends once
+    assert len(out.returns) == 2
+    validation = short.last_batches[1]
+    assert validation["discounts"][:, 23, 0].tolist() == [0.0, 0.0]  # step 50, the time limit
+    assert validation["discounts"][:, 22, 0].tolist() == [1.0, 1.0]

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=500_000)
     parser.add_argument("--optimizer", help="the learned optimizer file (default: the shipped one)")
     parser.add_argument("--rules", default="optim4rl,signsgd,adam,rmsprop")
+    parser.add_argument("--also", action="append", default=[], metavar="NAME=FILE", help="another learned optimizer as a row")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "catch_eval.json"))
     args = parser.parse_args(argv)
     import numpy as np
@@ -60,9 +61,12 @@ def main(argv: list[str] | None = None) -> int:
 
     learned = f"optim4rl:{args.optimizer}" if args.optimizer else "optim4rl"
     rules = {"optim4rl": learned, "signsgd": Optim4RL, "adam": "adam", "rmsprop": "rmsprop"}
-    setup = {"task": "Catch", "steps": args.steps, "hparams": {k: str(v) for k, v in HPARAMS.items()}, "optimizer": learned}
+    extra = dict(item.split("=", 1) for item in args.also)
+    rules |= {name: f"optim4rl:{path}" for name, path in extra.items()}
+    hparams = {k: str(v) for k, v in HPARAMS.items()}
+    setup = {"task": "Catch", "steps": args.steps, "hparams": hparams, "optimizer": learned, "also": extra}
     results, summary = {}, {}
-    for name in args.rules.split(","):
+    for name in [*args.rules.split(","), *extra]:
         rule = rules[name]
         results[name] = []
         for seed in range(args.seeds):

@@ -15,7 +15,8 @@ STEPS_PER_POINT = 5 * 64 * 20  # catch.py keeps every 5th iteration of 64 envs x
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", help="catch.py's JSON")
+    parser.add_argument("results", nargs="+", help="catch.py's JSON files (rows of later files are added)")
+    parser.add_argument("--out", help="the PNG (default: the first file's, .png)")
     args = parser.parse_args(argv)
     import matplotlib
 
@@ -23,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    data = json.loads(Path(args.results).read_text())
+    data = {"results": {}, "summary": {}}
+    for path in args.results:
+        part = json.loads(Path(path).read_text())
+        data["results"] |= part["results"]
+        data["summary"] |= part["summary"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2, 1]})
     names = list(data["results"])
     for name in names:
@@ -40,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         s = data["summary"][name]
         b.errorbar([i], [s["iqm"]], yerr=[[s["iqm"] - s["ci95"][0]], [s["ci95"][1] - s["iqm"]]], fmt="o", capsize=4)
         b.scatter(np.full(len(s["finals"]), i + 0.15), s["finals"], s=8, alpha=0.5)
+        b.annotate(f"n={len(s['finals'])}", (i, s["ci95"][0]), textcoords="offset points", xytext=(-8, -12), fontsize=7)
     b.set_xticks(range(len(names)), names, rotation=20)
     b.set_ylabel("final return: IQM, 95% bootstrap CI")
     fig.tight_layout()
-    out = Path(args.results).with_suffix(".png")
+    out = Path(args.out or Path(args.results[0]).with_suffix(".png"))
     fig.savefig(out, dpi=100)
     print(f"wrote {out}")
     return 0
