@@ -1,7 +1,7 @@
 """Optim4RL's Catch reproduction (paper Fig. 3): fresh A2C agents with a learned optimizer frozen vs Adam
 and RMSProp, IQM and 95% bootstrap CI of the final online return.
 
-    OMP_NUM_THREADS=1 python benchmarks/optim4rl/catch.py --optimizer runs/catch/optimizer.pt --seeds 10
+    OMP_NUM_THREADS=1 python benchmarks/optim4rl/catch.py --optimizer runs/catch_m64/optimizer.pt --seeds 10
 
 The paper's test-time agent: Catch, 64 envs x 20-step rollouts, Dense256 torso, A2C with TD(lambda)
 0.95, gamma 0.995, value weight 0.5, entropy 0.01, no gradient clipping (the authors' Catch setting),

@@ -10,7 +10,36 @@ import json
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
 STEPS_PER_POINT = 5 * 64 * 20  # catch.py keeps every 5th iteration of 64 envs x 20 steps
+
+
+def write_table(data: dict, path: Path) -> None:
+    """Per rule: seeds, IQM [95% CI] of the final return and of the mean return over the whole run (the area
+    under the curve: how fast it learns), as a CSV next to the plot."""
+    import csv
+
+    import numpy as np
+
+    from solvers.aggregate import iqm_ci
+
+    rows = []
+    for name, runs in data["results"].items():
+        finals = np.array([r["final"] for r in runs])
+        areas = np.array([np.nanmean(r["curve"]) for r in runs])
+        row = {"rule": name, "seeds": len(runs)}
+        for key, scores in (("final", finals), ("auc", areas)):
+            iqm, low, high = iqm_ci(scores)
+            row |= {f"{key}_iqm": round(iqm, 4), f"{key}_ci_low": round(low, 4), f"{key}_ci_high": round(high, 4)}
+        rows.append(row)
+        print(", ".join(f"{k} {v}" for k, v in row.items()))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     b.set_ylabel("final return: IQM, 95% bootstrap CI")
     fig.tight_layout()
     out = Path(args.out or Path(args.results[0]).with_suffix(".png"))
+    write_table(data, out.with_suffix(".csv"))
     fig.savefig(out, dpi=100)
     print(f"wrote {out}")
     return 0

@@ -1,6 +1,6 @@
 """The update sizes a learned optimizer makes vs Adam on the SAME gradients (the paper's analysis, section 4).
 
-    OMP_NUM_THREADS=1 python benchmarks/optim4rl/update_sizes.py --optimizer runs/catch/optimizer.pt
+    OMP_NUM_THREADS=1 python benchmarks/optim4rl/update_sizes.py --optimizer runs/catch_m64/optimizer.pt
 
 One fresh A2C agent trains on Catch with Adam (the catch.py setting, lr 1e-3).  After each update its
 gradient also goes to the learned optimizer, which keeps its own recurrent state on that gradient
