@@ -6,10 +6,11 @@ rows, live as stacked tensors: parameters ``[n, *shape]``, the two GRUs' hidden 
 owning rows ``j * E .. (j + 1) * E - 1``.  A collection step is one vmapped forward of the task
 network (``torch.func.vmap``) and one task step for every unit; an inner update is one vmapped A2C
 loss, one backward for the ``n`` unit gradients (unit losses are independent, so the gradient of
-their sum is each unit's own), a per-unit global-norm clip and ONE call of the learned optimizer on
-all ``n * P`` elements at once (it is coordinate-wise).  The meta-loss is the mean over units of
-the A2C loss of the 4th parameters on a fresh rollout; its graph runs back through the 4 updates
-and the recurrent states to the optimizer's weights, as ``LoopPopulation``'s does unit by unit.
+their sum is each unit's own), a per-unit global-norm clip and the learned optimizer on all ``n * P``
+elements together (it is coordinate-wise; in cache-sized blocks).  The meta-loss is the mean over
+units of the A2C loss of the 4th parameters on a fresh rollout; its gradient in the optimizer's
+weights is the one a graph through the 4 updates and the recurrent states gives (``LoopPopulation``'s,
+unit by unit), computed by replaying the recurrent steps block by block (``_Replay``).
 
 A unit's life ``L`` starts from ``network.init(Generator().manual_seed(derive(derive(seed, "unit",
 j), "life", L)))``, the parameters ``TaskA2CLearner(seed=...)`` would draw with that seed, so a
