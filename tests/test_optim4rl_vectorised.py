@@ -195,3 +195,11 @@ def test_gridworld_units_train_through_the_conv_torso_and_time_limits():
     validation = short.last_batches[1]
     assert validation["discounts"][:, 23, 0].tolist() == [0.0, 0.0]  # step 50, the time limit
     assert validation["discounts"][:, 22, 0].tolist() == [1.0, 1.0]
+
+
+def test_command_line_trains_on_the_six_grid_mix(tmp_path):
+    argv = ["optim4rl-train", "--task", "grids", "--units", "1", "--reset-interval", "2", "--steps", "100"]
+    assert main([*argv, "--out", str(tmp_path / "mix")]) == 0  # 100 // (1 unit x 20 x 5), per task: one iteration
+    assert load(tmp_path / "mix" / "optimizer.pt").config.clip_inputs  # the grids clip the optimizer's inputs
+    (row,) = [json.loads(line) for line in (tmp_path / "mix" / "meta.jsonl").read_text().splitlines()]
+    assert row["iteration"] == 1 and row["grad_norm"] > 0
