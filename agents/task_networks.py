@@ -75,7 +75,8 @@ class TaskActorCritic:
         }
 
     def features(self, params: Params, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float().reshape(-1, *self.obs_shape)
+        # The board takes the parameters' dtype (float32 usually; float64 in exactness tests).
+        x = obs.to(params["torso.dense.weight"].dtype).reshape(-1, *self.obs_shape)
         if self.conv_channels:
             x = F.relu(_conv2x2(x, params["torso.conv.weight"], params["torso.conv.bias"]))
         return F.relu(F.linear(x.flatten(1), params["torso.dense.weight"], params["torso.dense.bias"]))

@@ -23,6 +23,7 @@ _LAZY = {
     "Optim4RLSolver": "solvers.optim4rl.solver",
     "meta_train": "solvers.optim4rl.train",
     "pipeline_offsets": "solvers.optim4rl.train",
+    "VectorPopulation": "solvers.optim4rl.vectorised",
 }
 
 
