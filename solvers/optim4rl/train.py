@@ -25,16 +25,17 @@ import torch
 
 from agents.optim import adam, adam_init, clip_grad_norm
 from agents.seeding import derive
+from hyperenvs.population import stagger_offsets
 from solvers.optim4rl.config import A2C_HPARAMS, GRID_MIX, TASK_SETTINGS, MetaTrainConfig, Optim4RLConfig, batched_tasks
 from solvers.optim4rl.meta import LoopPopulation, Population, Unit
 from solvers.optim4rl.optimizer import Optim4RL, init_weights
 
 
 def pipeline_offsets(n: int, m: int) -> np.ndarray:
-    """Reset offsets of ``n`` units over a reset interval ``m``: ``int(linspace(0, m - 1, n))``, truncated."""
+    """Reset offsets of ``n`` units over a reset interval ``m``: the population's stagger, ``int(linspace(0, m - 1, n))``."""
     if n < 1 or m < 1:
         raise ValueError(f"pipeline_offsets needs n >= 1 and m >= 1, got n={n}, m={m}")
-    return np.linspace(0, m - 1, n).astype(np.int64)
+    return np.asarray(stagger_offsets(n, m), dtype=np.int64)
 
 
 def due_resets(t: int, offsets: np.ndarray, m: int) -> list[int]:
