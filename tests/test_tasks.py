@@ -466,3 +466,20 @@ def test_lifetimes_bad_input():
         task.restart_lifetimes([2], [0])
     with pytest.raises(AttributeError, match="generators"):
         _ = task.generator
+
+
+def test_reset_rows_starts_new_episodes_in_those_rows_only():
+    task = make_task("catch", 4, seed=3)
+    for _ in range(3):
+        task.step(torch.ones(4, dtype=torch.long))
+    before = {name: getattr(task, name).clone() for name in task.row_state}
+    obs = task.reset_rows(torch.tensor([3, 1]))
+    assert obs.shape == (2, 10, 5)
+    assert torch.equal(obs, task._observe()[[1, 3]])  # sorted order
+    for name, old in before.items():
+        new = getattr(task, name)
+        assert torch.equal(new[[0, 2]], old[[0, 2]]), name
+    assert task.ball_row[[1, 3]].tolist() == [0, 0] and task.paddle[[1, 3]].tolist() == [2, 2]
+    assert task.ball_row[[0, 2]].tolist() == [3, 3]
+    with pytest.raises(ValueError, match=r"rows must lie in \[0, 4\)"):
+        task.reset_rows(torch.tensor([4]))

@@ -129,6 +129,17 @@ class BatchedTask(ABC):
         self._reset_rows(rows)
         return self._observe_rows(rows)
 
+    def reset_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """New episodes in the instances ``rows`` only (a 1-D index tensor); their lifetimes go on (nothing fixed per
+        lifetime is redrawn), the other rows are untouched.  Returns the observations of ``rows``, in sorted order."""
+        if not self._seeded:
+            raise RuntimeError("call reset() before reset_rows()")
+        rows = torch.unique(torch.as_tensor(rows, dtype=torch.long, device=self.device).flatten())
+        if rows.numel() and (int(rows[0]) < 0 or int(rows[-1]) >= self.num_envs):
+            raise ValueError(f"rows must lie in [0, {self.num_envs}), got {rows.tolist()}")
+        self._reset_rows(rows)
+        return self._observe_rows(rows)
+
     def load_lifetime(self, j: int, lone: BatchedTask) -> None:
         """Make lifetime ``j`` (its rows and its generator) the one ``lone`` lives: a seeded task of one lifetime
         of the same kind and size, in whatever state.  ``store_lifetime`` copies the other way."""

@@ -116,7 +116,7 @@ class VectorPopulation:
 
     def reset(self, units: Sequence[int]) -> None:
         """New agents (parameters, zero optimizer state) and new episodes in the rows of ``units`` only."""
-        units = [int(j) for j in units]
+        units = sorted({int(j) for j in units})
         if not units:
             return
         if min(units) < 0 or max(units) >= self.num_units:
@@ -124,9 +124,7 @@ class VectorPopulation:
         self._init_units(units)
         e = self.envs_per_unit
         rows = torch.cat([torch.arange(j * e, (j + 1) * e) for j in units]).to(self.device)
-        # The batched task has no public per-row reset; its hook starts new episodes in just these rows.
-        self.task._reset_rows(rows)
-        self.obs = self.task._observe().clone()
+        self.obs[rows] = self.task.reset_rows(rows)
         self.ep_return[rows] = 0.0
 
     def unflatten(self, flat: torch.Tensor) -> Params:
