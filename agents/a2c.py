@@ -113,10 +113,7 @@ class A2CLearner(ActorCriticLearner):
         if fast is not None:  # compiled (agents.compiled)
             stacked, norm = fast.step(full, hp)
             metrics = dict(zip(A2C_METRICS, stacked))
-            params, opt_state = fast.result()
-            self.compile_seconds += fast.seconds_compiling
-            if grads_out is not None:
-                grads_out.extend(fast.recent_grads())
+            params, opt_state = self._finish_fast(fast, grads_out)
         else:
             loss, metrics = self.objective(params, full, hp, meta)
             params, opt_state, norm = self._gradient_step(params, opt_state, loss, hp, differentiable, grads_out)

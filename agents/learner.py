@@ -96,11 +96,13 @@ class ActorCriticConfig:
     multiple of its initial norm (healthy runs stay within about 10x; an absurd learning rate with Adam
     and gradient clipping, which keeps every value finite, crosses it within an update or two);
     ``inf`` disables the check (non-finite values are always a divergence)"""
-    compile: bool | str = "auto"
-    """gradient steps through ``torch.compile`` (``agents.compiled``): ``True`` always (an error where
-    they cannot be compiled), ``False`` never (eager, the reference), ``"auto"`` once the learner has run
-    ``agents.compiled.AUTO_AFTER`` iterations, for MLPs with the stock update rules; the same numbers
-    to float rounding, several times faster on small networks, after a one-off compile of seconds"""
+    compile: bool | str = False
+    """PPO's and A2C's gradient steps through ``torch.compile`` (``agents.compiled``): ``False`` never
+    (eager: the reference, and the default, so results made before it stay bit for bit), ``True``
+    always (an error where they cannot be compiled), ``"auto"`` (the ``-v1`` ids) once the learner has
+    run ``agents.compiled.AUTO_AFTER`` iterations, for MLPs with the stock update rules; the same
+    numbers to float rounding, each step about 2x faster on small networks, after a one-off compile
+    of seconds to tens of seconds per process (benchmarks/compiled/README.md)"""
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps"):
@@ -305,6 +307,13 @@ class ActorCriticLearner:
             return None
         fast = FlatSteps(self.update_rule, params, opt_state, grads_kept=self.config.grad_history)
         return fast if fast.supported else None
+
+    def _finish_fast(self, fast: CompiledSteps | FlatSteps, grads_out: list[Params] | None) -> tuple[Params, OptState]:
+        """``fast``'s params and state, its gradients into ``grads_out``, its compile time into ``compile_seconds``."""
+        self.compile_seconds += getattr(fast, "seconds_compiling", 0.0)
+        if grads_out is not None:
+            grads_out.extend(fast.recent_grads())
+        return fast.result()
 
     def _gradient_step(
         self,

@@ -161,10 +161,7 @@ class PPOLearner(ActorCriticLearner):
                 metrics.append(m if isinstance(m, torch.Tensor) else torch.stack(list(m.values())))
                 norms.append(norm)
         if fast is not None:
-            params, opt_state = fast.result()
-            self.compile_seconds += getattr(fast, "seconds_compiling", 0.0)
-            if grads_out is not None:
-                grads_out.extend(fast.recent_grads())
+            params, opt_state = self._finish_fast(fast, grads_out)
         mean = torch.stack(metrics).mean(0) if metrics else torch.full((len(PPO_METRICS),), float("nan"))
         with torch.no_grad():
             ev = explained_variance(batch.values.flatten(), full.returns.detach().flatten())

@@ -129,12 +129,13 @@ def plot(report: dict, path: Path) -> None:
 
     cases = list(report)
     fig, ax = plt.subplots(figsize=(8, 3.8))
-    width = 0.8 / len(PATHS)
-    for k, name in enumerate(PATHS):
-        values = [report[c][name]["env_steps_per_s"] if name in report[c] else 0.0 for c in cases]
+    names = [n for n in PATHS if any(n in report[c] for c in cases)]  # a path no case finished is left out
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        values = [report[c][name]["env_steps_per_s"] if name in report[c] else np.nan for c in cases]
         bars = ax.bar(np.arange(len(cases)) + k * width, values, width, label=name)
         ax.bar_label(bars, fmt="%.0f", fontsize=7)
-    ax.set_xticks(np.arange(len(cases)) + width * (len(PATHS) - 1) / 2, cases)
+    ax.set_xticks(np.arange(len(cases)) + width * (len(names) - 1) / 2, cases)
     ax.set_ylabel("env steps / s (100k-step lifetime,\ncompile included)")
     ax.legend(fontsize=7)
     ax.set_title("Gymnasium + eager vs batched twin + compiled updates (2 shared CPU cores)", fontsize=9)
