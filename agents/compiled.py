@@ -37,8 +37,10 @@ COMPILE_CHOICES = (False, True, "auto")
 
 AUTO_AFTER = 8
 """``compile="auto"``: iterations a learner runs eagerly before it compiles, so that the short runs
-of tests and smoke checks never pay a compile; a real lifetime (hundreds of iterations) compiles
-early and earns the compile back many times (benchmarks/compiled/README.md)"""
+of tests and smoke checks never pay a compile.  Counted per learner (restored with it), so a run's
+numbers do not depend on what else ran in the process.  What the compile earns back is measured in
+benchmarks/compiled/README.md: across lifetimes in one process, or from a warm inductor cache, it
+pays on PPO's many minibatch steps; one lifetime from an empty cache mostly does not."""
 
 AUTO_MAX_PARAMS = 100_000
 """``compile="auto"``: larger networks stay eager (their steps are arithmetic, not overhead)"""
@@ -110,8 +112,8 @@ COMPILES = _Counter()
 def _compiled_step(kind: str, network: Any, rule: UpdateRule, normalize_advantages: bool, shapes: tuple) -> Any:
     """The compiled step for one (objective, network, rule, shapes); cached so lifetimes share it.
 
-    ``shapes`` keys the cache only (one dynamo cache per function object keeps the graphs of a
-    key apart from another key's recompile limit)."""
+    ``shapes`` is part of the key so that each entry holds one graph (every entry's closure shares
+    one code object, hence dynamo's one ``recompile_limit`` for all of them)."""
     if kind == "ppo":
         from agents.ppo import PPOObjective
 

@@ -34,8 +34,8 @@ from agents.hparams import hyperparameter
 from agents.networks import ActorCritic, sample
 from agents.optim import FlatSteps, OptState, UpdateRule, clip_grad_norm, get_update_rule
 from agents.rollout import Collector, make_vector_env, task_spaces
-from agents.tensor_rollout import TensorCollector, is_tensor_env
 from agents.seeding import derive
+from agents.tensor_rollout import TensorCollector, is_tensor_env
 
 Metrics = dict[str, torch.Tensor]
 """What ``train_step`` and the objectives report: 0-d tensors by name (detached unless a graph is asked for)."""

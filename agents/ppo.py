@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from agents.base import Batch, Params
+from agents.compiled import CompiledSteps
 from agents.hparams import declare, hyperparameter
 from agents.learner import (
     ActorCriticConfig,
@@ -19,7 +20,6 @@ from agents.learner import (
     vf_coef_hyperparameter,
 )
 from agents.networks import ActorCritic, entropy, log_prob
-from agents.compiled import CompiledSteps
 from agents.returns import explained_variance, gae
 
 PPO_METRICS = ("policy", "value", "entropy", "approx_kl", "clip_fraction")

@@ -4,8 +4,9 @@ The same batch, episodes and normalisation as ``Collector`` (observations standa
 running statistics and clipped, rewards divided by the running std of the discounted return,
 truncated episodes bootstrapped from the critic's value of their true last observation), with
 every step a handful of tensor ops on the env's device: no numpy round trip, one read-back of
-the finished episodes per ``collect``.  The ``[T, B]`` buffers are allocated once and filled in
-place, so a collection allocates only what the policy and the task do.  The running statistics
+the finished episodes per ``collect``.  The batch's ``[T, B]`` tensors are allocated once per
+``collect`` and filled in place (no per-step lists to stack), and the bookkeeping buffers
+(raw rewards, dones, running returns and lengths) are kept between collections.  The running statistics
 are Gymnasium's ``RunningMeanStd`` update, in float64 tensors.  The task's own tensors and
 generator are part of ``state_dict``, so a restored lifetime continues bit for bit.
 """
@@ -133,7 +134,7 @@ class TensorCollector:
         """Run ``num_steps`` vector steps with ``params``; returns the batch and finished episodes."""
         if self._obs is None:
             raise RuntimeError("TensorCollector.collect called before reset(seed)")
-        net, n, t_b = self.network, self.num_envs, (num_steps, self.num_envs)
+        net, t_b = self.network, (num_steps, self.num_envs)
         obs = self.normalize(self._obs, update=not self._obs_counted)
         self._obs_counted = True
         act_shape = () if net.discrete else (net.action_dim,)
@@ -215,8 +216,13 @@ class TensorCollector:
             return torch.as_tensor(x, dtype=dtype).to(self.device).clone()
 
         task = state["task"]
-        load_task_state(self.envs, {"tensors": {k: tensor(v) for k, v in task["tensors"].items()},
-                                    "generator": torch.as_tensor(task["generator"], dtype=torch.uint8).cpu()})
+        load_task_state(
+            self.envs,
+            {
+                "tensors": {k: tensor(v) for k, v in task["tensors"].items()},
+                "generator": torch.as_tensor(task["generator"], dtype=torch.uint8).cpu(),
+            },
+        )
         self._obs = tensor(state["obs"])
         self._ep_return = tensor(state["ep_return"], torch.float64)
         self._ep_length = tensor(state["ep_length"], torch.long)

@@ -162,9 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         for case in args.cases:
             for name in _paths(case):
                 runs[case][name].append(row := run_fresh(case, name, steps, os.path.join(caches.name, case)))
-                print(f"{case:13s} {name:25s} {row['env_steps_per_s']:8.0f} steps/s  {row['seconds']:6.1f} s "
-                      f"(collect {row['collect_s']:.1f}, update {row['update_s']:.1f}, compile {row['compile_s']:.1f})  "
-                      f"load {row['load_before']:.2f}", flush=True)
+                print(
+                    f"{case:13s} {name:25s} {row['env_steps_per_s']:8.0f} steps/s  {row['seconds']:6.1f} s "
+                    f"(collect {row['collect_s']:.1f}, update {row['update_s']:.1f}, compile {row['compile_s']:.1f})  "
+                    f"load {row['load_before']:.2f}",
+                    flush=True,
+                )
     report = {}
     for case, by_path in runs.items():
         report[case] = {}

@@ -102,7 +102,9 @@ def test_a2c_hyperparameters_never_recompile():
     def values(k):
         return {"lr": 1e-4 * 1.2**k, "ent_coef": 0.004 * k, "vf_coef": 0.2 + 0.03 * k, "gae_lambda": 1.0 - 0.01 * k}
 
-    graphs, _ = _hyper_steps("HyperRL/A2C-CartPole-v1", ["lr", "ent_coef", "vf_coef", "gae_lambda"], values, total_timesteps=10**6)
+    graphs, _ = _hyper_steps(
+        "HyperRL/A2C-CartPole-v1", ["lr", "ent_coef", "vf_coef", "gae_lambda"], values, total_timesteps=10**6
+    )
     assert graphs[1:] == [graphs[0]] * 19
 
 

@@ -17,7 +17,11 @@ TWIN_IDS = sorted(i for i in hyperenvs.REGISTRY if i.endswith("-v1"))
 
 
 def test_every_classic_ppo_and_a2c_id_has_a_twin_version():
-    expected = {f"HyperRL/{a}-{t}-v1" for a in ("PPO", "A2C") for t in ("CartPole", "Acrobot", "MountainCar", "MountainCarContinuous", "Pendulum")}
+    expected = {
+        f"HyperRL/{a}-{t}-v1"
+        for a in ("PPO", "A2C")
+        for t in ("CartPole", "Acrobot", "MountainCar", "MountainCarContinuous", "Pendulum")
+    }
     assert set(TWIN_IDS) == expected
 
 
