@@ -109,8 +109,14 @@ class A2CLearner(ActorCriticLearner):
         """One clipped update-rule step on the whole batch."""
         with torch.set_grad_enabled(differentiable):
             full = self.objective.targets(batch, hp)
-        loss, metrics = self.objective(params, full, hp, meta)
-        params, opt_state, norm = self._gradient_step(params, opt_state, loss, hp, differentiable, grads_out)
+        fast = None if differentiable else self._fast_steps("a2c", params, opt_state)
+        if fast is not None:  # compiled (agents.compiled)
+            stacked, norm = fast.step(full, hp)
+            metrics = dict(zip(A2C_METRICS, stacked))
+            params, opt_state = self._finish_fast(fast, grads_out)
+        else:
+            loss, metrics = self.objective(params, full, hp, meta)
+            params, opt_state, norm = self._gradient_step(params, opt_state, loss, hp, differentiable, grads_out)
         with torch.no_grad():
             ev = explained_variance(batch.values.flatten(), full.returns.detach().flatten())
         return params, opt_state, {**metrics, "explained_variance": ev, "grad_norm": norm}

@@ -29,11 +29,13 @@ import torch
 
 from agents import envstate
 from agents.base import Batch, IterationReport, LastUpdate, Params
+from agents.compiled import CompiledSteps, check_compile, wants_compile
 from agents.hparams import hyperparameter
 from agents.networks import ActorCritic, sample
-from agents.optim import OptState, UpdateRule, clip_grad_norm, get_update_rule
+from agents.optim import FlatSteps, OptState, UpdateRule, clip_grad_norm, get_update_rule
 from agents.rollout import Collector, make_vector_env, task_spaces
 from agents.seeding import derive
+from agents.tensor_rollout import TensorCollector, is_tensor_env
 
 Metrics = dict[str, torch.Tensor]
 """What ``train_step`` and the objectives report: 0-d tensors by name (detached unless a graph is asked for)."""
@@ -94,6 +96,13 @@ class ActorCriticConfig:
     multiple of its initial norm (healthy runs stay within about 10x; an absurd learning rate with Adam
     and gradient clipping, which keeps every value finite, crosses it within an update or two);
     ``inf`` disables the check (non-finite values are always a divergence)"""
+    compile: bool | str = False
+    """PPO's and A2C's gradient steps through ``torch.compile`` (``agents.compiled``): ``False`` never
+    (eager: the reference, and the default, so results made before it stay bit for bit), ``True``
+    always (an error where they cannot be compiled), ``"auto"`` (the ``-v1`` ids) once the learner has
+    run ``agents.compiled.AUTO_AFTER`` iterations, for MLPs with the stock update rules; the same
+    numbers to float rounding, each step about 2x faster on small networks, after a one-off compile
+    of seconds to tens of seconds per process (benchmarks/compiled/README.md)"""
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps"):
@@ -102,6 +111,7 @@ class ActorCriticConfig:
         if not self.max_param_norm_ratio > 1:
             raise ValueError(f"max_param_norm_ratio must be > 1, got {self.max_param_norm_ratio}")
         get_update_rule(self.update_rule)
+        check_compile(self.compile)
 
 
 def _to_tensors(obj: Any) -> Any:
@@ -165,7 +175,7 @@ class ActorCriticLearner:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.seed)
         self._owns_envs = envs is None
-        self.envs = make_vector_env(config.task, config.num_envs) if envs is None else envs
+        self.envs = make_vector_env(config.task, config.num_envs, self.device) if envs is None else envs
         if self.envs.num_envs != config.num_envs:
             raise ValueError(f"envs has {self.envs.num_envs} environments, config.num_envs is {config.num_envs}")
         self.network = self.build_network(config, self.envs.single_observation_space, self.envs.single_action_space)
@@ -177,7 +187,8 @@ class ActorCriticLearner:
         self.update_rule: UpdateRule = get_update_rule(config.update_rule)
         self.opt_state: OptState = self.update_rule.init(self.params)
         self.initial_param_norm = _global_norm(self.params)
-        self.collector = Collector(
+        collector_cls = TensorCollector if is_tensor_env(self.envs) else Collector
+        self.collector = collector_cls(
             self.envs,
             self.network,
             self.generator,
@@ -196,6 +207,8 @@ class ActorCriticLearner:
         self._grads: deque[Params] = deque(maxlen=config.grad_history)
         self._eval_env: gym.vector.VectorEnv | None = None
         self._eval_count = 0
+        self.compile_seconds = 0.0
+        """wall time this learner's updates spent compiling (``agents.compiled``), apart from training"""
 
     @classmethod
     def param_shapes(cls, config: ActorCriticConfig) -> dict[str, tuple[int, ...]]:
@@ -284,6 +297,23 @@ class ActorCriticLearner:
     ) -> tuple[Params, OptState, Metrics]:
         """``train_step``'s body; ``grads_out`` collects the clipped gradients of its steps, oldest first."""
         raise NotImplementedError
+
+    def _fast_steps(self, kind: str, params: Params, opt_state: OptState) -> CompiledSteps | FlatSteps | None:
+        """The non-differentiable fast path of an update: compiled steps (``config.compile``), else the
+        in-place stock rules, else None (the pure path)."""
+        if wants_compile(self.config.compile, self.iterations, self.network, self.update_rule, params):
+            return CompiledSteps(kind, self.objective, self.update_rule, params, opt_state, self.config.grad_history)
+        if kind != "ppo":  # A2C takes one step an update: nothing to pack for
+            return None
+        fast = FlatSteps(self.update_rule, params, opt_state, grads_kept=self.config.grad_history)
+        return fast if fast.supported else None
+
+    def _finish_fast(self, fast: CompiledSteps | FlatSteps, grads_out: list[Params] | None) -> tuple[Params, OptState]:
+        """``fast``'s params and state, its gradients into ``grads_out``, its compile time into ``compile_seconds``."""
+        self.compile_seconds += getattr(fast, "seconds_compiling", 0.0)
+        if grads_out is not None:
+            grads_out.extend(fast.recent_grads())
+        return fast.result()
 
     def _gradient_step(
         self,
@@ -423,10 +453,10 @@ class ActorCriticLearner:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.load_training_state(state)
-        restored = "envs" in state
-        if restored:
+        restored = "envs" in state or "task" in state["collector"]  # a torch task's state rides with its collector
+        if "envs" in state:
             envstate.restore(self.envs, _to_numpy(state["envs"]))
-        else:
+        elif not restored:
             self.collector.reset(seed=self.fresh_episode_seed())
         self.collector.load_state_dict(_to_numpy(state["collector"]), episodes=restored)
 

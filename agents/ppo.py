@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from agents.base import Batch, Params
+from agents.compiled import CompiledSteps
 from agents.hparams import declare, hyperparameter
 from agents.learner import (
     ActorCriticConfig,
@@ -19,7 +20,6 @@ from agents.learner import (
     vf_coef_hyperparameter,
 )
 from agents.networks import ActorCritic, entropy, log_prob
-from agents.optim import FlatSteps
 from agents.returns import explained_variance, gae
 
 PPO_METRICS = ("policy", "value", "entropy", "approx_kl", "clip_fraction")
@@ -134,35 +134,34 @@ class PPOLearner(ActorCriticLearner):
 
         The targets are computed once, on the whole batch (GAE needs its time axis); each
         minibatch is a ``[1, M]`` ``Batch`` carrying its rows of them (``Batch.flat``/``rows``).
-        The stock rules run in place on flat buffers (``FlatSteps``: the same numbers, fewer
-        ops); a replaced rule, or ``differentiable=True``, takes the pure path.
+        The stock rules run compiled (``config.compile``, ``agents.compiled``) or in place on flat
+        buffers (``FlatSteps``): the same numbers, fewer ops; a replaced rule, or
+        ``differentiable=True``, takes the pure path.
         """
         with torch.set_grad_enabled(differentiable):
             full = self.objective.targets(batch, hp)
         flat = full.flat()
         n = flat.num_steps
         size = max(1, min(int(hp["minibatch_size"]), n))
-        fast = None if differentiable else FlatSteps(self.update_rule, params, opt_state, grads_kept=self.config.grad_history)
-        if fast is not None and not fast.supported:
-            fast = None
+        fast = None if differentiable else self._fast_steps("ppo", params, opt_state)
         metrics, norms = [], []
         for _ in range(int(hp["epochs"])):
             perm = torch.randperm(n, generator=self.generator, device=self.device)
             shuffled = flat.rows(perm)  # one gather per epoch; each minibatch is then a contiguous slice
             for start in range(0, n - size + 1, size):
                 minibatch = shuffled.rows(slice(start, start + size))
-                if fast is not None:
+                if isinstance(fast, CompiledSteps):
+                    m, norm = fast.step(minibatch, hp)
+                elif fast is not None:
                     loss, m = self.objective(fast.params, minibatch, hp, meta)
                     norm = fast.step(torch.autograd.grad(loss, fast.leaves), hp, max_norm=float(hp["max_grad_norm"]))
                 else:
                     loss, m = self.objective(params, minibatch, hp, meta)
                     params, opt_state, norm = self._gradient_step(params, opt_state, loss, hp, differentiable, grads_out)
-                metrics.append(torch.stack(list(m.values())))
+                metrics.append(m if isinstance(m, torch.Tensor) else torch.stack(list(m.values())))
                 norms.append(norm)
         if fast is not None:
-            params, opt_state = fast.result()
-            if grads_out is not None:
-                grads_out.extend(fast.recent_grads())
+            params, opt_state = self._finish_fast(fast, grads_out)
         mean = torch.stack(metrics).mean(0) if metrics else torch.full((len(PPO_METRICS),), float("nan"))
         with torch.no_grad():
             ev = explained_variance(batch.values.flatten(), full.returns.detach().flatten())

@@ -17,14 +17,19 @@ from agents.networks import ActorCritic, log_prob, sample
 from agents.returns import rollout_return
 
 
-def make_vector_env(task: str, num_envs: int) -> gym.vector.VectorEnv:
-    """A same-step-autoreset vector env: ``ALE/<Game>`` uses ale-py's native vector env.
+def make_vector_env(task: str, num_envs: int, device: str | torch.device = "cpu") -> gym.vector.VectorEnv:
+    """A same-step-autoreset vector env: ``ALE/<Game>`` uses ale-py's native vector env, a
+    ``HyperRLTasks/*`` id its batched torch form on ``device`` (``agents.tensor_rollout`` collects
+    from it); ``device`` is ignored by the numpy envs.
 
     Same-step autoreset puts the final observation of an ended episode in
     ``info["final_obs"]``, which truncation bootstrapping needs.
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if task.startswith("HyperRLTasks/"):
+        spec = f"hyperenvs:{task}"  # the module that registers the HyperRLTasks ids
+        return gym.make_vec(spec, num_envs=num_envs, vectorization_mode="vector_entry_point", device=str(device))
     if task.startswith("ALE/"):
         from ale_py.vector_env import AtariVectorEnv
 

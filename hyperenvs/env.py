@@ -45,6 +45,7 @@ class HyperEnv(gym.Env):
         config: Mapping[str, Any] | None = None,
         defaults: Mapping[str, float] | None = None,
         timing: bool = True,
+        gymnasium_env: bool = False,
     ) -> None:
         """
         Args:
@@ -62,14 +63,20 @@ class HyperEnv(gym.Env):
             iterations_per_step: learner iterations per hyper-step.
             config: further overrides of the learner's config dataclass fields.
             defaults: values of the hyperparameters the agent does not control.
-            timing: put the step's wall time in ``info["wall_time"]``; off makes ``info``
-                deterministic, as Gymnasium's ``check_env`` requires.
+            timing: put the step's wall time in ``info["wall_time"]`` (and the part of it spent
+                compiling in ``info["compile_seconds"]``); off makes ``info`` deterministic, as
+                Gymnasium's ``check_env`` requires.
+            gymnasium_env: run the inner task on Gymnasium's own env instead of its batched torch
+                twin (the ``-v1`` classic-control ids); a no-op for ids already on Gymnasium.
         """
         self.entry = registry.get(entry)
         self.total_timesteps = _positive_int("total_timesteps", total_timesteps, self.entry.total_timesteps)
         self.iterations_per_step = _positive_int("iterations_per_step", iterations_per_step, self.entry.iterations_per_step)
         self.device = _check_device(device)
         self.timing = timing
+        if not isinstance(gymnasium_env, bool):
+            raise ValueError(f"gymnasium_env must be True or False, got {gymnasium_env!r}")
+        self.gymnasium_env = gymnasium_env
         self.config = self._make_config(config, num_envs)
         all_hparams = HyperparameterSpace(self.entry.hyperparameters(), action_type=action_type)
         chosen = self._choose(all_hparams, hyperparameters)
@@ -90,7 +97,8 @@ class HyperEnv(gym.Env):
     # -- construction helpers ------------------------------------------------
     def _make_config(self, overrides: Mapping[str, Any] | None, num_envs: int | None) -> Any:
         cls = registry.load(self.entry.algorithm.config)
-        values = {"task": self.entry.task, **self.entry.config, **(overrides or {})}
+        task = registry.gymnasium_task(self.entry.task) if self.gymnasium_env else self.entry.task
+        values = {"task": task, **self.entry.config, **(overrides or {})}
         if num_envs is not None:
             values["num_envs"] = _positive_int("num_envs", num_envs, 1)
         known = set(cls.__dataclass_fields__)
@@ -131,7 +139,8 @@ class HyperEnv(gym.Env):
         learner_cls = registry.load(self.entry.algorithm.learner)
         if self._inner_envs is None and getattr(learner_cls, "uses_vector_env", True):
             # Built once per HyperEnv: lifetimes re-seed it rather than pay the simulator start-up.
-            self._inner_envs = registry.load("agents.rollout:make_vector_env")(self.config.task, self.config.num_envs)
+            make = registry.load("agents.rollout:make_vector_env")
+            self._inner_envs = make(self.config.task, self.config.num_envs, self.device)
         hparams_cls = registry.load(self.entry.algorithm.hparams)
         learner_seed = int(self.np_random.integers(2**31 - 1))
         self.learner = learner_cls(
@@ -157,7 +166,7 @@ class HyperEnv(gym.Env):
             raise RuntimeError("step() called after the lifetime ended (terminated or truncated): call env.reset()")
         chosen = self.hparam_space.decode(action)
         hparams = {**self.defaults, **chosen}
-        start = time.perf_counter()
+        start, compiling = time.perf_counter(), getattr(self.learner, "compile_seconds", 0.0)
         returns: list[float] = []
         rollouts: list[float] = []
         diverged, divergence = False, ""
@@ -187,6 +196,7 @@ class HyperEnv(gym.Env):
         }
         if self.timing:
             info["wall_time"] = time.perf_counter() - start
+            info["compile_seconds"] = getattr(self.learner, "compile_seconds", 0.0) - compiling
         return self._observe(), reward, diverged, truncated, info
 
     def _recent_mean(self) -> float:

@@ -61,6 +61,8 @@ class Family:
     """overrides of declared default bins (needed where a default moves off the declared bins)"""
     observe: tuple[str, ...] = ("projection", "statistics")
     """observation parts when ``gym.make`` is not told otherwise"""
+    version: int = VERSION
+    """the ``-vN`` of the row's ids: bumped when the row's inner task, reward, budget or spaces change"""
 
     def __post_init__(self) -> None:
         for name in ("config", "defaults", "ranges", "bins"):
@@ -83,7 +85,7 @@ class Entry:
 
     @property
     def id(self) -> str:
-        return f"{NAMESPACE}/{self.algorithm.name}-{self.name}-v{VERSION}"
+        return f"{NAMESPACE}/{self.algorithm.name}-{self.name}-v{self.family.version}"
 
     # The row's settings, read through the entry (HyperEnv and the command line ask an entry).
     @property
@@ -214,6 +216,34 @@ SMALL_GRIDS = tuple((name, f"HyperRLTasks/{name}-v0") for name in _GRIDS[:2])
 BIG_GRIDS = tuple((name, f"HyperRLTasks/{name}-v0") for name in _GRIDS[2:])
 
 
+# The batched torch twins of classic control (hyperenvs/tasks/classic_control.py): Gymnasium's dynamics,
+# many instances stepped as tensors.  The -v1 ids of PPO and A2C run on them; -v0 stays on Gymnasium.
+TWINS = {
+    "CartPole-v1": "HyperRLTasks/CartPole-v0",
+    "Acrobot-v1": "HyperRLTasks/Acrobot-v0",
+    "MountainCar-v0": "HyperRLTasks/MountainCar-v0",
+    "MountainCarContinuous-v0": "HyperRLTasks/MountainCarContinuous-v0",
+    "Pendulum-v1": "HyperRLTasks/Pendulum-v0",
+}
+"""Gymnasium id -> its batched twin's id"""
+
+
+def gymnasium_task(task: str) -> str:
+    """The Gymnasium id an inner task runs as with ``gym.make(..., gymnasium_env=True)``."""
+    for gym_id, twin in TWINS.items():
+        if task == twin:
+            return gym_id
+    if task.startswith("HyperRLTasks/"):
+        raise ValueError(f"gymnasium_env=True: the inner task {task} has no Gymnasium env (only classic control's twins do)")
+    return task
+
+
+def _twin(family: Family) -> Family:
+    """``family`` on the batched twins of its tasks, as ids of version 1, its updates compiled once they pay."""
+    tasks = tuple((name, TWINS[task]) for name, task in family.tasks)
+    return replace(family, tasks=tasks, version=1, config={**family.config, "compile": "auto"})
+
+
 def _only(tasks: tuple[tuple[str, str], ...], *names: str) -> tuple[tuple[str, str], ...]:
     return tuple(t for t in tasks if t[0] in names)
 
@@ -245,7 +275,7 @@ _TASK_ROWS = (
 # gradients: Acrobot stays at -500 for 100k steps without it, reaches about -100 with it).
 # ES: n = 200 candidates an iteration, episodes of at most 1000 steps, one iteration a hyper-step.
 _NORM = {"normalize_obs": True, "normalize_reward": True}
-FAMILIES: tuple[Family, ...] = (
+_CLASSIC_ROWS = (
     Family(
         algorithm=PPO,
         tasks=CARTPOLE,
@@ -264,6 +294,13 @@ FAMILIES: tuple[Family, ...] = (
         defaults={"lr": 3e-4, "gae_lambda": 0.94, "epochs": 4, "minibatch_size": 256},
         bins={"gae_lambda": (0.9, 0.92, 0.94, 0.96, 0.98)},
     ),
+    Family(algorithm=A2C, tasks=CARTPOLE, total_timesteps=100_000, iterations_per_step=25),
+    Family(algorithm=A2C, tasks=CLASSIC, total_timesteps=200_000, iterations_per_step=25, config={"normalize_obs": True}),
+)
+"""PPO and A2C on classic control: the -v0 rows (Gymnasium's envs); ``_twin`` makes their -v1 rows"""
+
+FAMILIES: tuple[Family, ...] = (
+    *_CLASSIC_ROWS[:2],
     Family(
         algorithm=PPO,
         tasks=BOX2D,
@@ -290,8 +327,7 @@ FAMILIES: tuple[Family, ...] = (
         defaults={"lr": 2.5e-4, "clip": 0.1, "epochs": 4, "minibatch_size": 256, "ent_coef": 0.01},
         ranges={"minibatch_size": (64, 2048)},
     ),
-    Family(algorithm=A2C, tasks=CARTPOLE, total_timesteps=100_000, iterations_per_step=25),
-    Family(algorithm=A2C, tasks=CLASSIC, total_timesteps=200_000, iterations_per_step=25, config={"normalize_obs": True}),
+    *_CLASSIC_ROWS[2:],
     Family(
         algorithm=A2C,
         tasks=BOX2D,
@@ -315,6 +351,7 @@ FAMILIES: tuple[Family, ...] = (
         config={"sign_reward": True},
         defaults={"ent_coef": 0.01},
     ),
+    *(_twin(f) for f in _CLASSIC_ROWS),
     Family(
         algorithm=IMPALA,
         tasks=CARTPOLE,

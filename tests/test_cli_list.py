@@ -36,7 +36,7 @@ def test_write_readme_replaces_only_the_generated_blocks(tmp_path):
 
 
 def test_list_rows_follow_the_declaration_and_the_rows_overrides():
-    (row,) = listing.id_rows("A2C-CartPole")
+    (row,) = listing.id_rows("A2C-CartPole-v0")
     assert row[:4] == ("HyperRL/A2C-CartPole-v0", "CartPole-v1", "100,000", "lr [1e-05, 0.01 log] = 0.0007")
     assert row[4] == "lr 0.00028 0.00038 0.000516 0.0007 0.00095 0.00129 0.00175"
     (pong,) = listing.id_rows("PPO-Pong")

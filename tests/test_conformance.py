@@ -17,7 +17,7 @@ def test_registry_is_registered_with_gymnasium():
         assert env_id in gym.registry
         spec = gym.registry[env_id]
         assert spec.entry_point == "hyperenvs.env:HyperEnv"
-        assert env_id.startswith("HyperRL/") and env_id.endswith("-v0")
+        assert env_id.startswith("HyperRL/") and env_id.endswith(("-v0", "-v1"))
         assert hyperenvs.REGISTRY[env_id].id == env_id
 
 

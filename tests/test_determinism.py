@@ -10,7 +10,7 @@ import torch
 from _helpers import make_tiny, obs_equal, strip_timing
 from gymnasium.utils.env_checker import data_equivalence
 
-IDS = ["HyperRL/PPO-CartPole-v0", "HyperRL/A2C-Pendulum-v0"]
+IDS = ["HyperRL/PPO-CartPole-v0", "HyperRL/A2C-Pendulum-v0", "HyperRL/PPO-CartPole-v1", "HyperRL/A2C-Pendulum-v1"]
 
 
 def trajectory(env, seed: int, steps: int = 3) -> list:

@@ -6,6 +6,7 @@ from collections import deque
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 import hyperenvs
 
@@ -15,8 +16,9 @@ SOLVED = 195.0
 BUDGET = 100_000
 
 
-def test_ppo_cartpole_static_defaults_learn():
-    env = gym.make("HyperRL/PPO-CartPole-v0", total_timesteps=BUDGET)
+@pytest.mark.parametrize("env_id", ["HyperRL/PPO-CartPole-v0", "HyperRL/PPO-CartPole-v1"])  # Gymnasium's env; the twin
+def test_ppo_cartpole_static_defaults_learn(env_id):
+    env = gym.make(env_id, total_timesteps=BUDGET)
     space = env.unwrapped.hparam_space
     action = space.encode(space.defaults())
     obs, info = env.reset(seed=0)

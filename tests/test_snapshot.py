@@ -11,7 +11,13 @@ from gymnasium.utils.env_checker import data_equivalence
 from agents.a2c import A2CConfig, A2CLearner
 from agents.ppo import PPOConfig, PPOLearner
 
-SNAPSHOT_IDS = ["HyperRL/PPO-CartPole-v0", "HyperRL/PPO-HalfCheetah-v0", "HyperRL/A2C-Hopper-v0"]
+SNAPSHOT_IDS = [
+    "HyperRL/PPO-CartPole-v0",
+    "HyperRL/PPO-HalfCheetah-v0",
+    "HyperRL/A2C-Hopper-v0",
+    "HyperRL/PPO-CartPole-v1",
+    "HyperRL/A2C-Pendulum-v1",
+]
 
 
 def actions(env, k: int) -> list[np.ndarray]:

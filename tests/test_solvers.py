@@ -81,7 +81,7 @@ def test_static_rejects_an_env_that_is_not_hyperrl():
 
 
 def test_cli_list_filters_ids(capsys):
-    assert main(["list", "--filter", "PPO-CartPole", "--markdown"]) == 0
+    assert main(["list", "--filter", "PPO-CartPole-v0", "--markdown"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("| id |")
     rows = [line for line in out[2:] if line.startswith("|")]
