@@ -1,7 +1,7 @@
-"""Today's path (Gymnasium envs, eager updates) against the new default (batched twin, compiled updates).
+"""Today's path (Gymnasium envs, eager updates) against the batched twin with compiled updates (`compile="auto"`).
 
 One 100k-step lifetime per (case, path), each in a fresh process; the cold path starts from an
-empty inductor cache, so every compile the new default needs is paid inside its lifetime, and the
+empty inductor cache, so every compile the twin path needs is paid inside its lifetime, and the
 warm paths from the cache that run left (as any later run on the same machine would); the hyperparameters change
 every hyper-step (``CONTROLLED``: a fixed random sequence of actions in the middle half of their
 ranges, the same for every path).  The paths run
@@ -43,9 +43,16 @@ CONTROLLED = {"PPO": ["lr", "clip", "gae_lambda"], "A2C": ["lr", "gae_lambda", "
 
 PATHS = {
     "gymnasium+eager": {"index": 0, "compile": False, "threads": 1},
-    "twin+compiled": {"index": 1, "compile": None, "threads": 1},  # None: the id's own setting ("auto")
-    "twin+compiled, warm cache": {"index": 1, "compile": None, "threads": 1, "warm": True},
-    "twin+compiled, warm cache, 2 threads": {"index": 1, "compile": None, "threads": 2, "warm": True, "cases": ("PPO-CartPole",)},
+    "twin+eager": {"index": 1, "compile": False, "threads": 1},  # the -v1 ids' own default
+    "twin+compiled": {"index": 1, "compile": "auto", "threads": 1},
+    "twin+compiled, warm cache": {"index": 1, "compile": "auto", "threads": 1, "warm": True},
+    "twin+compiled, warm cache, 2 threads": {
+        "index": 1,
+        "compile": "auto",
+        "threads": 2,
+        "warm": True,
+        "cases": ("PPO-CartPole",),
+    },
 }
 """how a lifetime runs: which of the case's ids, the compile setting, torch threads, whether inductor's disk
 cache holds the graphs already (left by the cold run of the same case before it: what any later run on
@@ -117,8 +124,8 @@ def run_fresh(case: str, path: str, steps: int, cache: str) -> dict:
     return {**json.loads(out.strip().splitlines()[-1]), "load_before": load, "load_after": os.getloadavg()[0]}
 
 
-def _paths(case: str) -> list[str]:
-    return [name for name, how in PATHS.items() if case in how.get("cases", (case,))]
+def _paths(case: str, chosen: list[str] | None = None) -> list[str]:
+    return [name for name, how in PATHS.items() if case in how.get("cases", (case,)) and name in (chosen or PATHS)]
 
 
 def plot(report: dict, path: Path) -> None:
@@ -148,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS), help="which paths to run (default all)")
     p.add_argument("--out", type=Path, help="write summary.json and speed.png here")
     p.add_argument("--quick", action="store_true", help="10k steps, one repeat: a smoke run")
     p.add_argument("--one", nargs=3, metavar=("CASE", "PATH", "STEPS"), help=argparse.SUPPRESS)
@@ -156,11 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(lifetime(args.one[0], args.one[1], int(args.one[2]))))
         return 0
     steps, repeats = (10_000, 1) if args.quick else (args.steps, args.repeats)
-    runs = {c: {name: [] for name in _paths(c)} for c in args.cases}
+    args.paths = ["gymnasium+eager", *(p for p in args.paths if p != "gymnasium+eager")]  # the ratios' base
+    runs = {c: {name: [] for name in _paths(c, args.paths)} for c in args.cases}
     caches = tempfile.TemporaryDirectory()
     for _ in range(repeats):
         for case in args.cases:
-            for name in _paths(case):
+            for name in _paths(case, args.paths):
                 runs[case][name].append(row := run_fresh(case, name, steps, os.path.join(caches.name, case)))
                 print(
                     f"{case:13s} {name:25s} {row['env_steps_per_s']:8.0f} steps/s  {row['seconds']:6.1f} s "
@@ -179,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         base = report[case]["gymnasium+eager"]["env_steps_per_s"]
         for name in by_path:
             report[case][name]["ratio_vs_gymnasium_eager"] = report[case][name]["env_steps_per_s"] / base
-        print(f"{case}: twin+compiled / gymnasium+eager = {report[case]['twin+compiled']['ratio_vs_gymnasium_eager']:.2f}x")
+        for name in by_path:
+            print(f"{case}: {name} / gymnasium+eager = {report[case][name]['ratio_vs_gymnasium_eager']:.2f}x")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         summary = {"steps": steps, "repeats": repeats, "cases": {c: CASES[c] for c in args.cases}, "report": report}
