@@ -361,6 +361,18 @@ class ActorCriticLearner:
         losses = {k: values.pop(k) for k in self.loss_names}
         return losses, values
 
+    def record_update(
+        self, update: LastUpdate, grads: Params, steps: int, losses: Mapping[str, float], stats: Mapping[str, float], start: float
+    ) -> IterationReport:
+        """Book one update of this learner computed outside ``iterate`` (e.g. its row of a vectorised population's
+        update, whose result already sits in ``params``/``opt_state``): the last update, the gradient history,
+        the counters, the divergence check and the report, as ``iterate`` books its own."""
+        self.last_update = update
+        self._grads.appendleft(grads)
+        self.iterations += 1
+        self.timesteps += steps
+        return self._report(steps, (), dict(losses), dict(stats), start)
+
     loss_names: ClassVar[tuple[str, ...]] = ("policy", "value", "entropy")
     """the metrics ``IterationReport.losses`` holds; the others go to ``stats``"""
 

@@ -79,7 +79,7 @@ class StackedTaskA2C:
         if not self.task.groups_lifetimes:
             raise ValueError(f"task {self.config.task} cannot hold several lifetimes")
         self.params, self.opt_state = self.update.stack(self.learners)
-        obs = first.collector._obs
+        obs = first.collector.running[0]
         self.obs = torch.empty((n, *obs.shape), dtype=obs.dtype, device=self.device)
         """each lifetime's current observations ``[N, B, ...]``"""
         self.ep_return = torch.zeros((n, b), dtype=torch.float64, device=self.device)
@@ -97,7 +97,7 @@ class StackedTaskA2C:
     def _load(self, j: int, learner: Any) -> None:
         self.task.load_lifetime(j, learner.envs.unwrapped.task)
         col = learner.collector
-        self.obs[j], self.ep_return[j], self.ep_length[j] = col._obs, col._ep_return, col._ep_length
+        self.obs[j], self.ep_return[j], self.ep_length[j] = col.running
         for k, v in learner.params.items():
             self.params[k][j] = v.detach()
         _set_row(self.opt_state, j, learner.opt_state)
@@ -116,8 +116,7 @@ class StackedTaskA2C:
         """Copy lifetime ``j``'s task rows, generator and running episodes into learner ``j``'s own task and collector."""
         lr = self.learners[j]
         self.task.store_lifetime(j, lr.envs.unwrapped.task)
-        col = lr.collector
-        col._obs, col._ep_return, col._ep_length = self.obs[j].clone(), self.ep_return[j].clone(), self.ep_length[j].clone()
+        lr.collector.set_running(self.obs[j], self.ep_return[j], self.ep_length[j])
 
     def _publish(self, rows: Sequence[int] | range) -> None:
         params, state = _rows(self.params), _rows(self.opt_state)
@@ -246,16 +245,11 @@ class StackedTaskA2C:
                 idle = IterationReport(timesteps=lr.timesteps, env_steps=0, diverged=lr.diverged, divergence=lr.divergence)
                 reports.append(idle)
                 continue
-            lr.last_update = LastUpdate(
-                params=old_params[j], opt_state=old_state[j], batch=Batch(**rows[j]), hparams=hps[j], meta=None
-            )
-            lr._grads.appendleft(grad_rows[j])
-            lr.iterations += 1
-            lr.timesteps += t_max * b
+            update = LastUpdate(params=old_params[j], opt_state=old_state[j], batch=Batch(**rows[j]), hparams=hps[j], meta=None)
             lr.collector.rollout_return = rollout[j]
             losses = {k: values[k][j] for k in lr.loss_names}
             stats = {k: values[k][j] for k in values if k not in losses}
-            report = lr._report(t_max * b, (), losses, stats, start)
+            report = lr.record_update(update, grad_rows[j], t_max * b, losses, stats, start)
             ended = slice(first - count, first)
             reports.append(
                 dataclasses.replace(

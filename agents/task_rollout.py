@@ -70,6 +70,17 @@ class TaskCollector:
         self.rollout_return = float("nan")
         """EPGT's Eq. 1 G of the latest ``collect`` (``IterationReport.rollout_return``)"""
 
+    @property
+    def running(self) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """The running episodes: ``(obs, return so far, length so far)`` of every instance (the tensors themselves)."""
+        return self._obs, self._ep_return, self._ep_length
+
+    def set_running(self, obs: torch.Tensor, ep_return: torch.Tensor, ep_length: torch.Tensor) -> None:
+        """Carry on from running episodes held elsewhere (copies of ``obs``, ``ep_return``, ``ep_length``)."""
+        if obs.shape[0] != self.num_envs or ep_return.shape != (self.num_envs,) or ep_length.shape != (self.num_envs,):
+            raise ValueError(f"running episodes must hold {self.num_envs} instances, got obs {tuple(obs.shape)}")
+        self._obs, self._ep_return, self._ep_length = obs.clone(), ep_return.clone(), ep_length.clone()
+
     def reset(self, seed: int) -> None:
         obs, _ = self.envs.reset(seed=seed)
         self._obs = obs.clone()

@@ -228,3 +228,16 @@ def test_the_vector_env_returns_buffers_valid_until_the_next_step():
         assert obs.data_ptr() == first.data_ptr() and torch.equal(obs, want)
         assert torch.equal(info["final_obs"][info["_final_obs"]], want_info["final_obs"][want_info["_final_obs"]])
     assert not torch.equal(first, kept)  # the buffer was overwritten: callers clone what they keep
+
+
+def test_collector_carries_on_from_running_episodes_set_elsewhere():
+    a, _, params = _collector("HyperRLTasks/Catch-v0", 4, seed=3)
+    b, _, _ = _collector("HyperRLTasks/Catch-v0", 4, seed=3)
+    a.collect(params, 3, gamma=0.9)
+    b.collect(params, 3, gamma=0.9)
+    obs, ret, length = a.running
+    assert obs.shape == (4, 10, 5) and length.tolist() == [3, 3, 3, 3]
+    b.set_running(torch.zeros_like(obs), torch.full_like(ret, 7.0), torch.zeros_like(length))
+    assert b.running[1].tolist() == [7.0] * 4 and torch.equal(b.running[0], torch.zeros_like(obs))
+    with pytest.raises(ValueError, match="running episodes must hold 4 instances"):
+        b.set_running(obs[:2], ret[:2], length[:2])
