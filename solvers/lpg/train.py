@@ -191,7 +191,7 @@ class MetaTrainer:
         entropy = out.metrics[-1]["entropy"].detach()
         ended = self._end_lifetimes(entropy)
         self.iteration += 1
-        return self._metrics(float(loss), terms, float(norm), entropy, ended)
+        return self._metrics(float(loss.detach()), terms, float(norm), entropy, ended)
 
     def _reset_counters(self) -> None:
         """What one meta-iteration's metrics sum: episodes per slot, rewards, the critic's losses."""
