@@ -238,8 +238,10 @@ class MetaTrainer:
 
     # -- snapshots ------------------------------------------------------------------------------------
     def describe(self) -> str:
-        """The configuration as text (a checkpoint keeps it; a resume with other options is refused)."""
-        return json.dumps(dataclasses.asdict(self.config), sort_keys=True, default=str)
+        """The configuration as text, less ``iterations`` (a checkpoint keeps it; a resume with other options is
+        refused, one that only runs longer is not)."""
+        fields = {k: v for k, v in dataclasses.asdict(self.config).items() if k != "iterations"}
+        return json.dumps(fields, sort_keys=True, default=str)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything the run needs to continue bit-for-bit (``torch.load(weights_only=True)`` reads it)."""
