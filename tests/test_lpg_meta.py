@@ -191,3 +191,14 @@ def test_rule_files_round_trip_and_mismatches_name_the_file(tmp_path):
         load_rule(tmp_path / "other.pt")
     with pytest.raises(ValueError, match="does not exist"):
         load_rule(tmp_path / "missing.pt")
+
+
+def test_fresh_tabular_a2c_lifetimes_learn_the_short_chain():
+    from solvers.lpg.evaluate import train_lifetimes
+
+    out = train_lifetimes("chain_short", [0, 1, 2], rule=None, lr=40.0, updates=60, envs_per_lifetime=4)
+    assert tuple(out.curves.shape) == (6, 3) and float(out.final.median()) > 0.8  # most lifetimes solve it
+    lpg = LPGNetwork(TINY)
+    rand = train_lifetimes("chain_short", [0, 1, 2], rule=(lpg, lpg.init(torch.Generator().manual_seed(0))), lr=40.0,
+                           updates=10, envs_per_lifetime=4)
+    assert tuple(rand.params["y"].shape) == (3, 2 + 4 * 30, TINY.m)
