@@ -34,7 +34,9 @@ def make_objective(spec: str, learner: Any) -> Any:
     name, _, arg = str(spec).partition(":")
     factory = OBJECTIVE_FACTORIES.get(name)
     if factory is None:
-        raise ValueError(f"objective must be the learner's own or one of {sorted(OBJECTIVE_FACTORIES)} (as 'name' or 'name:ARG'), got {spec!r}")
+        raise ValueError(
+            f"objective must be the learner's own or one of {sorted(OBJECTIVE_FACTORIES)} (as 'name' or 'name:ARG'), got {spec!r}"
+        )
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module), attr)

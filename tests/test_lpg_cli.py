@@ -8,8 +8,23 @@ import torch
 
 from solvers.cli import main
 
-TRAIN = ["lpg-train", "--envs", "chain_short,lpg_sparse", "--lifetimes", "2", "--envs-per-lifetime", "2",
-         "--hidden", "4", "--lifetime-updates", "10", "--unroll", "2", "--checkpoint-every", "1"]
+TRAIN = [
+    "lpg-train",
+    "--envs",
+    "chain_short,lpg_sparse",
+    "--lifetimes",
+    "2",
+    "--envs-per-lifetime",
+    "2",
+    "--hidden",
+    "4",
+    "--lifetime-updates",
+    "10",
+    "--unroll",
+    "2",
+    "--checkpoint-every",
+    "1",
+]
 
 
 def _fails(args, capsys, message: str) -> None:

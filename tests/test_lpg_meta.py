@@ -22,8 +22,18 @@ TINY = LPGConfig(hidden=4, embed=3, m=5)
 
 
 def _config(**kw) -> MetaTrainConfig:
-    base = dict(envs=("chain_short", "lpg_sparse"), lifetimes=4, envs_per_lifetime=3, num_steps=6, unroll=2,
-                lifetime_updates=6, lpg=TINY, dtype="float64", seed=3, meta_lr=1e-2)
+    base = dict(
+        envs=("chain_short", "lpg_sparse"),
+        lifetimes=4,
+        envs_per_lifetime=3,
+        num_steps=6,
+        unroll=2,
+        lifetime_updates=6,
+        lpg=TINY,
+        dtype="float64",
+        seed=3,
+        meta_lr=1e-2,
+    )
     return MetaTrainConfig(**{**base, **kw})
 
 
@@ -46,13 +56,24 @@ def test_population_step_equals_one_lifetime_at_a_time():
         bootstrap_value=torch.zeros(n * e, dtype=torch.float64),
         bootstrap_obs=pop.global_obs(torch.randint(s, (n, e), generator=g), torch.arange(n).view(n, 1)).reshape(-1),
     )
-    hp = {"lr": torch.tensor([20.0, 40.0, 80.0]), "kl_coef": torch.tensor([0.1, 0.5, 1.0]), "gamma": torch.tensor([0.99, 0.995, 0.9])}
+    hp = {
+        "lr": torch.tensor([20.0, 40.0, 80.0]),
+        "kl_coef": torch.tensor([0.1, 0.5, 1.0]),
+        "gamma": torch.tensor([0.99, 0.995, 0.9]),
+    }
     new, _, metrics = PopulationLearner(pop, net, params).train_step(params, {}, batch, hp, {"lpg": w})
     for j in range(n):
         cols = slice(j * e, (j + 1) * e)
-        own = Batch(obs=local[:, j], actions=batch.actions[:, cols], log_probs=batch.log_probs[:, cols], values=batch.values[:, cols],
-                    rewards=batch.rewards[:, cols], discounts=batch.discounts[:, cols], bootstrap_value=batch.bootstrap_value[cols],
-                    bootstrap_obs=batch.bootstrap_obs[cols] - j * s)
+        own = Batch(
+            obs=local[:, j],
+            actions=batch.actions[:, cols],
+            log_probs=batch.log_probs[:, cols],
+            values=batch.values[:, cols],
+            rewards=batch.rewards[:, cols],
+            discounts=batch.discounts[:, cols],
+            bootstrap_value=batch.bootstrap_value[cols],
+            bootstrap_obs=batch.bootstrap_obs[cols] - j * s,
+        )
         single = {k: v[j].clone() for k, v in params.items()}
         learner = LPGAgentLearner(LPGObjective(TabularAgent(s, a, m), net), single, "sgd")
         hj = {k: float(v[j]) for k, v in hp.items()}
@@ -199,6 +220,7 @@ def test_fresh_tabular_a2c_lifetimes_learn_the_short_chain():
     out = train_lifetimes("chain_short", [0, 1, 2], rule=None, lr=40.0, updates=60, envs_per_lifetime=4)
     assert tuple(out.curves.shape) == (6, 3) and float(out.final.median()) > 0.8  # most lifetimes solve it
     lpg = LPGNetwork(TINY)
-    rand = train_lifetimes("chain_short", [0, 1, 2], rule=(lpg, lpg.init(torch.Generator().manual_seed(0))), lr=40.0,
-                           updates=10, envs_per_lifetime=4)
+    rand = train_lifetimes(
+        "chain_short", [0, 1, 2], rule=(lpg, lpg.init(torch.Generator().manual_seed(0))), lr=40.0, updates=10, envs_per_lifetime=4
+    )
     assert tuple(rand.params["y"].shape) == (3, 2 + 4 * 30, TINY.m)

@@ -26,8 +26,17 @@ A2C_LRS = (10.0, 20.0, 40.0, 80.0)
 
 
 def _run(env: str, seeds: list[int], rule, lr: float, kl: float, args) -> tuple[np.ndarray, np.ndarray]:
-    out = train_lifetimes(env, seeds, rule=rule, lr=lr, kl_coef=kl, gamma=args.gamma, updates=args.updates,
-                          envs_per_lifetime=args.envs_per_lifetime, log_every=args.log_every)
+    out = train_lifetimes(
+        env,
+        seeds,
+        rule=rule,
+        lr=lr,
+        kl_coef=kl,
+        gamma=args.gamma,
+        updates=args.updates,
+        envs_per_lifetime=args.envs_per_lifetime,
+        log_every=args.log_every,
+    )
     return out.final.numpy(), out.curves.numpy()
 
 
@@ -44,8 +53,14 @@ def compare_env(env: str, rule, kl: float, args) -> dict:
         lr, tuning = _tuned(env, r, lrs, kl, args)
         final, curves = _run(env, seeds, r, lr, kl, args)
         iqm, low, high = iqm_ci(final, seed=0)
-        row[method] = {"lr": lr, "tuning": tuning, "final": final.tolist(), "iqm": iqm, "ci": [low, high],
-                       "curve_mean": np.nanmean(curves, 1).tolist()}
+        row[method] = {
+            "lr": lr,
+            "tuning": tuning,
+            "final": final.tolist(),
+            "iqm": iqm,
+            "ci": [low, high],
+            "curve_mean": np.nanmean(curves, 1).tolist(),
+        }
     lpg, a2c = (np.asarray(row[m]["final"]) for m in ("lpg", "a2c"))
     row["p_lpg_better"] = list(probability_of_improvement(lpg.reshape(-1, 1), a2c.reshape(-1, 1), seed=0))
     return row
@@ -95,9 +110,12 @@ def main() -> None:
     for env in train + held:
         results["envs"][env] = compare_env(env, (network, weights), kl, args)
         r = results["envs"][env]
-        print(f"{env:18s} LPG IQM {r['lpg']['iqm']:7.3f} [{r['lpg']['ci'][0]:.3f}, {r['lpg']['ci'][1]:.3f}] lr {r['lpg']['lr']:g}"
-              f"   A2C IQM {r['a2c']['iqm']:7.3f} [{r['a2c']['ci'][0]:.3f}, {r['a2c']['ci'][1]:.3f}] lr {r['a2c']['lr']:g}"
-              f"   P(LPG > A2C) {r['p_lpg_better'][0]:.2f}", flush=True)
+        print(
+            f"{env:18s} LPG IQM {r['lpg']['iqm']:7.3f} [{r['lpg']['ci'][0]:.3f}, {r['lpg']['ci'][1]:.3f}] lr {r['lpg']['lr']:g}"
+            f"   A2C IQM {r['a2c']['iqm']:7.3f} [{r['a2c']['ci'][0]:.3f}, {r['a2c']['ci'][1]:.3f}] lr {r['a2c']['lr']:g}"
+            f"   P(LPG > A2C) {r['p_lpg_better'][0]:.2f}",
+            flush=True,
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(results, indent=1))

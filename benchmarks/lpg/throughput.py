@@ -42,11 +42,25 @@ def _batches(n: int, e: int, t: int, g: torch.Generator) -> tuple[Batch, list[Ba
         "discounts": (torch.rand(t, n, e, generator=g) > 0.01).float(),
     }
     zeros = torch.zeros(t, n * e)
-    stacked = Batch(obs=(local + S * torch.arange(n).view(1, n, 1)).reshape(t, -1), log_probs=zeros, values=zeros,
-                    bootstrap_value=torch.zeros(n * e), bootstrap_obs=(boot + S * torch.arange(n).view(n, 1)).reshape(-1),
-                    **{k: v.reshape(t, -1) for k, v in fields.items()})
-    singles = [Batch(obs=local[:, j], log_probs=zeros[:, :e], values=zeros[:, :e], bootstrap_value=torch.zeros(e),
-                     bootstrap_obs=boot[j], **{k: v[:, j] for k, v in fields.items()}) for j in range(n)]
+    stacked = Batch(
+        obs=(local + S * torch.arange(n).view(1, n, 1)).reshape(t, -1),
+        log_probs=zeros,
+        values=zeros,
+        bootstrap_value=torch.zeros(n * e),
+        bootstrap_obs=(boot + S * torch.arange(n).view(n, 1)).reshape(-1),
+        **{k: v.reshape(t, -1) for k, v in fields.items()},
+    )
+    singles = [
+        Batch(
+            obs=local[:, j],
+            log_probs=zeros[:, :e],
+            values=zeros[:, :e],
+            bootstrap_value=torch.zeros(e),
+            bootstrap_obs=boot[j],
+            **{k: v[:, j] for k, v in fields.items()},
+        )
+        for j in range(n)
+    ]
     return stacked, singles
 
 
@@ -104,20 +118,41 @@ def main() -> None:
             times[name].append(_timed(fn))
     med = {name: statistics.median(v) for name, v in times.items()}
     result = {
-        "setup": {"lifetimes": n, "envs_per_lifetime": e, "steps": t, "K": k, "states": S, "actions": A, "m": 30,
-                  "lpg_hidden": args.hidden, "machine": args.device_note},
-        "updates_per_s": {"vectorised_plain": n / med["vec_plain"], "loop_plain": n / med["loop_plain"],
-                          "vectorised_meta": n * k / med["vec_meta"], "loop_meta": n * k / med["loop_meta"]},
+        "setup": {
+            "lifetimes": n,
+            "envs_per_lifetime": e,
+            "steps": t,
+            "K": k,
+            "states": S,
+            "actions": A,
+            "m": 30,
+            "lpg_hidden": args.hidden,
+            "machine": args.device_note,
+        },
+        "updates_per_s": {
+            "vectorised_plain": n / med["vec_plain"],
+            "loop_plain": n / med["loop_plain"],
+            "vectorised_meta": n * k / med["vec_meta"],
+            "loop_meta": n * k / med["loop_meta"],
+        },
         "speedup_plain": med["loop_plain"] / med["vec_plain"],
         "speedup_meta": med["loop_meta"] / med["vec_meta"],
         "seconds": times,
     }
-    config = MetaTrainConfig(envs=("tabular", "chains"), lifetimes=n, envs_per_lifetime=args.meta_envs, lpg=LPGConfig(hidden=args.hidden))
+    config = MetaTrainConfig(
+        envs=("tabular", "chains"), lifetimes=n, envs_per_lifetime=args.meta_envs, lpg=LPGConfig(hidden=args.hidden)
+    )
     trainer = MetaTrainer(config)
     trainer.step()
     result["meta_iteration_s"] = statistics.median(_timed(trainer.step) for _ in range(2))
-    result["meta_iteration_setup"] = {"lifetimes": n, "envs_per_lifetime": args.meta_envs, "steps": t, "K": k,
-                                      "collections": k + 1, "envs": list(trainer.env_names)}
+    result["meta_iteration_setup"] = {
+        "lifetimes": n,
+        "envs_per_lifetime": args.meta_envs,
+        "steps": t,
+        "K": k,
+        "collections": k + 1,
+        "envs": list(trainer.env_names),
+    }
     print(json.dumps({k_: v for k_, v in result.items() if k_ != "seconds"}, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))

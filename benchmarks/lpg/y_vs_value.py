@@ -77,8 +77,15 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     network, weights, hparams = load_rule(args.rule)
-    out = train_lifetimes(args.env, list(range(200, 200 + args.seeds)), rule=(network, weights), lr=args.lr,
-                          kl_coef=float(hparams.get("kl_coef", 0.5)), gamma=args.gamma, updates=args.updates)
+    out = train_lifetimes(
+        args.env,
+        list(range(200, 200 + args.seeds)),
+        rule=(network, weights),
+        lr=args.lr,
+        kl_coef=float(hparams.get("kl_coef", 0.5)),
+        gamma=args.gamma,
+        updates=args.updates,
+    )
     values, visits = mc_values(out, args.gamma, args.rollout, torch.Generator().manual_seed(0))
     y = torch.softmax(out.params["y"], -1).numpy()
     rng = np.random.default_rng(0)
@@ -88,16 +95,21 @@ def main() -> None:
         v = values[j].numpy()[seen]
         r2_y, pred, test = r2_split(y[j][seen], v, np.random.default_rng(j))
         r2_rand, _, _ = r2_split(rng.random(y[j][seen].shape), v, np.random.default_rng(j))
-        rows.append({"lifetime": j, "states": int(seen.sum()), "r2_y": r2_y, "r2_random": r2_rand,
-                     "final_return": float(out.final[j])})
+        rows.append(
+            {"lifetime": j, "states": int(seen.sum()), "r2_y": r2_y, "r2_random": r2_rand, "final_return": float(out.final[j])}
+        )
         print(rows[-1], flush=True)
         if j == 0:
             first = (seen, v, pred, test)
     dest = Path(args.out)
     dest.mkdir(parents=True, exist_ok=True)
-    summary = {"env": args.env, "args": vars(args), "lifetimes": rows,
-               "mean_r2_y": float(np.mean([r["r2_y"] for r in rows])),
-               "mean_r2_random": float(np.mean([r["r2_random"] for r in rows]))}
+    summary = {
+        "env": args.env,
+        "args": vars(args),
+        "lifetimes": rows,
+        "mean_r2_y": float(np.mean([r["r2_y"] for r in rows])),
+        "mean_r2_random": float(np.mean([r["r2_random"] for r in rows])),
+    }
     (dest / "y_vs_value.json").write_text(json.dumps(summary, indent=1))
     _plot(out, first, y[0], dest / "y_vs_value.png", args)
 

@@ -23,9 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unroll", type=int, default=d.unroll, help="K: agent updates per meta-gradient")
     p.add_argument("--hidden", type=int, default=d.lpg.hidden, help="LSTM units of the LPG (the paper: 256)")
     p.add_argument("--meta-lr", type=float, default=d.meta_lr, help="Adam step size on the LPG (the paper: 1e-4)")
-    p.add_argument("--meta-grad-clip", type=float, default=d.meta_grad_clip, help="global-norm clip of the meta-gradient (0: none)")
+    p.add_argument(
+        "--meta-grad-clip", type=float, default=d.meta_grad_clip, help="global-norm clip of the meta-gradient (0: none)"
+    )
     p.add_argument("--no-bandit", action="store_true", help="fixed (lr, kl_coef) = (40, 0.5) instead of the bandit (ablation)")
-    p.add_argument("--untrained-critic", action="store_true", help="never train the meta-critic (the public port's bug, ablation)")
+    p.add_argument(
+        "--untrained-critic", action="store_true", help="never train the meta-critic (the public port's bug, ablation)"
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default="lpg-run", help="directory: rule.pt, log.jsonl, checkpoint.pt")
     p.add_argument("--checkpoint-every", type=int, default=10, help="meta-iterations between checkpoints")

@@ -43,7 +43,9 @@ def a2c_step(agent: PopulationAgent, params: Params, batch: Batch, lr: float, ga
         t, b = batch.rewards.shape
         v_flat = p["v"].reshape(-1)
         values = v_flat[batch.obs]
-        returns = lambda_returns(batch.rewards, batch.discounts * gamma, values.detach(), v_flat[batch.bootstrap_obs].detach(), 1.0)
+        returns = lambda_returns(
+            batch.rewards, batch.discounts * gamma, values.detach(), v_flat[batch.bootstrap_obs].detach(), 1.0
+        )
         logits, _ = agent.forward(p, batch.obs.flatten(0, 1))
         log_pi = torch.log_softmax(logits, -1)
         logp = log_pi.gather(-1, batch.actions.reshape(-1, 1).long()).view(t, b)
@@ -71,8 +73,16 @@ def _collect(agent, params, envs, num_steps, generator, stats) -> Batch:
     cols = {k: torch.stack(v) for k, v in rows.items()}
     zeros = torch.zeros(num_steps, n * e, dtype=torch.float64)
     boot = agent.global_obs(envs.obs, lifetime).reshape(-1)
-    return Batch(obs=cols["obs"], actions=cols["actions"], log_probs=zeros, values=zeros, rewards=cols["rewards"],
-                 discounts=cols["discounts"], bootstrap_value=torch.zeros(n * e, dtype=torch.float64), bootstrap_obs=boot)
+    return Batch(
+        obs=cols["obs"],
+        actions=cols["actions"],
+        log_probs=zeros,
+        values=zeros,
+        rewards=cols["rewards"],
+        discounts=cols["discounts"],
+        bootstrap_value=torch.zeros(n * e, dtype=torch.float64),
+        bootstrap_obs=boot,
+    )
 
 
 def train_lifetimes(
@@ -105,7 +115,11 @@ def train_lifetimes(
     else:
         learner = PopulationLearner(agent, rule[0], params)
         weights = {k: v.double() for k, v in rule[1].items()}
-        hp = {"lr": torch.full((n,), float(lr)), "kl_coef": torch.full((n,), float(kl_coef)), "gamma": torch.full((n,), float(gamma))}
+        hp = {
+            "lr": torch.full((n,), float(lr)),
+            "kl_coef": torch.full((n,), float(kl_coef)),
+            "gamma": torch.full((n,), float(gamma)),
+        }
     generator = torch.Generator().manual_seed(derive(seeds[0], "eval-actions", n))
     curves, window = [], [torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)]
     final = [torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)]

@@ -61,5 +61,7 @@ def from_state(state: Any, *, source: str = "the state_dict") -> tuple[LPGNetwor
         raise ValueError(f"{source}: weights {found} do not match the LPG's {sorted(expected)}")
     for k, shape in expected.items():
         if tuple(weights[k].shape) != shape:
-            raise ValueError(f"{source}: weight {k} has shape {tuple(weights[k].shape)}, the config {state['config']} needs {shape}")
+            raise ValueError(
+                f"{source}: weight {k} has shape {tuple(weights[k].shape)}, the config {state['config']} needs {shape}"
+            )
     return network, {k: v.detach().clone() for k, v in weights.items()}, dict(state.get("hparams", {}))

@@ -70,8 +70,14 @@ class FrozenLPGObjective:
         with torch.no_grad():
             y = log_y.exp()
             y_boot = torch.softmax(self.predict(params, batch.bootstrap_obs), -1).unsqueeze(0)
-            inputs = LPGInputs(rewards=batch.rewards, discounts=batch.discounts, gamma=float(hparams["gamma"]),
-                               pi_taken=logp.exp(), y=y, y_next=torch.cat([y[1:], y_boot]))
+            inputs = LPGInputs(
+                rewards=batch.rewards,
+                discounts=batch.discounts,
+                gamma=float(hparams["gamma"]),
+                pi_taken=logp.exp(),
+                y=y,
+                y_next=torch.cat([y[1:], y_boot]),
+            )
             pi_hat, y_hat = self.lpg.forward(self.weights, inputs)
         baseline = baseline.view(t, b)
         policy = -((pi_hat - baseline.detach()) * logp).mean()
@@ -89,6 +95,10 @@ def from_spec(arg: str, learner: Any) -> FrozenLPGObjective:
     space = learner.envs.single_observation_space
     obs_size = int(space.n) if not space.shape else math.prod(space.shape)
     return FrozenLPGObjective(
-        learner.network, lpg, weights, obs_size=obs_size, hidden=int(learner.config.hidden[0]),
+        learner.network,
+        lpg,
+        weights,
+        obs_size=obs_size,
+        hidden=int(learner.config.hidden[0]),
         kl_coef=float(hparams.get("kl_coef", 0.5)),
     )

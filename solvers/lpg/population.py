@@ -107,7 +107,11 @@ class PopulationLearner:
             grads = torch.autograd.grad(loss, list(read.values()), create_graph=differentiable)
             lr = torch.as_tensor(hparams["lr"], dtype=batch.rewards.dtype).view(n, 1, 1)
             new = {k: v - lr * g for (k, v), g in zip(params.items(), grads)}
-        metrics = {**terms, "pi_hat_sq": per_lifetime_mean(pi_hat.square(), n), "y_hat_sq": per_lifetime_mean(y_hat.square().sum(-1), n)}
+        metrics = {
+            **terms,
+            "pi_hat_sq": per_lifetime_mean(pi_hat.square(), n),
+            "y_hat_sq": per_lifetime_mean(y_hat.square().sum(-1), n),
+        }
         if not differentiable:
             new = {k: v.detach().requires_grad_() for k, v in new.items()}
             metrics = {k: v.detach() for k, v in metrics.items()}

@@ -130,7 +130,9 @@ class MetaTrainer:
 
     def _critic_targets(self, batch: Batch) -> torch.Tensor:
         gamma = repeat_per_env(self.gamma, batch.rewards.shape[1])
-        return lambda_returns(batch.rewards, batch.discounts * gamma, batch.values, batch.bootstrap_value, self.config.critic_lambda)
+        return lambda_returns(
+            batch.rewards, batch.discounts * gamma, batch.values, batch.bootstrap_value, self.config.critic_lambda
+        )
 
     def _train_critic(self, batch: Batch) -> None:
         """Move each visited state's value ``critic_lr`` of the way to its mean TD(lambda) return."""
