@@ -83,3 +83,16 @@ def test_eq7_loss_by_hand(rule):
     expected = -((pi_hat - f) * logp).mean() + 0.25 * kl + 0.5 * (f - pi_hat).square().mean()
     torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(metrics["prediction"], kl.detach())
+
+
+def test_the_shipped_rule_is_the_default_objective():
+    from solvers.lpg.files import DEFAULT_RULE, load_rule
+
+    network, weights, hparams = load_rule(DEFAULT_RULE)
+    assert network.config.m == 30 and network.config.embed == 16 and hparams["kl_coef"] in (0.1, 0.5, 1.0)
+    env = gym.make("HyperRL/A2C-Catch-v0", config={"objective": "lpg"}, total_timesteps=2000)
+    env.reset(seed=0)
+    objective = env.unwrapped.learner.objective
+    torch.testing.assert_close(objective.weights["lstm.w"], weights["lstm.w"])
+    _, _, terminated, _, info = env.step(env.action_space.sample())
+    assert not terminated and np.isfinite(info["losses"]["policy"])
