@@ -37,6 +37,8 @@ def _run(env: str, seeds: list[int], rule, lr: float, kl: float, args) -> tuple[
         envs_per_lifetime=args.envs_per_lifetime,
         log_every=args.log_every,
     )
+    if args.score == "rate":  # episodes that outlast the final window (long_dense: 2000 steps) leave no return
+        return out.final_rate.numpy() * 1000, out.curves.numpy()
     return out.final.numpy(), out.curves.numpy()
 
 
@@ -72,9 +74,13 @@ def plot(results: dict, path: Path, log_every: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    envs = list(results["envs"])
-    fig, axes = plt.subplots(1, len(envs), figsize=(3.2 * len(envs), 2.8), squeeze=False)
-    for ax, env in zip(axes[0], envs):
+    envs = [e for e in results["envs"] if np.isfinite(results["envs"][e]["lpg"]["curve_mean"]).any()]
+    cols = min(4, len(envs))
+    rows = -(-len(envs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False)
+    for ax in axes.flat[len(envs) :]:
+        ax.axis("off")
+    for ax, env in zip(axes.flat, envs):
         for method, colour in (("lpg", "C0"), ("a2c", "C1")):
             r = results["envs"][env][method]
             x = np.arange(1, len(r["curve_mean"]) + 1) * log_every
@@ -83,7 +89,8 @@ def plot(results: dict, path: Path, log_every: int) -> None:
         ax.set_title(env + held, fontsize=9)
         ax.set_xlabel("agent updates")
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("episode return")
+    for row in axes:
+        row[0].set_ylabel("episode return")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -99,6 +106,12 @@ def main() -> None:
     p.add_argument("--envs-per-lifetime", type=int, default=8)
     p.add_argument("--gamma", type=float, default=0.99)
     p.add_argument("--log-every", type=int, default=10)
+    p.add_argument(
+        "--score",
+        choices=("return", "rate"),
+        default="return",
+        help="final-window episode return, or reward per 1000 steps per environment",
+    )
     p.add_argument("--out", default="benchmarks/lpg/results/compare")
     args = p.parse_args()
     torch.set_num_threads(1)

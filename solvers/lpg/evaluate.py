@@ -29,7 +29,9 @@ class Lifetimes:
     curves: torch.Tensor
     """``[windows, N]``: mean return of the episodes finished in each window of ``log_every`` updates (NaN: none)"""
     final: torch.Tensor
-    """``[N]``: mean return of the episodes finished in the last ``final_fraction`` of the lifetime"""
+    """``[N]``: mean return of the episodes finished in the last ``final_fraction`` of the lifetime (NaN: none)"""
+    final_rate: torch.Tensor
+    """``[N]``: mean reward per step and environment over the same window (the score where episodes outlast it)"""
     params: Params
     """the agents' final tables (``pi``, ``y`` or ``v``), ``[N, S, ...]``"""
     agent: PopulationAgent
@@ -68,6 +70,7 @@ def _collect(agent, params, envs, num_steps, generator, stats) -> Batch:
         reward, ended, finished = envs.step(action)
         stats[0] += finished.sum(1)
         stats[1] += ended.double().sum(1)
+        stats[2] += reward.sum(1) / e
         for k, v in zip(rows, (obs, action.reshape(-1), reward.reshape(-1), (~ended).reshape(-1).double())):
             rows[k].append(v)
     cols = {k: torch.stack(v) for k, v in rows.items()}
@@ -122,10 +125,10 @@ def train_lifetimes(
         }
     generator = torch.Generator().manual_seed(derive(seeds[0], "eval-actions", n))
     curves, window = [], [torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)]
-    final = [torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)]
+    final = [torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)]
     start_final = int(updates * (1 - final_fraction))
     for u in range(updates):
-        stats = [torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)]
+        stats = [torch.zeros(n, dtype=torch.float64) for _ in range(3)]
         batch = _collect(agent, params, envs, num_steps, generator, stats)
         if rule is None:
             params = a2c_step(agent, params, batch, lr, gamma, ent_coef)
@@ -141,7 +144,8 @@ def train_lifetimes(
             curves.append(torch.where(window[1] > 0, window[0] / window[1].clamp(min=1), float("nan")))
             window = [torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)]
     final_return = torch.where(final[1] > 0, final[0] / final[1].clamp(min=1), float("nan"))
-    return Lifetimes(curves=torch.stack(curves), final=final_return, params=params, agent=agent, envs=envs)
+    rate = final[2] / ((updates - start_final) * num_steps)
+    return Lifetimes(curves=torch.stack(curves), final=final_return, final_rate=rate, params=params, agent=agent, envs=envs)
 
 
 __all__ = ["Lifetimes", "a2c_step", "train_lifetimes"]
