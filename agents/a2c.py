@@ -19,6 +19,7 @@ from agents.learner import (
     vf_coef_hyperparameter,
 )
 from agents.networks import ActorCritic, entropy, log_prob
+from agents.objectives import attach_objective
 from agents.optim import UpdateRule
 from agents.returns import explained_variance, lambda_returns
 
@@ -94,6 +95,9 @@ class A2CConfig(ActorCriticConfig):
     """vector steps per update (the n of n-step returns)"""
     update_rule: str | UpdateRule = "rmsprop"
     """update rule: ``rmsprop`` (A2C standard), ``adam``, ``sgd`` or an ``UpdateRule`` object"""
+    objective: str = "a2c"
+    """what the update minimises: ``a2c`` (its own loss) or a learned objective of ``agents.objectives``
+    (``lpg``: the shipped LPG, ``lpg:PATH``: a rule file), which may add parameters (LPG's prediction y)"""
 
 
 class A2CLearner(ActorCriticLearner):
@@ -104,6 +108,8 @@ class A2CLearner(ActorCriticLearner):
     def __init__(self, config: A2CConfig | None = None, **kwargs) -> None:
         super().__init__(config or A2CConfig(), **kwargs)
         self.objective = A2CObjective(self.network)
+        if self.config.objective != "a2c":
+            attach_objective(self, self.config.objective)
 
     def _schedule(self, params, opt_state, batch, hp, meta, differentiable, grads_out):
         """One clipped update-rule step on the whole batch."""

@@ -20,6 +20,7 @@ SOLVERS: dict[str, str] = {
     "pbt": "solvers.pbt:PBTSolver",
     "pb2": "solvers.pbt:PB2Solver",
     "optim4rl": "solvers.optim4rl.solver:Optim4RLSolver",
+    "lpg": "solvers.lpg.solver:LPGSolver",
 }
 """Solver names (as the command line knows them) -> ``module:Class``; classes load on use."""
 

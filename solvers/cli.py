@@ -132,12 +132,14 @@ def _check_persistent(args: argparse.Namespace) -> None:
 
 
 def _solver_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """``--optimizer`` goes to the optim4rl solver (the learned optimizer it trains with); no other takes it."""
-    if getattr(args, "optimizer", None) is None:
-        return {}
-    if args.solver != "optim4rl":
-        raise ValueError(f"--optimizer is for the optim4rl solver, not {args.solver!r}")
-    return {"optimizer": args.optimizer}
+    """``--optimizer`` goes to the optim4rl solver (the learned optimizer it trains with), ``--rule`` to the
+    lpg solver (the LPG its learner minimises); no other takes them."""
+    for flag, solver, key in (("--optimizer", "optim4rl", "optimizer"), ("--rule", "lpg", "rule")):
+        if getattr(args, key, None) is not None:
+            if args.solver != solver:
+                raise ValueError(f"{flag} is for the {solver} solver, not {args.solver!r}")
+            return {key: getattr(args, key)}
+    return {}
 
 
 def _run_solver(args: argparse.Namespace) -> Solver:
@@ -368,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tensorboard", metavar="DIR", help="write per-hyper-step TensorBoard scalars under DIR")
     p.add_argument("--optimizer", metavar="FILE", help="optim4rl: the learned optimizer file (default: the shipped one)")
+    p.add_argument("--rule", metavar="FILE", help="lpg: the LPG rule file (default: the shipped one)")
     pbt.add_arguments(p)
     env_options(p)
     p.set_defaults(func=cmd_run)
@@ -403,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("optim4rl-train", help="meta-train an Optim4RL learned optimizer (pipeline training)")
     optim4rl_cli.add_arguments(p)
     p.set_defaults(func=optim4rl_cli.command)
+
+    from solvers.lpg import cli as lpg_cli  # light: torch loads only when the command runs
+
+    p = sub.add_parser("lpg-train", help="meta-train an LPG update rule over tabular lifetimes (Algorithm 1)")
+    lpg_cli.add_arguments(p)
+    p.set_defaults(func=lpg_cli.command)
     return parser
 
 

@@ -31,6 +31,7 @@ CASES = {
     "bierl-pm": ("HyperRL/ES-InvertedPendulum-v0", TINY_ES),
     "bierl-npm": ("HyperRL/ES-InvertedPendulum-v0", TINY_ES),
     "optim4rl": ("HyperRL/A2C-CartPole-v0", TINY),
+    "lpg": ("HyperRL/A2C-CartPole-v0", TINY),
 }
 """a tiny lifetime of an id each solver runs on, as the command line takes it"""
 
