@@ -109,13 +109,17 @@ class A2CLearner(ActorCriticLearner):
         super().__init__(config or A2CConfig(), **kwargs)
         self.objective = A2CObjective(self.network)
         if self.config.objective != "a2c":
+            if self.config.compile is True:
+                raise ValueError(f"compile=True needs A2C's own objective; objective {self.config.objective!r} runs eager")
             attach_objective(self, self.config.objective)
 
     def _schedule(self, params, opt_state, batch, hp, meta, differentiable, grads_out):
         """One clipped update-rule step on the whole batch."""
         with torch.set_grad_enabled(differentiable):
             full = self.objective.targets(batch, hp)
-        fast = None if differentiable else self._fast_steps("a2c", params, opt_state)
+        # the compiled step traces A2C's own loss: a learned objective always runs the pure path
+        own = self.config.objective == "a2c"
+        fast = self._fast_steps("a2c", params, opt_state) if own and not differentiable else None
         if fast is not None:  # compiled (agents.compiled)
             stacked, norm = fast.step(full, hp)
             metrics = dict(zip(A2C_METRICS, stacked))

@@ -96,3 +96,10 @@ def test_the_shipped_rule_is_the_default_objective():
     torch.testing.assert_close(objective.weights["lstm.w"], weights["lstm.w"])
     _, _, terminated, _, info = env.step(env.action_space.sample())
     assert not terminated and np.isfinite(info["losses"]["policy"])
+
+
+def test_a_learned_objective_refuses_compile_true():
+    from agents.a2c import A2CConfig, A2CLearner
+
+    with pytest.raises(ValueError, match="compile=True needs A2C's own objective"):
+        A2CLearner(A2CConfig(objective="lpg", compile=True), seed=0)
