@@ -68,6 +68,20 @@ def lpg_inputs(agent: Agent, params: Params, batch: Batch, gamma: float | torch.
     return LPGInputs(rewards=batch.rewards, discounts=batch.discounts, gamma=gamma, pi_taken=logp.exp(), y=y, y_next=y_next)
 
 
+def agent_terms(
+    agent: Agent, params: Params, batch: Batch, y_hat: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 2's per-step pieces, ``[T, B]`` each: log pi(a_t|s_t), KL(y_hat_t || y(s_t)) and the policy's entropy."""
+    t, b = batch.rewards.shape
+    logits, y_logits = agent.forward(params, batch.obs.flatten(0, 1))
+    log_pi = torch.log_softmax(logits, -1)
+    logp = log_pi.gather(-1, batch.actions.flatten(0, 1).long().view(-1, 1)).view(t, b)
+    log_y = torch.log_softmax(y_logits, -1).view(t, b, -1)
+    kl = (log_y.exp() * (log_y - torch.log(y_hat))).sum(-1)
+    entropy = -(log_pi.exp() * log_pi).sum(-1).view(t, b)
+    return logp, kl, entropy
+
+
 class LPGObjective:
     """``loss(params, batch, hparams, meta=None, *, targets=None) -> (loss, metrics)``.
 
@@ -104,14 +118,9 @@ class LPGObjective:
         if targets is None:
             targets = self.targets({k: v.detach() for k, v in params.items()}, batch, hparams, meta)
         pi_hat, y_hat = targets
-        t, b = batch.rewards.shape
-        logits, y_logits = self.agent.forward(params, batch.obs.flatten(0, 1))
-        log_pi = torch.log_softmax(logits, -1)
-        logp = log_pi.gather(-1, batch.actions.flatten(0, 1).long().view(-1, 1)).view(t, b)
-        log_y = torch.log_softmax(y_logits, -1).view(t, b, -1)
-        kl = (log_y.exp() * (log_y - torch.log(y_hat))).sum(-1)
+        logp, kl, entropy = agent_terms(self.agent, params, batch, y_hat)
         policy_loss = -(pi_hat * logp).mean()
         prediction_loss = kl.mean()
         loss = policy_loss + hparams["kl_coef"] * prediction_loss
-        ent = -(log_pi.exp() * log_pi).sum(-1).mean()
+        ent = entropy.mean()
         return loss, dict(zip(LPG_METRICS, torch.stack([policy_loss, prediction_loss, ent]).detach()))

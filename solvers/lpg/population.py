@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from agents.base import Batch, Params
-from solvers.lpg.objective import UpdateTargets, lpg_inputs
+from solvers.lpg.objective import UpdateTargets, agent_terms, lpg_inputs
 
 MASKED_LOGIT = -1e4
 """the logit of an action the lifetime's environment does not have: probability 0, finite log (no NaN in entropies)"""
@@ -118,13 +118,7 @@ class PopulationLearner:
         return new, {}, metrics
 
     def _loss_terms(self, params: Params, batch: Batch, pi_hat: torch.Tensor, y_hat: torch.Tensor) -> dict[str, torch.Tensor]:
-        t, b = batch.rewards.shape
-        logits, y_logits = self.agent.forward(params, batch.obs.flatten(0, 1))
-        log_pi = torch.log_softmax(logits, -1)
-        logp = log_pi.gather(-1, batch.actions.flatten(0, 1).long().view(-1, 1)).view(t, b)
-        log_y = torch.log_softmax(y_logits, -1).view(t, b, -1)
-        kl = (log_y.exp() * (log_y - torch.log(y_hat))).sum(-1)
-        ent = -(log_pi.exp() * log_pi).sum(-1).view(t, b)
+        logp, kl, ent = agent_terms(self.agent, params, batch, y_hat)
         n = self.agent.n
         return {
             "policy": per_lifetime_mean(-pi_hat * logp, n),
