@@ -59,11 +59,22 @@ def save(path: Path, *, solver_name: str, solver: Stateful, env: gym.Env, log: R
     return path
 
 
-def load(path: str | Path, *, solver_name: str, env_id: str) -> dict[str, Any]:
-    """A checkpoint, checked to be a ``solver_name`` run on ``env_id``."""
+def read_state(path: str | Path, what: str) -> Any:
+    """The tensors saved in ``path`` (``weights_only=True``), or a ValueError naming ``what`` and the file."""
     import torch
 
-    state = torch.load(path, weights_only=True)
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several kinds for a damaged or foreign file
+        raise ValueError(f"{what} {path} is not a readable torch state_dict: {type(err).__name__}: {err}") from err
+
+
+def load(path: str | Path, *, solver_name: str, env_id: str) -> dict[str, Any]:
+    """A checkpoint, checked to be a ``solver_name`` run on ``env_id``."""
+    state = read_state(path, "checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a hyperrl run checkpoint (format {FORMAT})")
     if state["solver_name"] != solver_name or state["env_id"] != env_id.split(":")[-1]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from solvers.checkpoint import read_state
 from solvers.lpg.network import LPGConfig, LPGNetwork, Weights
 
 FORMAT = "lpg-v1"
@@ -36,14 +37,7 @@ def save_rule(path: str | Path, config: LPGConfig, weights: Weights, hparams: di
 
 def load_rule(path: str | Path) -> tuple[LPGNetwork, Weights, dict[str, float]]:
     """``(network, weights, hparams)`` of the LPG in ``path``; a ValueError naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"LPG rule file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several kinds for a damaged or foreign file
-        raise ValueError(f"LPG rule file {path} is not a readable torch state_dict: {type(err).__name__}: {err}") from err
-    return from_state(state, source=f"LPG rule file {path}")
+    return from_state(read_state(path, "LPG rule file"), source=f"LPG rule file {path}")
 
 
 def from_state(state: Any, *, source: str = "the state_dict") -> tuple[LPGNetwork, Weights, dict[str, float]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from solvers.checkpoint import read_state
 from solvers.optim4rl.optimizer import FORMAT, Optim4RL, Optim4RLConfig, check_weights
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("default.pt")
@@ -28,14 +29,7 @@ def save(rule: Optim4RL, path: str | Path) -> Path:
 
 def load(path: str | Path) -> Optim4RL:
     """The optimizer saved in ``path``; a ValueError naming the file and what does not fit otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"optimizer file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several kinds for a damaged or foreign file
-        raise ValueError(f"optimizer file {path} is not a readable torch state_dict: {type(err).__name__}: {err}") from err
-    return from_state_dict(state, source=f"optimizer file {path}")
+    return from_state_dict(read_state(path, "optimizer file"), source=f"optimizer file {path}")
 
 
 def from_state_dict(state: Any, *, source: str = "the state_dict") -> Optim4RL:
