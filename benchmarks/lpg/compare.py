@@ -74,7 +74,15 @@ def plot(results: dict, path: Path, log_every: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    envs = [e for e in results["envs"] if np.isfinite(results["envs"][e]["lpg"]["curve_mean"]).any()]
+    # a curve needs two logged points: an env whose episodes outlast the log window has none (its score is
+    # the reward rate in compare.json), and is named under the figure instead of drawn as an empty panel
+    def drawable(env: str) -> bool:
+        return all(np.isfinite(results["envs"][env][m]["curve_mean"]).sum() >= 2 for m in ("lpg", "a2c"))
+
+    envs = [e for e in results["envs"] if drawable(e)]
+    left_out = [e for e in results["envs"] if not drawable(e)]
+    if not envs:
+        return  # nothing to draw: every env is scored by its reward rate (compare.json)
     cols = min(4, len(envs))
     rows = -(-len(envs) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False)
@@ -92,6 +100,8 @@ def plot(results: dict, path: Path, log_every: int) -> None:
     for row in axes:
         row[0].set_ylabel("episode return")
     fig.tight_layout()
+    if left_out:
+        fig.text(0.01, 0.005, f"not drawn (too few finished episodes per log window): {', '.join(left_out)}", fontsize=7)
     fig.savefig(path, dpi=110)
 
 
