@@ -3,6 +3,12 @@
 An observer is built from the learner's parameter shapes, has a fixed
 ``space``, and maps ``(learner, context)`` to a float32 vector.  Outputs are
 made finite so a diverged run still yields a valid observation.
+
+``observe_batch(observer, learners, contexts)`` gives N lifetimes' observations
+as one ``[N, size]`` array: the projection and statistics observers compute
+them together (one matmul per tensor and order, one fused norm call), equal to
+their one-lifetime calls; ``DeferredObserver`` stands in for an observer inside
+a HyperEnv whose observation a population computes so, afterwards.
 """
 
 from __future__ import annotations
@@ -83,6 +89,32 @@ class ProjectionObserver:
                     parts.append(torch.zeros(rows * self.dim))
         return _finite(torch.cat(parts).numpy())
 
+    @torch.no_grad()
+    def batch(self, learners: Sequence, contexts: Sequence[Context]) -> np.ndarray:
+        """``[self(learner, context) for ...]`` as one ``[N, size]`` array, each tensor's N projections by one matmul
+        (the same kernel per lifetime, so the same bits as the one-lifetime call)."""
+        params = [lr.parameters() for lr in learners]
+        histories = [lr.gradient_history()[: self.orders - 1] for lr in learners]
+        n, parts = len(learners), []
+        for name in self.names:
+            shape = params[0][name].shape
+            rows = shape[0] if len(shape) > 1 else 1
+            for order in range(self.orders):
+                have = [order == 0 or order - 1 < len(h) for h in histories]
+                if not any(have):
+                    parts.append(torch.zeros(n, rows * self.dim))
+                    continue
+                zeros = torch.zeros(shape)
+                sources = [
+                    (p[name] if order == 0 else h[order - 1][name]).detach().cpu() if ok else zeros
+                    for p, h, ok in zip(params, histories, have)
+                ]
+                projected = (torch.stack(sources).reshape(n, rows, -1) @ self.matrices[name, order]).reshape(n, -1)
+                if not all(have):  # a lifetime without that gradient yet sees zeros, as alone
+                    projected[torch.tensor([not ok for ok in have])] = 0.0
+                parts.append(projected)
+        return _finite(torch.cat(parts, dim=1).numpy())
+
 
 STAT_KEYS = ("policy", "value", "entropy", "approx_kl", "clip_fraction", "explained_variance", "grad_norm")
 
@@ -119,6 +151,29 @@ class StatisticsObserver:
         merged = {**context.losses, **context.stats}
         stats = [merged.get(k, 0.0) for k in STAT_KEYS]
         return _finite(np.concatenate([weights, grads, stats, [context.recent_return, context.budget_fraction]]))
+
+    @torch.no_grad()
+    def batch(self, learners: Sequence, contexts: Sequence[Context]) -> np.ndarray:
+        """``[self(learner, context) for ...]`` as one ``[N, size]`` array: every lifetime's norms by one fused
+        ``_foreach_norm`` call (a norm per tensor, so the same bits as the one-lifetime call)."""
+        n, k = len(learners), len(self.names)
+        params = [lr.parameters() for lr in learners]
+        newest = [h[0] if h else None for h in (lr.gradient_history() for lr in learners)]
+        out = np.zeros((n, len(self.labels)))
+        out[:, :k] = _norms([p[name].detach() for p in params for name in self.names]).reshape(n, k)
+        with_grads = [j for j, g in enumerate(newest) if g is not None]
+        if with_grads:
+            norms = _norms([newest[j][name] for j in with_grads for name in self.names])
+            out[with_grads, k : 2 * k] = norms.reshape(len(with_grads), k)
+        for j, context in enumerate(contexts):
+            merged = {**context.losses, **context.stats}
+            out[j, 2 * k :] = [*(merged.get(key, 0.0) for key in STAT_KEYS), context.recent_return, context.budget_fraction]
+        return _finite(out)
+
+
+def _norms(tensors: list[torch.Tensor]) -> np.ndarray:
+    """Each tensor's 2-norm (float32, as ``torch._foreach_norm`` gives it), one fused call for all."""
+    return torch.stack(torch._foreach_norm(tensors)).cpu().numpy()
 
 
 def zscore_sorted(fitness: np.ndarray, quantiles: int) -> np.ndarray:
@@ -160,6 +215,40 @@ class FitnessObserver:
             blocks[i] = zscore_sorted(fitness, self.quantiles)
         extra = [getattr(learner, "centre_return", 0.0), getattr(learner, "centre_rank", 0.0)]
         return _finite(np.concatenate([blocks.ravel(), extra]))
+
+
+def observe_batch(observer, learners: Sequence, contexts: Sequence[Context]) -> np.ndarray:
+    """N lifetimes' observations by ``observer``, ``[N, size]``: its ``batch`` where it has one, else one call each."""
+    if len(learners) != len(contexts):
+        raise ValueError(f"learners and contexts must pair up, got {len(learners)} learners and {len(contexts)} contexts")
+    if hasattr(observer, "batch"):
+        return observer.batch(learners, contexts)
+    return np.stack([observer(lr, c) for lr, c in zip(learners, contexts)])
+
+
+class DeferredObserver:
+    """Stands in for ``observer`` in a HyperEnv whose observations are computed later for many lifetimes at once.
+
+    Each call records its ``(learner, context)`` in ``calls`` and returns zeros of the observer's
+    shape (a valid placeholder); ``flush()`` then gives the real observations of every recorded call,
+    ``[len(calls), size]``, by ``observe_batch``, and forgets the calls.
+    """
+
+    def __init__(self, observer) -> None:
+        self.observer = observer
+        self.space = observer.space
+        self.calls: list[tuple[object, Context]] = []
+
+    def __call__(self, learner, context: Context) -> np.ndarray:
+        self.calls.append((learner, context))
+        return np.zeros(self.space.shape, dtype=np.float32)
+
+    def flush(self) -> np.ndarray:
+        learners, contexts = [c[0] for c in self.calls], [c[1] for c in self.calls]
+        self.calls = []
+        if not learners:
+            return np.zeros((0, *self.space.shape), dtype=np.float32)
+        return observe_batch(self.observer, learners, contexts)
 
 
 OBSERVERS = {"projection": ProjectionObserver, "statistics": StatisticsObserver, "fitness": FitnessObserver}

@@ -26,8 +26,10 @@ task of ``N * num_envs`` instances stepped by one call, one vmapped network
 evaluation per step, one vmapped A2C update per iteration, each lifetime's
 randomness from its own generators.  Its lifetime ``j`` is the lifetime of
 ``gym.make(id).reset(seed=seed + j)`` (observations, rewards and parameters
-equal to float rounding); each HyperEnv still computes its agent's reward,
-info and observation, replaying the iteration reports the runner computed.
+equal to float rounding); each HyperEnv still computes its agent's reward and
+info, replaying the iteration reports the runner computed, while the
+observations of all lifetimes are computed together afterwards
+(``hyperenvs.observers.observe_batch``: equal to each HyperEnv's own).
 
 White-box handles (both runners).  ``lifetimes[j]`` is lifetime ``j``'s HyperEnv
 (``lifetimes[j].unwrapped.learner`` its learner); ``stacked_parameters()``
@@ -238,11 +240,23 @@ class VectorisedPopulation(LifetimePopulation):
                 reports[j].append(done[j])
                 if done[j].diverged or envs[j].learner.timesteps >= envs[j].total_timesteps:
                     going.discard(j)  # HyperEnv.step stops here too
-        return {agent: self._replay(j, actions[agent], reports[j]) for j, agent in live.items()}
+        # Every HyperEnv observes through stand-ins that record its call; the observations are then
+        # computed for all lifetimes together (one matmul per tensor, one fused norm call).
+        from hyperenvs.observers import DeferredObserver  # here: importing the population stays free of torch
 
-    def _replay(self, j: int, action: Any, reports: deque) -> tuple:
-        """Lifetime ``j``'s ``HyperEnv.step``, its learner's ``iterate`` handing out the reports already computed."""
-        learner = self.lifetimes[j].unwrapped.learner
+        deferred = {name: DeferredObserver(obs) for name, obs in envs[0].observers.items()}
+        stepped = {agent: self._replay(j, actions[agent], reports[j], deferred) for j, agent in live.items()}
+        observed = {name: d.flush() for name, d in deferred.items()}
+        return {
+            agent: ({name: rows[i] for name, rows in observed.items()}, *result[1:])
+            for i, (agent, result) in enumerate(stepped.items())
+        }
+
+    def _replay(self, j: int, action: Any, reports: deque, observers: dict[str, Any]) -> tuple:
+        """Lifetime ``j``'s ``HyperEnv.step``, its learner's ``iterate`` handing out the reports already computed
+        and ``observers`` (deferred stand-ins) in place of its own."""
+        env = self.lifetimes[j].unwrapped
+        learner, own = env.learner, env.observers
         final = learner.timesteps
 
         def iterate(hparams: Any = None) -> Any:
@@ -250,12 +264,13 @@ class VectorisedPopulation(LifetimePopulation):
             learner.timesteps = report.timesteps  # the HyperEnv reads the budget after each iteration
             return report
 
-        learner.iterate = iterate
+        learner.iterate, env.observers = iterate, observers
         try:
             return self.lifetimes[j].step(action)
         finally:
             del learner.iterate
             learner.timesteps = final
+            env.observers = own
 
     def snapshot(self, agent: str) -> dict[str, Any]:
         self.learner.sync(self._agent_index(agent))  # the runner's rows of that lifetime into its learner first
