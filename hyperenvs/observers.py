@@ -104,12 +104,12 @@ class ProjectionObserver:
                 if not any(have):
                     parts.append(torch.zeros(n, rows * self.dim))
                     continue
-                zeros = torch.zeros(shape)
+                zeros = None if all(have) else torch.zeros_like(params[0][name])
                 sources = [
-                    (p[name] if order == 0 else h[order - 1][name]).detach().cpu() if ok else zeros
-                    for p, h, ok in zip(params, histories, have)
+                    (p[name] if order == 0 else h[order - 1][name]) if ok else zeros for p, h, ok in zip(params, histories, have)
                 ]
-                projected = (torch.stack(sources).reshape(n, rows, -1) @ self.matrices[name, order]).reshape(n, -1)
+                stacked = _stacked(sources).cpu()
+                projected = (stacked.reshape(n, rows, -1) @ self.matrices[name, order]).reshape(n, -1)
                 if not all(have):  # a lifetime without that gradient yet sees zeros, as alone
                     projected[torch.tensor([not ok for ok in have])] = 0.0
                 parts.append(projected)
@@ -169,6 +169,20 @@ class StatisticsObserver:
             merged = {**context.losses, **context.stats}
             out[j, 2 * k :] = [*(merged.get(key, 0.0) for key in STAT_KEYS), context.recent_return, context.budget_fraction]
         return _finite(out)
+
+
+def _stacked(rows: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack(rows)``; without the copy where the rows are already the rows of one contiguous tensor
+    (a vectorised population's lifetimes hold views of its stacked parameters and gradients)."""
+    base = rows[0]._base
+    if (
+        base is not None
+        and base.is_contiguous()
+        and base.shape == (len(rows), *rows[0].shape)
+        and all(r._base is base and r.storage_offset() == base.storage_offset() + j * base.stride(0) for j, r in enumerate(rows))
+    ):
+        return base.detach()
+    return torch.stack(rows)  # under no_grad: detached
 
 
 def _norms(tensors: list[torch.Tensor]) -> np.ndarray:

@@ -12,6 +12,7 @@ from hyperenvs.observers import (
     FitnessObserver,
     ProjectionObserver,
     StatisticsObserver,
+    _stacked,
     observe_batch,
 )
 
@@ -61,6 +62,31 @@ def test_projection_batch_equals_one_call_per_lifetime(observer):
     size = 4 * observer.dim  # conv.weight's 4 rows, first in sorted order
     assert not got[0, size : size * observer.orders].any() and got[2, size : size * observer.orders].all()
     assert np.isfinite(got).all() and (np.abs(got) <= 1e6).all()
+
+
+def test_projection_of_rows_of_one_stacked_tensor_reads_them_in_place():
+    # as in a vectorised population: each lifetime's tensors are views of row j of stacked tensors
+    observer = ProjectionObserver(SHAPES)
+    gen = torch.Generator().manual_seed(3)
+    stacked = {k: torch.randn((5, *s), generator=gen) for k, s in SHAPES.items()}
+    grads = {k: torch.randn((5, *s), generator=gen) for k, s in SHAPES.items()}
+    learners = [_Learner(0, history=0) for _ in range(5)]
+    rows, grad_rows = {k: v.unbind(0) for k, v in stacked.items()}, {k: v.unbind(0) for k, v in grads.items()}
+    for j, lr in enumerate(learners):
+        lr.params = {k: rows[k][j] for k in SHAPES}
+        lr.grads = [{k: grad_rows[k][j] for k in SHAPES}]
+    contexts = _population()[1][:5]
+    want = np.stack([observer(lr, c) for lr, c in zip(learners, contexts)])
+    np.testing.assert_array_equal(observer.batch(learners, contexts), want)
+    weight = stacked["dense.weight"]
+    assert _stacked([lr.params["dense.weight"] for lr in learners]).data_ptr() == weight.data_ptr()  # no copy
+    assert _stacked(list(weight.unbind(0))[::-1]).data_ptr() != weight.data_ptr()
+    # rows out of order, or one lifetime with tensors of its own (restarted), take the copying path: same result
+    learners[1], learners[3] = learners[3], learners[1]
+    learners[2].params = {k: v.clone() for k, v in learners[2].params.items()}
+    want = np.stack([observer(lr, c) for lr, c in zip(learners, contexts)])
+    np.testing.assert_array_equal(observer.batch(learners, contexts), want)
+    assert not np.array_equal(want[1], want[3])
 
 
 def test_statistics_batch_equals_one_call_per_lifetime():
