@@ -162,6 +162,8 @@ class StackedTaskA2C:
         gammas = [float(h["gamma"]) for h in hps]
         batch, raw, done, rets, lens = self.collect(self.config.num_steps, gammas)
         old = (self.params, self.opt_state)
+        # each learner's published views are its rows of ``old``: they are its last update's inputs (fewer new views)
+        before = [(lr.params, lr.opt_state) for lr in self.learners]
         stepped = self.update.train_step(self.params, self.opt_state, batch, shared, return_grads=True)
         new_params, new_state, metrics, grads = stepped
         if all(live):
@@ -171,7 +173,7 @@ class StackedTaskA2C:
             self.params = {k: _where(mask, v, old[0][k]) for k, v in new_params.items()}
             self.opt_state = _where_state(mask, new_state, old[1])
         self._publish([j for j in range(n) if live[j]])
-        return self._reports(batch, raw, done, rets, lens, metrics, grads, old, hps, gammas, live, start)
+        return self._reports(batch, raw, done, rets, lens, metrics, grads, before, hps, gammas, live, start)
 
     @torch.no_grad()
     def collect(
@@ -227,7 +229,7 @@ class StackedTaskA2C:
         }
         return batch, raw, done, rets, lens
 
-    def _reports(self, batch, raw, done, rets, lens, metrics, grads, old, hps, gammas, live, start) -> list[IterationReport]:
+    def _reports(self, batch, raw, done, rets, lens, metrics, grads, before, hps, gammas, live, start) -> list[IterationReport]:
         n, t_max, b = raw.shape
         counts = done.sum((1, 2)).tolist()
         ended_returns, ended_lengths = rets[done].tolist(), lens[done].tolist()
@@ -237,7 +239,7 @@ class StackedTaskA2C:
         rollout = (weights.unsqueeze(2) * raw.double()).sum(1).mean(1).tolist()
         values = {k: v.tolist() for k, v in metrics.items()}
         # per-lifetime views by one unbind per tensor (indexing each lifetime in turn costs N times the ops)
-        old_params, old_state, rows, grad_rows = _rows(old[0]), _rows(old[1]), _rows(batch), _rows(grads)
+        rows, grad_rows = _rows(batch), _rows(grads)
         reports, first = [], 0
         for j, lr in enumerate(self.learners):
             count, first = counts[j], first + counts[j]
@@ -245,7 +247,7 @@ class StackedTaskA2C:
                 idle = IterationReport(timesteps=lr.timesteps, env_steps=0, diverged=lr.diverged, divergence=lr.divergence)
                 reports.append(idle)
                 continue
-            update = LastUpdate(params=old_params[j], opt_state=old_state[j], batch=Batch(**rows[j]), hparams=hps[j], meta=None)
+            update = LastUpdate(params=before[j][0], opt_state=before[j][1], batch=Batch(**rows[j]), hparams=hps[j], meta=None)
             lr.collector.rollout_return = rollout[j]
             losses = {k: values[k][j] for k in lr.loss_names}
             stats = {k: values[k][j] for k in values if k not in losses}

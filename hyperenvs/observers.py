@@ -154,26 +154,26 @@ class StatisticsObserver:
 
     @torch.no_grad()
     def batch(self, learners: Sequence, contexts: Sequence[Context]) -> np.ndarray:
-        """``[self(learner, context) for ...]`` as one ``[N, size]`` array: every lifetime's norms by one fused
-        ``_foreach_norm`` call (a norm per tensor, so the same bits as the one-lifetime call)."""
+        """``[self(learner, context) for ...]`` as one ``[N, size]`` array: the N norms of a tensor by one row norm
+        where they are rows of one stacked tensor, else every lifetime's by one fused ``_foreach_norm`` call
+        (equal to the one-lifetime call to float rounding; on a CPU the same bits)."""
         n, k = len(learners), len(self.names)
         params = [lr.parameters() for lr in learners]
         newest = [h[0] if h else None for h in (lr.gradient_history() for lr in learners)]
         out = np.zeros((n, len(self.labels)))
-        out[:, :k] = _norms([p[name].detach() for p in params for name in self.names]).reshape(n, k)
+        out[:, :k] = _norms([[p[name] for name in self.names] for p in params])
         with_grads = [j for j, g in enumerate(newest) if g is not None]
         if with_grads:
-            norms = _norms([newest[j][name] for j in with_grads for name in self.names])
-            out[with_grads, k : 2 * k] = norms.reshape(len(with_grads), k)
+            out[with_grads, k : 2 * k] = _norms([[newest[j][name] for name in self.names] for j in with_grads])
         for j, context in enumerate(contexts):
             merged = {**context.losses, **context.stats}
             out[j, 2 * k :] = [*(merged.get(key, 0.0) for key in STAT_KEYS), context.recent_return, context.budget_fraction]
         return _finite(out)
 
 
-def _stacked(rows: list[torch.Tensor]) -> torch.Tensor:
-    """``torch.stack(rows)``; without the copy where the rows are already the rows of one contiguous tensor
-    (a vectorised population's lifetimes hold views of its stacked parameters and gradients)."""
+def _base_of(rows: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """The contiguous tensor whose rows ``rows`` are, in order, or None (a vectorised population's lifetimes
+    hold views of its stacked parameters and gradients; a restarted lifetime holds tensors of its own)."""
     base = rows[0]._base
     if (
         base is not None
@@ -182,12 +182,26 @@ def _stacked(rows: list[torch.Tensor]) -> torch.Tensor:
         and all(r._base is base and r.storage_offset() == base.storage_offset() + j * base.stride(0) for j, r in enumerate(rows))
     ):
         return base.detach()
-    return torch.stack(rows)  # under no_grad: detached
+    return None
 
 
-def _norms(tensors: list[torch.Tensor]) -> np.ndarray:
-    """Each tensor's 2-norm (float32, as ``torch._foreach_norm`` gives it), one fused call for all."""
-    return torch.stack(torch._foreach_norm(tensors)).cpu().numpy()
+def _stacked(rows: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack(rows)``, without the copy where they are the rows of one tensor."""
+    base = _base_of(rows)
+    return torch.stack(rows) if base is None else base  # under no_grad: detached
+
+
+def _norms(per_lifetime: list[list[torch.Tensor]]) -> np.ndarray:
+    """``[N, K]`` 2-norms (float32) of N lifetimes' K tensors: one row norm per tensor name where the N are the
+    rows of one tensor, else one fused ``_foreach_norm`` call (on a CPU, per tensor the same op)."""
+    n, k = len(per_lifetime), len(per_lifetime[0])
+    columns = [[tensors[i] for tensors in per_lifetime] for i in range(k)]
+    bases = [_base_of(c) for c in columns]
+    if all(b is not None for b in bases):
+        norms = torch.stack([torch.linalg.vector_norm(b.reshape(n, -1), dim=1) for b in bases], dim=1)
+    else:
+        norms = torch.stack(torch._foreach_norm([t for tensors in per_lifetime for t in tensors])).view(n, k)
+    return norms.cpu().numpy()
 
 
 def zscore_sorted(fitness: np.ndarray, quantiles: int) -> np.ndarray:

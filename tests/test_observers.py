@@ -12,6 +12,7 @@ from hyperenvs.observers import (
     FitnessObserver,
     ProjectionObserver,
     StatisticsObserver,
+    _base_of,
     _stacked,
     observe_batch,
 )
@@ -64,9 +65,9 @@ def test_projection_batch_equals_one_call_per_lifetime(observer):
     assert np.isfinite(got).all() and (np.abs(got) <= 1e6).all()
 
 
-def test_projection_of_rows_of_one_stacked_tensor_reads_them_in_place():
+@pytest.mark.parametrize("observer", [ProjectionObserver(SHAPES), StatisticsObserver(SHAPES)])
+def test_rows_of_one_stacked_tensor_are_read_in_place(observer):
     # as in a vectorised population: each lifetime's tensors are views of row j of stacked tensors
-    observer = ProjectionObserver(SHAPES)
     gen = torch.Generator().manual_seed(3)
     stacked = {k: torch.randn((5, *s), generator=gen) for k, s in SHAPES.items()}
     grads = {k: torch.randn((5, *s), generator=gen) for k, s in SHAPES.items()}
@@ -77,10 +78,11 @@ def test_projection_of_rows_of_one_stacked_tensor_reads_them_in_place():
         lr.grads = [{k: grad_rows[k][j] for k in SHAPES}]
     contexts = _population()[1][:5]
     want = np.stack([observer(lr, c) for lr, c in zip(learners, contexts)])
-    np.testing.assert_array_equal(observer.batch(learners, contexts), want)
+    np.testing.assert_allclose(observer.batch(learners, contexts), want, rtol=0, atol=1e-6)
     weight = stacked["dense.weight"]
+    assert _base_of([lr.params["dense.weight"] for lr in learners]) is not None  # the in-place path is taken
     assert _stacked([lr.params["dense.weight"] for lr in learners]).data_ptr() == weight.data_ptr()  # no copy
-    assert _stacked(list(weight.unbind(0))[::-1]).data_ptr() != weight.data_ptr()
+    assert _base_of(list(weight.unbind(0))[::-1]) is None and _base_of(list(weight.unbind(0))[:4]) is None
     # rows out of order, or one lifetime with tensors of its own (restarted), take the copying path: same result
     learners[1], learners[3] = learners[3], learners[1]
     learners[2].params = {k: v.clone() for k, v in learners[2].params.items()}

@@ -102,6 +102,9 @@ def test_a_stacked_population_lives_the_lone_learners_lifetimes(task, config, at
             torch.testing.assert_close(population.params[k][j], v.detach(), rtol=0, atol=atol)
             torch.testing.assert_close(mine.params[k], v.detach(), rtol=0, atol=atol)  # the learner's views
             torch.testing.assert_close(mine.gradient_history()[0][k], lr.gradient_history()[0][k], rtol=0, atol=1e-6)
+            # the last update's inputs: the parameters before it, as the lone learner records them
+            torch.testing.assert_close(mine.last_update.params[k], lr.last_update.params[k].detach(), rtol=0, atol=atol)
+        assert int(mine.last_update.opt_state["step"]) == int(lr.last_update.opt_state["step"]) == 5
     assert sum(len(r.episode_returns) for r in reports) > 0 or task != "HyperRLTasks/Catch-v0"
 
 
@@ -117,6 +120,9 @@ def test_a_replaced_lifetime_goes_on_as_its_new_learner_and_sync_writes_back():
     assert population.learners[1].timesteps == twin.timesteps and population.learners[0].timesteps == 4 * 40
     for k, v in twin.params.items():
         torch.testing.assert_close(population.params[k][1], v.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(
+            population.learners[1].last_update.params[k], twin.last_update.params[k].detach(), rtol=0, atol=0
+        )
     population.sync(1)
     torch.testing.assert_close(fresh.collector._obs, twin.collector._obs, rtol=0, atol=0)
     assert fresh.envs.unwrapped.task.generator.get_state().equal(twin.envs.unwrapped.task.generator.get_state())
