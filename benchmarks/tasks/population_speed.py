@@ -8,8 +8,14 @@ Side by side in one run, alternating the order each round (medians over rounds):
 * ``loop``: ``learner.iterate()`` of each of the N ``TaskA2CLearner``\\ s in turn;
 * ``env_vectorised`` / ``env_loop``: the whole PettingZoo population,
   ``hyperenvs.population.parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=N)`` with one
-  iteration per hyper-step, one program vs ``vectorise=False`` (each HyperEnv's reward and
-  observers, the projection and statistics of every lifetime, are in both).
+  iteration per hyper-step, one program vs ``vectorise=False``. Both compute every HyperEnv's
+  reward and info and every lifetime's projection and statistics observations. The loop does
+  it one HyperEnv at a time; the program computes the observations of all lifetimes together
+  (``hyperenvs.observers.observe_batch``).
+
+The JSON also holds ``paired_median_ratios``, the median over rounds of each round's ratio.
+Both configurations of a pair run back to back, so this ratio is less exposed to the load
+on a shared machine.
 
 One lifetime-update is one collection of ``num_steps`` steps plus one A2C update of one lifetime.
 Optim4RL's meta-training units each run ONE env; ``--num-envs`` changes that.
@@ -78,6 +84,11 @@ def main() -> None:
     medians = {k: statistics.median(v) for k, v in samples.items()}
     ratio = medians["vectorised"] / medians["loop"]
     env_ratio = medians["env_vectorised"] / medians["env_loop"]
+    # each round measures a pair back to back: the median of those ratios is less exposed to load swings
+    paired = {
+        "ratio": statistics.median(v / lo for v, lo in zip(samples["vectorised"], samples["loop"])),
+        "env_ratio": statistics.median(v / lo for v, lo in zip(samples["env_vectorised"], samples["env_loop"])),
+    }
     result = {
         "lifetimes": n,
         "num_envs": args.num_envs,
@@ -90,11 +101,12 @@ def main() -> None:
         "median": medians,
         "ratio": ratio,
         "env_ratio": env_ratio,
+        "paired_median_ratios": paired,
         "load_average_at_start": load_start,
         "load_average": os.getloadavg(),
         "torch": torch.__version__,
     }
-    print(json.dumps({"median": medians, "ratio": ratio, "env_ratio": env_ratio}, indent=1))
+    print(json.dumps({"median": medians, "ratio": ratio, "env_ratio": env_ratio, "paired": paired}, indent=1))
     out = Path(__file__).parent / "results" / f"population_speed_{args.device}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
