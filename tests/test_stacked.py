@@ -162,3 +162,37 @@ def test_a_stacked_population_on_cuda_lives_the_lone_cuda_lifetimes():
     for j, lr in enumerate(alone):
         for k, v in lr.params.items():
             torch.testing.assert_close(population.params[k][j], v.detach(), rtol=0, atol=1e-5)
+
+
+def test_a_stacked_ppo_population_lives_the_lone_learners_lifetimes():
+    from agents.stacked_tasks import StackedTaskPPO
+
+    config = TaskPPOConfig(num_envs=3)
+    population = StackedTaskPPO([TaskPPOLearner(config, seed=j) for j in range(4)])
+    alone = [TaskPPOLearner(config, seed=j) for j in range(4)]
+    # each lifetime its own lr and clip; two minibatch sizes, so two schedules (3 minibatches of 16 or of 20 a epoch)
+    hps = [
+        {**HP, "lr": 1e-3 * (j + 1), "clip": 0.1 + 0.05 * j, "epochs": 2, "minibatch_size": 16 if j < 2 else 20} for j in range(4)
+    ]
+    for _ in range(4):
+        for report, lr, hp in zip(population.iterate(hps), alone, hps):
+            own = lr.iterate(hp)
+            assert report.episode_returns == own.episode_returns and report.timesteps == own.timesteps
+            assert report.losses == pytest.approx(own.losses, abs=1e-5) and report.stats.keys() == own.stats.keys()
+            assert report.stats == pytest.approx(own.stats, abs=1e-5)
+    for j, lr in enumerate(alone):
+        mine = population.learners[j]
+        assert int(population.opt_state["step"][j]) == int(lr.opt_state["step"]) == 4 * 2 * 3
+        for k, v in lr.params.items():
+            torch.testing.assert_close(population.params[k][j], v.detach(), rtol=0, atol=1e-6)
+            for i in range(2):  # the last two minibatch steps' clipped gradients, newest first
+                torch.testing.assert_close(mine.gradient_history()[i][k], lr.gradient_history()[i][k], rtol=0, atol=1e-6)
+        assert lr.generator.get_state().equal(mine.generator.get_state())  # the same draws, permutations included
+    assert not torch.equal(population.params["actor.weight"][0], population.params["actor.weight"][1])
+
+
+def test_stacked_ppo_needs_a_ppo_learner_with_a_stock_rule():
+    from agents.stacked import StackedPPO
+
+    with pytest.raises(ValueError, match="learner must be a PPO learner"):
+        StackedPPO(TaskA2CLearner(TaskA2CConfig(num_envs=2), seed=0))
