@@ -205,6 +205,10 @@ class StackedPPO:
         groups: dict[tuple[int, int], list[int]] = {}
         for j, h in enumerate(hparams):
             groups.setdefault((int(h["epochs"]), max(1, min(int(h["minibatch_size"]), steps))), []).append(j)
+        if len(groups) == 1:  # the usual case: one schedule for all, nothing to pick out and put back
+            ((epochs, size),) = groups
+            p, s, m, g = self._schedule(params, dict(opt_state), full, list(hparams), list(generators), epochs, size)
+            return p, s, m, [[{k: t[j] for k, t in step.items()} for step in g] for j in range(n)]
         new_params = {k: v.clone() for k, v in params.items()}
         new_state = _tree(lambda v: v.clone(), dict(opt_state))
         metrics: dict[str, torch.Tensor] = {}
@@ -231,14 +235,18 @@ class StackedPPO:
         return new_params, new_state, metrics, grads
 
     def _targets(self, batch: StackedBatch, hparams: Sequence[Mapping[str, Any]]) -> StackedBatch:
-        """Each lifetime's GAE targets by its own ``targets`` call (its own gamma and lambda, the lone bits)."""
-        rows = [Batch(**{k: v[j] for k, v in batch.items()}) for j in range(len(hparams))]
-        full = [self.learner.objective.targets(b, h) for b, h in zip(rows, hparams)]
-        return {
-            **batch,
-            "advantages": torch.stack([f.advantages for f in full]),
-            "returns": torch.stack([f.returns for f in full]),
-        }
+        """Every lifetime's GAE targets by the objective's own ``targets``, vmapped (its own gamma and lambda:
+        numbers where the lifetimes share them, as the lone learner's arithmetic, else float32 per lifetime)."""
+        per = _split_hparams([{k: h[k] for k in ("gamma", "gae_lambda")} for h in hparams])
+        numbers = {k: v for k, v in per.items() if not isinstance(v, torch.Tensor)}
+        tensors = {k: v.float() for k, v in per.items() if isinstance(v, torch.Tensor)}
+
+        def targets(fields, own):
+            full = self.learner.objective.targets(Batch(**fields), {**numbers, **own})
+            return full.advantages, full.returns
+
+        advantages, returns = vmap(targets)(batch, tensors)
+        return {**batch, "advantages": advantages, "returns": returns}
 
     def _schedule(self, params, state, full, hps, gens, epochs: int, size: int):
         objective, rule = self.learner.objective, self.learner.update_rule
@@ -273,9 +281,7 @@ class StackedPPO:
         names = list(PPO_METRICS)
         metrics = {k: mean[:, i] for i, k in enumerate(names)}
         metrics["grad_norm"] = mean[:, len(names)]
-        metrics["explained_variance"] = torch.stack(
-            [explained_variance(full["values"][i].flatten(), full["returns"][i].flatten()) for i in range(g_count)]
-        )
+        metrics["explained_variance"] = vmap(explained_variance)(full["values"].flatten(1), full["returns"].flatten(1))
         return params, state, metrics, kept
 
 

@@ -300,6 +300,9 @@ class StackedTaskPPO(StackedTaskA2C):
         rows = [j for j in range(self.num_lifetimes) if live[j]]
         if not rows:
             return self.params, self.opt_state, {}, [[] for _ in live]
+        if len(rows) == self.num_lifetimes:
+            gens = [lr.generator for lr in self.learners]
+            return self.update.train_step(self.params, self.opt_state, batch, hps, gens)
         idx = torch.tensor(rows, device=self.device)
         pick = {k: v[idx] for k, v in batch.items()}
         params, state = {k: v[idx] for k, v in self.params.items()}, _take_state(self.opt_state, idx)

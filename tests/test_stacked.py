@@ -196,3 +196,22 @@ def test_stacked_ppo_needs_a_ppo_learner_with_a_stock_rule():
 
     with pytest.raises(ValueError, match="learner must be a PPO learner"):
         StackedPPO(TaskA2CLearner(TaskA2CConfig(num_envs=2), seed=0))
+
+
+def test_an_idle_ppo_lifetime_keeps_its_parameters_while_the_others_train_as_alone():
+    from agents.stacked_tasks import StackedTaskPPO
+
+    config = TaskPPOConfig(num_envs=2)
+    population = StackedTaskPPO([TaskPPOLearner(config, seed=j) for j in range(3)])
+    alone = [TaskPPOLearner(config, seed=j) for j in (0, 2)]
+    hp = {**HP, "epochs": 2, "minibatch_size": 20}
+    before = {k: v[1].clone() for k, v in population.params.items()}
+    reports = population.iterate(hp, active=[True, False, True])
+    assert reports[1].env_steps == 0 and population.learners[1].timesteps == 0 and int(population.opt_state["step"][1]) == 0
+    for j, lr in zip((0, 2), alone):
+        assert reports[j].episode_returns == lr.iterate(hp).episode_returns
+        assert int(population.opt_state["step"][j]) == int(lr.opt_state["step"]) == 2 * 2
+        for k, v in lr.params.items():
+            torch.testing.assert_close(population.params[k][j], v.detach(), rtol=0, atol=1e-6)
+    for k, v in before.items():
+        assert torch.equal(population.params[k][1], v)
