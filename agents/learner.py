@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -362,13 +362,21 @@ class ActorCriticLearner:
         return losses, values
 
     def record_update(
-        self, update: LastUpdate, grads: Params, steps: int, losses: Mapping[str, float], stats: Mapping[str, float], start: float
+        self,
+        update: LastUpdate,
+        grads: Params | Sequence[Params],
+        steps: int,
+        losses: Mapping[str, float],
+        stats: Mapping[str, float],
+        start: float,
     ) -> IterationReport:
         """Book one update of this learner computed outside ``iterate`` (e.g. its row of a vectorised population's
-        update, whose result already sits in ``params``/``opt_state``): the last update, the gradient history,
-        the counters, the divergence check and the report, as ``iterate`` books its own."""
+        update, whose result already sits in ``params``/``opt_state``): the last update, the gradient history
+        (``grads``: the update's clipped gradients, or a list of its steps' oldest first), the counters, the
+        divergence check and the report, as ``iterate`` books its own."""
         self.last_update = update
-        self._grads.appendleft(grads)
+        steps_grads = [grads] if isinstance(grads, Mapping) else list(grads)
+        self._grads.extendleft(steps_grads[-self.config.grad_history :])
         self.iterations += 1
         self.timesteps += steps
         return self._report(steps, (), dict(losses), dict(stats), start)

@@ -7,6 +7,12 @@ counter too, so staggered lifetimes keep their own bias corrections), and
 ``train_step`` is the learner's own objective and update rule mapped over
 that axis with ``torch.func.vmap`` and ``torch.func.grad``: one program for the
 N updates, equal to N calls of ``learner.train_step`` (to float rounding).
+
+``StackedPPO`` is PPO's schedule the same way: epochs x minibatches, each
+lifetime's minibatch order drawn from its own generator as its lone learner
+draws it, each minibatch's gradients one vmapped call, its step the stock rule
+on the stacked tensors (on Catch the parameters equal the lone learner's bit
+for bit, tested).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from torch.func import grad, vmap
 from agents.a2c import A2CLearner
 from agents.base import Batch, Params
 from agents.optim import SGD, Adam, RMSProp
+from agents.ppo import PPO_METRICS, PPOLearner
 from agents.returns import explained_variance
 
 StackedBatch = dict[str, torch.Tensor]
@@ -167,3 +174,127 @@ def _tree_put(out: Any, values: Any, rows: list[int], whole: bool) -> None:
             out[k] = v
         else:
             out[k][rows] = v
+
+
+class StackedPPO:
+    """The PPO schedule of N lifetimes at once: epochs x minibatches, each lifetime's minibatch order drawn from
+    its own generator as its lone learner draws it, each minibatch's gradients one vmapped call and its step the
+    stock rule on the stacked tensors (``_grouped_update``).  Lifetimes with different ``epochs`` or
+    ``minibatch_size`` run as separate groups (their schedules have different lengths)."""
+
+    def __init__(self, learner: PPOLearner) -> None:
+        if not isinstance(learner, PPOLearner):
+            raise ValueError(f"learner must be a PPO learner, got {type(learner).__name__}")
+        if not isinstance(learner.update_rule, STOCK_RULES):
+            raise ValueError(f"a stacked PPO update needs a stock update rule ({STOCK_RULES}), got {learner.update_rule!r}")
+        self.learner = learner
+
+    stack = StackedA2C.stack
+
+    @torch.no_grad()
+    def train_step(
+        self, params: Params, opt_state: Mapping[str, Any], batch: StackedBatch, hparams: Sequence[Mapping[str, Any]], generators
+    ) -> tuple[Params, dict[str, Any], dict[str, torch.Tensor], list[list[Params]]]:
+        """Every lifetime's PPO update on its rows of ``batch`` (``hparams``: one resolved mapping per lifetime).
+
+        Returns the new stacked params and state, ``[N]`` metrics and, per lifetime, its last
+        ``grad_history`` clipped gradients, oldest first (views)."""
+        n = len(hparams)
+        steps = batch["rewards"].shape[1] * batch["rewards"].shape[2]
+        full = self._targets(batch, hparams)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for j, h in enumerate(hparams):
+            groups.setdefault((int(h["epochs"]), max(1, min(int(h["minibatch_size"]), steps))), []).append(j)
+        if len(groups) == 1:  # the usual case: one schedule for all, nothing to pick out and put back
+            ((epochs, size),) = groups
+            p, s, m, g = self._schedule(params, dict(opt_state), full, list(hparams), list(generators), epochs, size)
+            return p, s, m, [[{k: t[j] for k, t in step.items()} for step in g] for j in range(n)]
+        new_params = {k: v.clone() for k, v in params.items()}
+        new_state = _tree(lambda v: v.clone(), dict(opt_state))
+        metrics: dict[str, torch.Tensor] = {}
+        grads: list[list[Params]] = [[] for _ in range(n)]
+        for (epochs, size), rows in groups.items():
+            idx = torch.tensor(rows, device=batch["rewards"].device)
+            take = lambda v, idx=idx: v[idx]  # noqa: E731
+            p, s, m, g = self._schedule(
+                _tree(take, params),
+                _tree(take, dict(opt_state)),
+                _tree(take, full),
+                [hparams[j] for j in rows],
+                [generators[j] for j in rows],
+                epochs,
+                size,
+            )
+            _tree_put(new_params, p, rows, False)
+            _tree_put(new_state, {k: v for k, v in s.items() if k != "step"}, rows, False)
+            new_state["step"][idx] = s["step"]
+            for k, v in m.items():
+                metrics.setdefault(k, torch.full((n,), float("nan"), dtype=v.dtype, device=v.device))[idx] = v
+            for i, j in enumerate(rows):
+                grads[j] = [{k: t[i] for k, t in step.items()} for step in g]
+        return new_params, new_state, metrics, grads
+
+    def _targets(self, batch: StackedBatch, hparams: Sequence[Mapping[str, Any]]) -> StackedBatch:
+        """Every lifetime's GAE targets by the objective's own ``targets``, vmapped (its own gamma and lambda:
+        numbers where the lifetimes share them, as the lone learner's arithmetic, else float32 per lifetime)."""
+        per = _split_hparams([{k: h[k] for k in ("gamma", "gae_lambda")} for h in hparams])
+        numbers = {k: v for k, v in per.items() if not isinstance(v, torch.Tensor)}
+        tensors = {k: v.float() for k, v in per.items() if isinstance(v, torch.Tensor)}
+
+        def targets(fields, own):
+            full = self.learner.objective.targets(Batch(**fields), {**numbers, **own})
+            return full.advantages, full.returns
+
+        advantages, returns = vmap(targets)(batch, tensors)
+        return {**batch, "advantages": advantages, "returns": returns}
+
+    def _schedule(self, params, state, full, hps, gens, epochs: int, size: int):
+        objective, rule = self.learner.objective, self.learner.update_rule
+        g_count, steps = len(hps), full["rewards"].shape[1] * full["rewards"].shape[2]
+        flat = {k: v.reshape(g_count, steps, *v.shape[3:]) for k, v in full.items() if k in STEP_FIELDS}
+        per = _split_hparams(hps)
+        numbers = {k: v for k, v in per.items() if not isinstance(v, torch.Tensor)}
+        tensors = {k: v.float() for k, v in per.items() if isinstance(v, torch.Tensor)}
+        max_norm = per["max_grad_norm"]
+        clip_each = isinstance(max_norm, torch.Tensor)
+
+        def gradient(p, fields, own):
+            h = {**numbers, **own}
+            mb = Batch(**fields, bootstrap_value=fields["rewards"].new_zeros(fields["rewards"].shape[1]))
+            g = grad(lambda q: objective(q, mb, h)[0])(p)
+            _, m = objective(p, mb, h)
+            g, norm = _clip(g, h["max_grad_norm"] if clip_each else float(max_norm))
+            return g, torch.stack([*m.values(), norm])
+
+        arange = torch.arange(g_count, device=full["rewards"].device).unsqueeze(1)
+        recorded, kept = [], []
+        for _ in range(epochs):
+            perm = torch.stack([torch.randperm(steps, generator=gen, device=gen.device) for gen in gens])
+            shuffled = {k: v[arange, perm] for k, v in flat.items()}
+            for start in range(0, steps - size + 1, size):
+                mb = {k: v[:, start : start + size].unsqueeze(1) for k, v in shuffled.items()}
+                g, m = vmap(gradient)(params, mb, tensors)
+                params, state = _grouped_update(rule, g, state, params, per)
+                recorded.append(m)
+                kept = [*kept, g][-self.learner.config.grad_history :]
+        mean = torch.stack(recorded).mean(0)  # [G, metrics + norm], the mean over steps as the lone learner takes it
+        names = list(PPO_METRICS)
+        metrics = {k: mean[:, i] for i, k in enumerate(names)}
+        metrics["grad_norm"] = mean[:, len(names)]
+        metrics["explained_variance"] = vmap(explained_variance)(full["values"].flatten(1), full["returns"].flatten(1))
+        return params, state, metrics, kept
+
+
+STEP_FIELDS = ("obs", "actions", "log_probs", "values", "rewards", "discounts", "advantages", "returns")
+"""the ``[N, T, B, ...]`` fields of a stacked batch with targets (a PPO minibatch is cut from these)"""
+
+
+def _split_hparams(hps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Values the lifetimes share as numbers (the lone learner's arithmetic), values that differ as ``[G]`` float64."""
+    out = {}
+    for k in hps[0]:
+        values = [h[k] for h in hps]
+        out[k] = (
+            values[0] if all(v == values[0] for v in values) else torch.tensor([float(v) for v in values], dtype=torch.float64)
+        )
+    return out

@@ -1,4 +1,5 @@
-"""N A2C lifetimes on a batched task run as ONE program: one task of N x B instances, one network call, one update.
+"""N A2C (or PPO) lifetimes on a batched task run as ONE program: one task of N x B instances, one network call,
+one update.  ``StackedTaskPPO`` is the same runner with PPO's update (``agents.stacked.StackedPPO``).
 
 ``StackedTaskA2C(learners)`` takes N ``TaskA2CLearner``\\ s of one config and from
 then on lives their lifetimes together:
@@ -43,7 +44,7 @@ from typing import Any
 import torch
 
 from agents.base import Batch, IterationReport, LastUpdate
-from agents.stacked import StackedA2C, StackedBatch
+from agents.stacked import StackedA2C, StackedBatch, StackedPPO
 from agents.task_networks import categorical_from_uniforms
 from agents.task_rollout import make_task_envs
 
@@ -60,6 +61,9 @@ def _set_row(stacked: Any, j: int, value: Any) -> None:
 class StackedTaskA2C:
     """N A2C lifetimes of one task config as one vectorised program (see the module docstring)."""
 
+    Update: type = StackedA2C
+    """the stacked update of the learners' algorithm"""
+
     def __init__(self, learners: Sequence[Any]) -> None:
         if not learners:
             raise ValueError("learners must hold at least one learner")
@@ -68,7 +72,7 @@ class StackedTaskA2C:
         for lr in self.learners:
             if not hasattr(lr, "collector") or not hasattr(lr.collector, "envs") or lr.config != first.config:
                 raise ValueError("learners must be task A2C learners of one config (task, num_envs, network, update rule)")
-        self.update = StackedA2C(first)
+        self.update = self.Update(first)
         self.network = first.network
         self.device = first.device
         self.config = first.config
@@ -158,12 +162,12 @@ class StackedTaskA2C:
         if len(active) != n:
             raise ValueError(f"active must hold one flag per lifetime ({n}), got {len(active)}")
         live = [a and not lr.diverged for a, lr in zip(active, self.learners)]
-        shared = self._stack_hparams(hps)
         gammas = [float(h["gamma"]) for h in hps]
         batch, raw, done, rets, lens = self.collect(self.config.num_steps, gammas)
         old = (self.params, self.opt_state)
-        stepped = self.update.train_step(self.params, self.opt_state, batch, shared, return_grads=True)
-        new_params, new_state, metrics, grads = stepped
+        # each learner's published views are its rows of ``old``: they are its last update's inputs (fewer new views)
+        before = [(lr.params, lr.opt_state) for lr in self.learners]
+        new_params, new_state, metrics, grads = self._train(batch, hps, live)
         if all(live):
             self.params, self.opt_state = new_params, new_state
         else:
@@ -171,7 +175,14 @@ class StackedTaskA2C:
             self.params = {k: _where(mask, v, old[0][k]) for k, v in new_params.items()}
             self.opt_state = _where_state(mask, new_state, old[1])
         self._publish([j for j in range(n) if live[j]])
-        return self._reports(batch, raw, done, rets, lens, metrics, grads, old, hps, gammas, live, start)
+        return self._reports(batch, raw, done, rets, lens, metrics, grads, before, hps, gammas, live, start)
+
+    def _train(self, batch: StackedBatch, hps: list[dict[str, Any]], live: list[bool]) -> tuple:
+        """The update of every lifetime: new stacked params and state, ``[N]`` metrics, and per lifetime its
+        clipped gradients to book, oldest first (A2C: one vmapped step for all, the idle rows masked after)."""
+        stepped = self.update.train_step(self.params, self.opt_state, batch, self._stack_hparams(hps), return_grads=True)
+        new_params, new_state, metrics, grads = stepped
+        return new_params, new_state, metrics, [[row] for row in _rows(grads)]
 
     @torch.no_grad()
     def collect(
@@ -227,7 +238,7 @@ class StackedTaskA2C:
         }
         return batch, raw, done, rets, lens
 
-    def _reports(self, batch, raw, done, rets, lens, metrics, grads, old, hps, gammas, live, start) -> list[IterationReport]:
+    def _reports(self, batch, raw, done, rets, lens, metrics, grads, before, hps, gammas, live, start) -> list[IterationReport]:
         n, t_max, b = raw.shape
         counts = done.sum((1, 2)).tolist()
         ended_returns, ended_lengths = rets[done].tolist(), lens[done].tolist()
@@ -235,9 +246,9 @@ class StackedTaskA2C:
             t_max, dtype=torch.float64, device=self.device
         )
         rollout = (weights.unsqueeze(2) * raw.double()).sum(1).mean(1).tolist()
-        values = {k: v.tolist() for k, v in metrics.items()}
+        values = {k: v.tolist() for k, v in metrics.items()}  # NaN for the idle rows of a PPO update
         # per-lifetime views by one unbind per tensor (indexing each lifetime in turn costs N times the ops)
-        old_params, old_state, rows, grad_rows = _rows(old[0]), _rows(old[1]), _rows(batch), _rows(grads)
+        rows = _rows(batch)
         reports, first = [], 0
         for j, lr in enumerate(self.learners):
             count, first = counts[j], first + counts[j]
@@ -245,11 +256,11 @@ class StackedTaskA2C:
                 idle = IterationReport(timesteps=lr.timesteps, env_steps=0, diverged=lr.diverged, divergence=lr.divergence)
                 reports.append(idle)
                 continue
-            update = LastUpdate(params=old_params[j], opt_state=old_state[j], batch=Batch(**rows[j]), hparams=hps[j], meta=None)
+            update = LastUpdate(params=before[j][0], opt_state=before[j][1], batch=Batch(**rows[j]), hparams=hps[j], meta=None)
             lr.collector.rollout_return = rollout[j]
             losses = {k: values[k][j] for k in lr.loss_names}
             stats = {k: values[k][j] for k in values if k not in losses}
-            report = lr.record_update(update, grad_rows[j], t_max * b, losses, stats, start)
+            report = lr.record_update(update, grads[j], t_max * b, losses, stats, start)
             ended = slice(first - count, first)
             reports.append(
                 dataclasses.replace(
@@ -276,3 +287,53 @@ def _where_state(mask: torch.Tensor, new: Any, old: Any) -> Any:
     if isinstance(new, Mapping):
         return {k: _where_state(mask, v, old[k]) for k, v in new.items()}
     return _where(mask, new, torch.as_tensor(old))
+
+
+class StackedTaskPPO(StackedTaskA2C):
+    """N PPO lifetimes of one task config as one program: the same collection, and ``agents.stacked.StackedPPO``'s
+    epochs x minibatches schedule, each lifetime's minibatch order from its own generator as alone."""
+
+    Update = StackedPPO
+
+    def _train(self, batch: StackedBatch, hps: list[dict[str, Any]], live: list[bool]) -> tuple:
+        # only the live lifetimes run their schedule: an idle lifetime's generator must not move
+        rows = [j for j in range(self.num_lifetimes) if live[j]]
+        if not rows:
+            return self.params, self.opt_state, {}, [[] for _ in live]
+        if len(rows) == self.num_lifetimes:
+            gens = [lr.generator for lr in self.learners]
+            return self.update.train_step(self.params, self.opt_state, batch, hps, gens)
+        idx = torch.tensor(rows, device=self.device)
+        pick = {k: v[idx] for k, v in batch.items()}
+        params, state = {k: v[idx] for k, v in self.params.items()}, _take_state(self.opt_state, idx)
+        gens = [self.learners[j].generator for j in rows]
+        new_p, new_s, metrics, grads = self.update.train_step(params, state, pick, [hps[j] for j in rows], gens)
+        out_p = {k: v.clone() for k, v in self.params.items()}
+        out_s = _take_state(self.opt_state, None)
+        for k, v in new_p.items():
+            out_p[k][idx] = v
+        _put_state(out_s, new_s, idx)
+        out_m = {
+            k: torch.full((self.num_lifetimes,), float("nan"), dtype=v.dtype).index_copy(0, idx.cpu(), v.cpu())
+            for k, v in metrics.items()
+        }
+        out_g: list[list[Any]] = [[] for _ in live]
+        for i, j in enumerate(rows):
+            out_g[j] = grads[i]
+        return out_p, out_s, out_m, out_g
+
+
+def _take_state(state: Any, idx: torch.Tensor | None) -> Any:
+    """Rows ``idx`` of a stacked state (a copy of all of it for None)."""
+    if isinstance(state, Mapping):
+        return {k: _take_state(v, idx) for k, v in state.items()}
+    state = torch.as_tensor(state)
+    return state.clone() if idx is None else state[idx]
+
+
+def _put_state(out: Any, rows: Any, idx: torch.Tensor) -> None:
+    for k, v in rows.items():
+        if isinstance(v, Mapping):
+            _put_state(out[k], v, idx)
+        else:
+            out[k][idx] = v

@@ -19,15 +19,20 @@ termination and truncation flags stay False, since the agent itself goes on.
 
 Two runners, one behaviour.  ``LifetimePopulation`` steps the lifetimes as a
 Python loop over HyperEnvs and serves every id.  ``VectorisedPopulation`` (what
-``parallel_env`` builds for A2C ids on batched tasks, ``HyperRL/A2C-Catch-v0``,
-``HyperRL/A2C-BigDenseLong-v0``, ...; not the classic twins) runs the N
-lifetimes as ONE program, ``agents.stacked_tasks.StackedTaskA2C``: one batched
+``parallel_env`` builds for A2C and PPO ids on batched tasks, ``HyperRL/A2C-Catch-v0``,
+``HyperRL/PPO-BigDenseLong-v0``, ...; PPO with a stock update rule; not the
+classic twins) runs the N lifetimes as ONE program,
+``agents.stacked_tasks.StackedTaskA2C`` / ``StackedTaskPPO``: one batched
 task of ``N * num_envs`` instances stepped by one call, one vmapped network
-evaluation per step, one vmapped A2C update per iteration, each lifetime's
-randomness from its own generators.  Its lifetime ``j`` is the lifetime of
+evaluation per step, one vmapped A2C update per iteration (PPO: one vmapped
+gradient per minibatch of its epochs, each lifetime's minibatch order from its
+own generator; lifetimes with different ``epochs``/``minibatch_size`` run as
+separate groups), each lifetime's randomness from its own generators.  Its lifetime ``j`` is the lifetime of
 ``gym.make(id).reset(seed=seed + j)`` (observations, rewards and parameters
-equal to float rounding); each HyperEnv still computes its agent's reward,
-info and observation, replaying the iteration reports the runner computed.
+equal to float rounding); each HyperEnv still computes its agent's reward and
+info, replaying the iteration reports the runner computed, while the
+observations of all lifetimes are computed together afterwards
+(``hyperenvs.observers.observe_batch``: equal to each HyperEnv's own).
 
 White-box handles (both runners).  ``lifetimes[j]`` is lifetime ``j``'s HyperEnv
 (``lifetimes[j].unwrapped.learner`` its learner); ``stacked_parameters()``
@@ -44,7 +49,9 @@ population's ``env.unwrapped.learner`` (a ``StackedTaskA2C``):
   ``[N]``, so staggered lifetimes keep their own bias corrections).  Assigning
   new tensors of the same shapes sets every lifetime at once;
 * ``learner.update.train_step(params, opt_state, batch, hparams, return_grads=False)``:
-  the functional update of all N (``hparams`` values may be ``[N]`` tensors);
+  the functional update of all N (``hparams`` values may be ``[N]`` tensors); on PPO
+  ids ``train_step(params, opt_state, batch, hparams_per_lifetime, generators)``
+  (``agents.stacked.StackedPPO``: the generators draw the minibatch orders);
 * ``learner.collect(num_steps, gammas)``: one stacked batch ``[N, T, B, ...]``
   from the live lifetimes without updating them; ``learner.iterate(hparams, active)``:
   one collection and update, per-lifetime ``IterationReport``\ s;
@@ -211,15 +218,16 @@ class VectorisedPopulation(LifetimePopulation):
     def __init__(self, env_id: str, **kwargs: Any) -> None:
         super().__init__(env_id, **kwargs)
         if not vectorisable(self.lifetimes[0].unwrapped):
-            raise ValueError(f"env_id {env_id!r} is not an A2C id on a batched task; its population runs as a loop")
+            raise ValueError(f"env_id {env_id!r} is not an A2C or PPO id on a batched task; its population runs as a loop")
         self.learner: Any = None
         """the running ``agents.stacked_tasks.StackedTaskA2C`` (None before ``reset``)"""
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         obs, infos = super().reset(seed, options)
-        from agents.stacked_tasks import StackedTaskA2C
+        from agents.stacked_tasks import StackedTaskA2C, StackedTaskPPO
 
-        self.learner = StackedTaskA2C([env.unwrapped.learner for env in self.lifetimes])
+        runner = StackedTaskPPO if _algorithm(self.lifetimes[0].unwrapped) == "PPO" else StackedTaskA2C
+        self.learner = runner([env.unwrapped.learner for env in self.lifetimes])
         return obs, infos
 
     def _step_lifetimes(self, actions: Mapping[str, Any]) -> dict[str, tuple]:
@@ -238,11 +246,23 @@ class VectorisedPopulation(LifetimePopulation):
                 reports[j].append(done[j])
                 if done[j].diverged or envs[j].learner.timesteps >= envs[j].total_timesteps:
                     going.discard(j)  # HyperEnv.step stops here too
-        return {agent: self._replay(j, actions[agent], reports[j]) for j, agent in live.items()}
+        # Every HyperEnv observes through stand-ins that record its call; the observations are then
+        # computed for all lifetimes together (one matmul per tensor, one fused norm call).
+        from hyperenvs.observers import DeferredObserver  # here: importing the population stays free of torch
 
-    def _replay(self, j: int, action: Any, reports: deque) -> tuple:
-        """Lifetime ``j``'s ``HyperEnv.step``, its learner's ``iterate`` handing out the reports already computed."""
-        learner = self.lifetimes[j].unwrapped.learner
+        deferred = {name: DeferredObserver(obs) for name, obs in envs[0].observers.items()}
+        stepped = {agent: self._replay(j, actions[agent], reports[j], deferred) for j, agent in live.items()}
+        observed = {name: d.flush() for name, d in deferred.items()}
+        return {
+            agent: ({name: rows[i] for name, rows in observed.items()}, *result[1:])
+            for i, (agent, result) in enumerate(stepped.items())
+        }
+
+    def _replay(self, j: int, action: Any, reports: deque, observers: dict[str, Any]) -> tuple:
+        """Lifetime ``j``'s ``HyperEnv.step``, its learner's ``iterate`` handing out the reports already computed
+        and ``observers`` (deferred stand-ins) in place of its own."""
+        env = self.lifetimes[j].unwrapped
+        learner, own = env.learner, env.observers
         final = learner.timesteps
 
         def iterate(hparams: Any = None) -> Any:
@@ -250,12 +270,13 @@ class VectorisedPopulation(LifetimePopulation):
             learner.timesteps = report.timesteps  # the HyperEnv reads the budget after each iteration
             return report
 
-        learner.iterate = iterate
+        learner.iterate, env.observers = iterate, observers
         try:
             return self.lifetimes[j].step(action)
         finally:
             del learner.iterate
             learner.timesteps = final
+            env.observers = own
 
     def snapshot(self, agent: str) -> dict[str, Any]:
         self.learner.sync(self._agent_index(agent))  # the runner's rows of that lifetime into its learner first
@@ -274,11 +295,28 @@ class VectorisedPopulation(LifetimePopulation):
         return obs
 
 
+_RUNNABLE = {"agents.task_learners:TaskA2CLearner": "A2C", "agents.task_learners:TaskPPOLearner": "PPO"}
+"""the learners whose lifetimes run as one program, by import string"""
+
+
+def _algorithm(env: Any) -> str | None:
+    return _RUNNABLE.get(env.entry.algorithm.learner)
+
+
 def vectorisable(env: Any) -> bool:
-    """Whether a HyperEnv's population can run as one program: an A2C learner on a batched task that groups lifetimes."""
+    """Whether a HyperEnv's population can run as one program: an A2C or PPO learner with a stock update rule
+    on a batched task that groups lifetimes."""
+    from agents.optim import UPDATE_RULES
+    from agents.stacked import STOCK_RULES
     from hyperenvs.tasks.registration import groups_lifetimes
 
-    return env.entry.algorithm.learner == "agents.task_learners:TaskA2CLearner" and groups_lifetimes(env.config.task)
+    kind = _algorithm(env)
+    if kind is None or not groups_lifetimes(env.config.task):
+        return False
+    rule = env.config.update_rule  # PPO's stacked schedule steps stock rules only (a learned rule: a loop)
+    if isinstance(rule, str):
+        rule = UPDATE_RULES[rule]() if rule in UPDATE_RULES else None
+    return kind == "A2C" or type(rule) in STOCK_RULES
 
 
 def parallel_env(
@@ -307,5 +345,5 @@ def parallel_env(
         return VectorisedPopulation(env_id, **kwargs)
     if vectorise:
         population.close()
-        raise ValueError(f"vectorise=True needs an A2C id on a batched task (e.g. HyperRL/A2C-Catch-v0), got {env_id!r}")
+        raise ValueError(f"vectorise=True needs an A2C or PPO id on a batched task (e.g. HyperRL/A2C-Catch-v0), got {env_id!r}")
     return population

@@ -11,7 +11,7 @@ from pettingzoo.test import parallel_api_test, parallel_seed_test
 from hyperenvs.checks import tiny_kwargs
 from hyperenvs.population import parallel_env, stagger_offsets
 
-IDS = ("HyperRL/A2C-Catch-v0", "HyperRL/A2C-CartPole-v0")
+IDS = ("HyperRL/A2C-Catch-v0", "HyperRL/PPO-Catch-v0", "HyperRL/A2C-CartPole-v0")
 
 
 def _kwargs(env_id: str, hyper_steps: int = 3) -> dict:
@@ -81,11 +81,14 @@ def test_without_reset_interval_each_lifetime_ends_on_its_budget():
     assert steps == 4 and all(truncs.values()) and set(truncs) == set(env.possible_agents)
 
 
-def test_population_equals_independent_hyperenvs():
-    kwargs = _kwargs("x", 5)
-    pop = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=4, **kwargs)
+@pytest.mark.parametrize("env_id", ["HyperRL/A2C-Catch-v0", "HyperRL/PPO-Catch-v0"])
+def test_population_equals_independent_hyperenvs(env_id):
+    kwargs = _kwargs(env_id, 5)
+    if "PPO" in env_id:  # 3 epochs of 2 minibatches, each lifetime shuffling with its own generator
+        kwargs = {**kwargs, "hyperparameters": ["lr", "clip", "gae_lambda"], "defaults": {"epochs": 3, "minibatch_size": 8}}
+    pop = parallel_env(env_id, num_lifetimes=4, **kwargs)
     assert type(pop).__name__ == "VectorisedPopulation"  # one program: one task of 4 x 2 instances, one update
-    singles = [gym.make("HyperRL/A2C-Catch-v0", **kwargs) for _ in range(4)]
+    singles = [gym.make(env_id, **kwargs) for _ in range(4)]
     obs, _ = pop.reset(seed=7)
     for j, env in enumerate(singles):
         single_obs, _ = env.reset(seed=7 + j)
@@ -158,16 +161,18 @@ def test_batched_a2c_ids_run_as_one_program_and_others_loop():
     assert type(parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=2, **kwargs)) is VectorisedPopulation
     assert type(parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=2, vectorise=False, **kwargs)) is LifetimePopulation
     assert type(parallel_env("HyperRL/A2C-CartPole-v0", num_lifetimes=2, **kwargs)) is LifetimePopulation
-    with pytest.raises(ValueError, match="vectorise=True needs an A2C id on a batched task"):
-        parallel_env("HyperRL/PPO-Catch-v0", num_lifetimes=2, vectorise=True, **_kwargs("HyperRL/PPO-Catch-v0"))
+    assert type(parallel_env("HyperRL/PPO-Catch-v0", num_lifetimes=2, **_kwargs("HyperRL/PPO-Catch-v0"))) is VectorisedPopulation
+    with pytest.raises(ValueError, match="vectorise=True needs an A2C or PPO id on a batched task"):
+        parallel_env("HyperRL/PPO-CartPole-v0", num_lifetimes=2, vectorise=True, **_kwargs("HyperRL/PPO-CartPole-v0"))
     with pytest.raises(ValueError, match="vectorise must be None, True or False"):
         parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=2, vectorise="yes", **kwargs)
 
 
-def test_staggered_one_program_equals_the_loop_and_restarts_only_its_rows():
-    kwargs = {**_kwargs("x", 60), "iterations_per_step": 2}
-    one = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=4, reset_interval=5, **kwargs)
-    loop = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=4, reset_interval=5, vectorise=False, **kwargs)
+@pytest.mark.parametrize("env_id", ["HyperRL/A2C-Catch-v0", "HyperRL/PPO-Catch-v0"])
+def test_staggered_one_program_equals_the_loop_and_restarts_only_its_rows(env_id):
+    kwargs = {**_kwargs(env_id, 60), "iterations_per_step": 2}
+    one = parallel_env(env_id, num_lifetimes=4, reset_interval=5, **kwargs)
+    loop = parallel_env(env_id, num_lifetimes=4, reset_interval=5, vectorise=False, **kwargs)
     one.reset(seed=3), loop.reset(seed=3)
     rng = np.random.default_rng(1)
     restarted = 0
@@ -218,9 +223,11 @@ def test_the_white_box_handle_is_the_running_program():
         torch.testing.assert_close(new[k][1], v[0], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("vectorise", [None, False])
-def test_a_lifetime_snapshot_restores_into_the_running_population(vectorise):
-    env = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=3, vectorise=vectorise, **_kwargs("x", 8))
+@pytest.mark.parametrize(
+    ("env_id", "vectorise"), [("HyperRL/A2C-Catch-v0", None), ("HyperRL/A2C-Catch-v0", False), ("HyperRL/PPO-Catch-v0", None)]
+)
+def test_a_lifetime_snapshot_restores_into_the_running_population(env_id, vectorise):
+    env = parallel_env(env_id, num_lifetimes=3, vectorise=vectorise, **_kwargs(env_id, 8))
     env.reset(seed=6)
     rng = np.random.default_rng(2)
     acts = [{a: rng.uniform(-1, 1, env.action_space(a).shape).astype(np.float32) for a in env.agents} for _ in range(4)]

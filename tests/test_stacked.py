@@ -102,6 +102,9 @@ def test_a_stacked_population_lives_the_lone_learners_lifetimes(task, config, at
             torch.testing.assert_close(population.params[k][j], v.detach(), rtol=0, atol=atol)
             torch.testing.assert_close(mine.params[k], v.detach(), rtol=0, atol=atol)  # the learner's views
             torch.testing.assert_close(mine.gradient_history()[0][k], lr.gradient_history()[0][k], rtol=0, atol=1e-6)
+            # the last update's inputs: the parameters before it, as the lone learner records them
+            torch.testing.assert_close(mine.last_update.params[k], lr.last_update.params[k].detach(), rtol=0, atol=atol)
+        assert int(mine.last_update.opt_state["step"]) == int(lr.last_update.opt_state["step"]) == 5
     assert sum(len(r.episode_returns) for r in reports) > 0 or task != "HyperRLTasks/Catch-v0"
 
 
@@ -117,6 +120,9 @@ def test_a_replaced_lifetime_goes_on_as_its_new_learner_and_sync_writes_back():
     assert population.learners[1].timesteps == twin.timesteps and population.learners[0].timesteps == 4 * 40
     for k, v in twin.params.items():
         torch.testing.assert_close(population.params[k][1], v.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(
+            population.learners[1].last_update.params[k], twin.last_update.params[k].detach(), rtol=0, atol=0
+        )
     population.sync(1)
     torch.testing.assert_close(fresh.collector._obs, twin.collector._obs, rtol=0, atol=0)
     assert fresh.envs.unwrapped.task.generator.get_state().equal(twin.envs.unwrapped.task.generator.get_state())
@@ -156,3 +162,56 @@ def test_a_stacked_population_on_cuda_lives_the_lone_cuda_lifetimes():
     for j, lr in enumerate(alone):
         for k, v in lr.params.items():
             torch.testing.assert_close(population.params[k][j], v.detach(), rtol=0, atol=1e-5)
+
+
+def test_a_stacked_ppo_population_lives_the_lone_learners_lifetimes():
+    from agents.stacked_tasks import StackedTaskPPO
+
+    config = TaskPPOConfig(num_envs=3)
+    population = StackedTaskPPO([TaskPPOLearner(config, seed=j) for j in range(4)])
+    alone = [TaskPPOLearner(config, seed=j) for j in range(4)]
+    # each lifetime its own lr and clip; two minibatch sizes, so two schedules (3 minibatches of 16 or of 20 a epoch)
+    hps = [
+        {**HP, "lr": 1e-3 * (j + 1), "clip": 0.1 + 0.05 * j, "epochs": 2, "minibatch_size": 16 if j < 2 else 20} for j in range(4)
+    ]
+    for _ in range(4):
+        for report, lr, hp in zip(population.iterate(hps), alone, hps):
+            own = lr.iterate(hp)
+            assert report.episode_returns == own.episode_returns and report.timesteps == own.timesteps
+            assert report.losses == pytest.approx(own.losses, abs=1e-5) and report.stats.keys() == own.stats.keys()
+            assert report.stats == pytest.approx(own.stats, abs=1e-5)
+    for j, lr in enumerate(alone):
+        mine = population.learners[j]
+        assert int(population.opt_state["step"][j]) == int(lr.opt_state["step"]) == 4 * 2 * 3
+        for k, v in lr.params.items():
+            torch.testing.assert_close(population.params[k][j], v.detach(), rtol=0, atol=1e-6)
+            for i in range(2):  # the last two minibatch steps' clipped gradients, newest first
+                torch.testing.assert_close(mine.gradient_history()[i][k], lr.gradient_history()[i][k], rtol=0, atol=1e-6)
+        assert lr.generator.get_state().equal(mine.generator.get_state())  # the same draws, permutations included
+    assert not torch.equal(population.params["actor.weight"][0], population.params["actor.weight"][1])
+
+
+def test_stacked_ppo_needs_a_ppo_learner_with_a_stock_rule():
+    from agents.stacked import StackedPPO
+
+    with pytest.raises(ValueError, match="learner must be a PPO learner"):
+        StackedPPO(TaskA2CLearner(TaskA2CConfig(num_envs=2), seed=0))
+
+
+def test_an_idle_ppo_lifetime_keeps_its_parameters_while_the_others_train_as_alone():
+    from agents.stacked_tasks import StackedTaskPPO
+
+    config = TaskPPOConfig(num_envs=2)
+    population = StackedTaskPPO([TaskPPOLearner(config, seed=j) for j in range(3)])
+    alone = [TaskPPOLearner(config, seed=j) for j in (0, 2)]
+    hp = {**HP, "epochs": 2, "minibatch_size": 20}
+    before = {k: v[1].clone() for k, v in population.params.items()}
+    reports = population.iterate(hp, active=[True, False, True])
+    assert reports[1].env_steps == 0 and population.learners[1].timesteps == 0 and int(population.opt_state["step"][1]) == 0
+    for j, lr in zip((0, 2), alone):
+        assert reports[j].episode_returns == lr.iterate(hp).episode_returns
+        assert int(population.opt_state["step"][j]) == int(lr.opt_state["step"]) == 2 * 2
+        for k, v in lr.params.items():
+            torch.testing.assert_close(population.params[k][j], v.detach(), rtol=0, atol=1e-6)
+    for k, v in before.items():
+        assert torch.equal(population.params[k][1], v)

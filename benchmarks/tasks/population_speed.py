@@ -1,4 +1,4 @@
-"""Lifetime-updates per second of a population of A2C lifetimes on Catch: vectorised vs a Python loop.
+"""Lifetime-updates per second of a population of A2C (or PPO) lifetimes on Catch: vectorised vs a Python loop.
 
 Side by side in one run, alternating the order each round (medians over rounds):
 
@@ -8,15 +8,22 @@ Side by side in one run, alternating the order each round (medians over rounds):
 * ``loop``: ``learner.iterate()`` of each of the N ``TaskA2CLearner``\\ s in turn;
 * ``env_vectorised`` / ``env_loop``: the whole PettingZoo population,
   ``hyperenvs.population.parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=N)`` with one
-  iteration per hyper-step, one program vs ``vectorise=False`` (each HyperEnv's reward and
-  observers, the projection and statistics of every lifetime, are in both).
+  iteration per hyper-step, one program vs ``vectorise=False``. Both compute every HyperEnv's
+  reward and info and every lifetime's projection and statistics observations. The loop does
+  it one HyperEnv at a time; the program computes the observations of all lifetimes together
+  (``hyperenvs.observers.observe_batch``).
+
+The JSON also holds ``paired_median_ratios``, the median over rounds of each round's ratio.
+Both configurations of a pair run back to back, so this ratio is less exposed to the load
+on a shared machine.
 
 One lifetime-update is one collection of ``num_steps`` steps plus one A2C update of one lifetime.
 Optim4RL's meta-training units each run ONE env; ``--num-envs`` changes that.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/tasks/population_speed.py [--quick]
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/tasks/population_speed.py [--quick] [--algorithm ppo]
 
-Writes ``results/population_speed_cpu.json``.
+Writes ``results/population_speed_cpu.json`` (``population_speed_ppo_cpu.json`` for PPO: the
+registry's Optim4RL values, 4 epochs of minibatches of 80, clamped to the batch).
 """
 
 from __future__ import annotations
@@ -30,11 +37,16 @@ from pathlib import Path
 
 import torch
 
-from agents.stacked_tasks import StackedTaskA2C
-from agents.task_learners import TaskA2CConfig, TaskA2CLearner
+from agents.stacked_tasks import StackedTaskA2C, StackedTaskPPO
+from agents.task_learners import TaskA2CConfig, TaskA2CLearner, TaskPPOConfig, TaskPPOLearner
 from hyperenvs.population import parallel_env
 
 HP = {"gamma": 0.995, "gae_lambda": 0.95, "ent_coef": 0.01, "lr": 3e-3}
+ALGORITHMS = {
+    # (runner, config, learner, id, hyperparameters): PPO with the registry's Optim4RL values (4 epochs of 80)
+    "a2c": (StackedTaskA2C, TaskA2CConfig, TaskA2CLearner, "HyperRL/A2C-Catch-v0", HP),
+    "ppo": (StackedTaskPPO, TaskPPOConfig, TaskPPOLearner, "HyperRL/PPO-Catch-v0", {**HP, "epochs": 4, "minibatch_size": 80}),
+}
 
 
 def _timed(fn, iterations: int) -> float:
@@ -53,20 +65,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="a2c")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 iterations")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.iterations = 2, 3
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
-    config = TaskA2CConfig(num_envs=args.num_envs)
+    runner, config_cls, learner_cls, env_id, hp = ALGORITHMS[args.algorithm]
+    config = config_cls(num_envs=args.num_envs)
     n = args.lifetimes
-    stacked = StackedTaskA2C([TaskA2CLearner(config, seed=j, device=args.device) for j in range(n)])
-    loop = [TaskA2CLearner(config, seed=j, device=args.device) for j in range(n)]
-    runs = {"vectorised": lambda: stacked.iterate(HP), "loop": lambda: [lr.iterate(HP) for lr in loop]}
+    stacked = runner([learner_cls(config, seed=j, device=args.device) for j in range(n)])
+    loop = [learner_cls(config, seed=j, device=args.device) for j in range(n)]
+    runs = {"vectorised": lambda: stacked.iterate(hp), "loop": lambda: [lr.iterate(hp) for lr in loop]}
     kwargs = {"num_envs": args.num_envs, "iterations_per_step": 1, "timing": False, "device": args.device}
     for name, vectorise in (("env_vectorised", None), ("env_loop", False)):
-        env = parallel_env("HyperRL/A2C-Catch-v0", num_lifetimes=n, vectorise=vectorise, **kwargs)
+        env = parallel_env(env_id, num_lifetimes=n, vectorise=vectorise, **kwargs)
         env.reset(seed=0)
         actions = {a: env.action_space(a).sample() * 0 for a in env.agents}
         runs[name] = lambda env=env, actions=actions: env.step(actions)
@@ -78,7 +92,14 @@ def main() -> None:
     medians = {k: statistics.median(v) for k, v in samples.items()}
     ratio = medians["vectorised"] / medians["loop"]
     env_ratio = medians["env_vectorised"] / medians["env_loop"]
+    # each round measures a pair back to back: the median of those ratios is less exposed to load swings
+    paired = {
+        "ratio": statistics.median(v / lo for v, lo in zip(samples["vectorised"], samples["loop"])),
+        "env_ratio": statistics.median(v / lo for v, lo in zip(samples["env_vectorised"], samples["env_loop"])),
+    }
     result = {
+        "algorithm": args.algorithm,
+        "hyperparameters": hp,
         "lifetimes": n,
         "num_envs": args.num_envs,
         "num_steps": config.num_steps,
@@ -90,12 +111,14 @@ def main() -> None:
         "median": medians,
         "ratio": ratio,
         "env_ratio": env_ratio,
+        "paired_median_ratios": paired,
         "load_average_at_start": load_start,
         "load_average": os.getloadavg(),
         "torch": torch.__version__,
     }
-    print(json.dumps({"median": medians, "ratio": ratio, "env_ratio": env_ratio}, indent=1))
-    out = Path(__file__).parent / "results" / f"population_speed_{args.device}.json"
+    print(json.dumps({"median": medians, "ratio": ratio, "env_ratio": env_ratio, "paired": paired}, indent=1))
+    suffix = "" if args.algorithm == "a2c" else f"_{args.algorithm}"
+    out = Path(__file__).parent / "results" / f"population_speed{suffix}_{args.device}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     plot(result, out.with_suffix(".png"))
@@ -118,7 +141,8 @@ def plot(result: dict, path: Path) -> None:
     ax.set_ylabel("lifetime-updates / s")
     load = ", ".join(f"{x:.1f}" for x in result["load_average"])
     ax.set_title(
-        f"{result['lifetimes']} A2C Catch lifetimes, B={result['num_envs']}: one program {result['ratio']:.1f}x the loop "
+        f"{result['lifetimes']} {result['algorithm'].upper()} Catch lifetimes, B={result['num_envs']}: "
+        f"one program {result['ratio']:.1f}x the loop "
         f"(env {result['env_ratio']:.1f}x)\nload average {load}",
         fontsize=8,
     )
