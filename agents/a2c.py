@@ -8,16 +8,15 @@ from typing import Any, ClassVar
 
 import torch
 
-from agents.base import Batch, Params
-from agents.hparams import declare, hyperparameter
-from agents.learner import (
-    ActorCriticConfig,
-    ActorCriticLearner,
+from agents.actor_critic_hparams import (
     ent_coef_hyperparameter,
     gamma_hyperparameter,
     max_grad_norm_hyperparameter,
     vf_coef_hyperparameter,
 )
+from agents.base import Batch, Params
+from agents.hparams import declare, hyperparameter
+from agents.learner import ActorCriticConfig, ActorCriticLearner
 from agents.networks import ActorCritic, entropy, log_prob
 from agents.objectives import attach_objective
 from agents.optim import UpdateRule
