@@ -267,9 +267,14 @@ def _stop_after(steps: int):
 
 
 @pytest.mark.parametrize(
-    "name, kwargs", [("bierl-pm", {"meta_pairs": 1, "pretrained": None}), ("bierl-npm", {"init_points": 2, "bo_points": 1})]
+    "name, kwargs, stop",
+    [
+        ("bierl-pm", {"meta_pairs": 1, "pretrained": None}, 3),
+        ("bierl-npm", {"init_points": 2, "bo_points": 1}, 3),
+        ("bierl-pm", {"meta_pairs": 1, "pretrained": None, "init": {"sigma": 0.08}}, 1),  # stopped while on init
+    ],
 )
-def test_solver_restored_mid_run_makes_the_same_next_decisions(tmp_path, name, kwargs):
+def test_solver_restored_mid_run_makes_the_same_next_decisions(tmp_path, name, kwargs, stop):
     from solvers import checkpoint
 
     def fresh():
@@ -280,15 +285,40 @@ def test_solver_restored_mid_run_makes_the_same_next_decisions(tmp_path, name, k
     env.close()
     solver, env = fresh()
     with pytest.raises(StopRun) as stopped:
-        solver.run(env, seed=0, callback=_stop_after(3))
+        solver.run(env, seed=0, callback=_stop_after(stop))
     path = checkpoint.save(tmp_path / "run.pt", solver_name=name, solver=solver, env=env, log=stopped.value.log)
     env.close()
     solver, env = fresh()  # a new process, say: nothing carried over but the file
+    solver.init = {}  # the start is the lifetime's, so it comes back from the file
     state = checkpoint.load(path, solver_name=name, env_id=ES_ID)
     obs, log = checkpoint.restore(state, solver, env, str(path))
     resumed = solver.resume(env, obs, log)
     env.close()
-    assert len(resumed) == len(whole) > 3
+    assert len(resumed) == len(whole) > stop
     assert [r.hyperparameters for r in resumed.records] == [r.hyperparameters for r in whole.records]
     assert [r.meta_env_steps for r in resumed.records] == [r.meta_env_steps for r in whole.records]
     assert [r.episode_returns for r in resumed.records] == [r.episode_returns for r in whole.records]
+
+
+@pytest.mark.parametrize(
+    "name, kwargs", [("bierl-pm", {"meta_pairs": 1, "pretrained": None}), ("bierl-npm", {"init_points": 2, "bo_points": 0})]
+)
+def test_a_lifetime_started_at_init_holds_it_until_the_first_meta_update(name, kwargs):
+    env = _env(hyper_steps=5)
+    solver = make_solver(name, interval=2, init={"sigma": 0.08}, **kwargs)
+    log = solver.run(env, seed=0)
+    env.close()
+    sigmas = [r.hyperparameters["sigma"] for r in log.records]
+    assert sigmas[:2] == pytest.approx([0.08, 0.08])
+    assert [r.meta_env_steps for r in log.records[:2]] == [0, 0]  # no meta-update before step `interval`
+    assert log.records[2].meta_env_steps > 0
+    assert sigmas[2] != pytest.approx(0.08)
+
+
+def test_init_naming_an_uncontrolled_hyperparameter_is_refused_by_name():
+    env = _env()
+    with pytest.raises(ValueError, match=r"init names \['lr'\].*controls \['sigma'\]"):
+        BiERLNPM(init={"lr": 0.1}).run(env, seed=0)
+    with pytest.raises(ValueError, match=r"init sigma=0.5 is outside its range \[0.02, 0.08\]"):
+        BiERLNPM(init={"sigma": 0.5}).run(env, seed=0)
+    env.close()

@@ -4,19 +4,23 @@
     python benchmarks/bierl/reproduce.py --task Hopper --methods nsres-0.05 nsres+bierl-pm   # adds to Hopper.json
 
 A method is ``[nsres+]es-SIGMA`` / ``nsres-SIGMA`` (fixed sigma) or
-``[nsres+]bierl-{pm,npm}``; the ``nsres`` prefix runs the inner NSR-ES learner
-(``HyperRL/NSRES-*``) instead of OpenAI-ES.  Runs of methods not named are kept
-from an existing results file, so methods can be added without re-running the rest.
+``[nsres+]bierl-{pm,npm}[:SCORER][@SIGMA]``; the ``nsres`` prefix runs the inner
+NSR-ES learner (``HyperRL/NSRES-*``) instead of OpenAI-ES, ``:perturbed`` picks the
+authors' cheap scorer (default ``:lookahead``, Eq. 4-5) and ``@0.08`` starts the
+lifetime at that sigma (the first meta-update waits ``--interval`` iterations).
+Runs of methods not named are kept from an existing results file, so methods can
+be added without re-running the rest (each run records its own solver options),
+and every finished run is written at once, so a stopped reproduction keeps its runs.
 
 Scores are the unperturbed policy's mean return over the last 5 iterations
 (one deterministic episode each); rliable's IQM with 95% stratified
-bootstrap CIs over seeds.  Look-ahead env steps of PM/NPM are *not* charged
-to the lifetime budget (as in the paper's iteration-based plots) and are
-reported separately.
+bootstrap CIs over seeds.  Two axes (``summary.py``): the iteration axis (the
+paper's: scoring env steps not charged) and the env-step axis with them charged,
+where each run is scored at the env steps a fixed-sigma lifetime spends.
 
 Writes ``OUT/TASK.json`` (options and every run's curves, what ``plot.py`` and a
-rerun of added methods read) and ``OUT/TASK-runs.csv``, the per-run summary
-(final score, AUC, look-ahead steps).
+rerun of added methods read), ``OUT/TASK-runs.csv`` (the per-run summary: final
+score, AUC, scoring steps) and ``OUT/TASK.md`` (both axes and the claim test).
 """
 
 from __future__ import annotations
@@ -32,27 +36,45 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.aggregate import iqm_ci, write_csv  # noqa: E402
+from benchmarks.bierl.summary import scoring_steps, write_markdown  # noqa: E402
 
 METHODS = ("es-0.02", "es-0.05", "es-0.08", "bierl-npm", "bierl-pm", "nsres-0.05", "nsres+bierl-npm", "nsres+bierl-pm")
 ISSUE16 = (
     *(f"es-{s}" for s in ("0.02", "0.035", "0.05", "0.065", "0.08")),
     *(f"bierl-{m}:{scorer}" for m in ("pm", "npm") for scorer in ("lookahead", "perturbed")),
+    "bierl-npm:perturbed@0.08",
 )
-"""issue 16's reproduction: the whole fixed-sigma grid against both meta-levels with both scorers"""
+"""issue 16's reproduction: the whole fixed-sigma grid against both meta-levels with both scorers, and a bad start"""
 
 
 def parse_method(method: str) -> tuple[str, str]:
     """``"nsres+bierl-pm"`` -> ``("NSRES", "bierl-pm")``; ``"nsres-0.05"`` -> ``("NSRES", "fixed-0.05")``.
 
-    A meta-level may name its scorer: ``bierl-pm:perturbed`` (default ``lookahead``).
+    A meta-level may name its scorer and starting sigma: ``bierl-pm:perturbed@0.08`` (see ``meta_options``).
     """
-    method = method.split(":")[0]
+    if method.startswith(("es-", "nsres-")) and (":" in method or "@" in method):
+        raise ValueError(f"{method!r}: a fixed-sigma arm takes no scorer (':') or starting sigma ('@')")
+    meta_options(method)
+    method = method.split(":")[0].split("@")[0]
     algorithm, _, meta = method.rpartition("+")
     if method.startswith("nsres-") or method.startswith("es-"):
         algorithm, meta = method.split("-")[0], "fixed-" + method.split("-", 1)[1]
     if algorithm not in ("", "es", "nsres") or not (meta in ("bierl-pm", "bierl-npm") or meta.startswith("fixed-")):
         raise ValueError(f"unknown method {method!r}; e.g. {', '.join(METHODS)}")
     return (algorithm or "es").upper(), meta
+
+
+def meta_options(method: str) -> dict:
+    """``"bierl-npm:perturbed@0.08"`` -> ``{"scorer": "perturbed", "init": {"sigma": 0.08}}``."""
+    method, _, start = method.partition("@")
+    scorer = method.partition(":")[2] or "lookahead"
+    if scorer not in ("lookahead", "perturbed"):
+        raise ValueError(f"unknown scorer {scorer!r} in {method!r}; lookahead or perturbed")
+    try:
+        init = {"sigma": float(start)} if start else {}
+    except ValueError:
+        raise ValueError(f"the starting sigma after '@' must be a number, got {start!r}") from None
+    return {"scorer": scorer, "init": init}
 
 
 def run_one(args: tuple) -> dict:
@@ -70,19 +92,22 @@ def run_one(args: tuple) -> dict:
     budget = opts["iterations"] * (opts["population"] + 1) * limit  # an upper bound: iterations end the run
     algorithm, meta = parse_method(method)
     env = gym.make(f"HyperRL/{algorithm}-{opts['task']}-v0", config=config, total_timesteps=budget)
+    chosen = meta_options(method)
     scoring = {
-        "scorer": method.partition(":")[2] or "lookahead",
+        "scorer": chosen["scorer"],
         "lookahead_repeats": opts["lookahead_repeats"],
         "perturbed_samples": opts["perturbed_samples"],
+        "init": chosen["init"],
+        "interval": opts["interval"],
     }
     if meta.startswith("fixed-"):
-        solver = _Fixed(float(meta.removeprefix("fixed-")))
+        solver, settings = _Fixed(float(meta.removeprefix("fixed-"))), {}
     elif meta == "bierl-npm":
-        points = {"init_points": opts["init_points"], "bo_points": opts["bo_points"]}
-        solver = make_solver("bierl-npm", interval=opts["interval"], **points, **scoring)
+        settings = {"init_points": opts["init_points"], "bo_points": opts["bo_points"], **scoring}
+        solver = make_solver("bierl-npm", **settings)
     else:
-        pm = {"meta_pairs": opts["meta_pairs"], "pretrained": opts["pretrained"]}
-        solver = make_solver("bierl-pm", interval=opts["interval"], **pm, **scoring)
+        settings = {"meta_pairs": opts["meta_pairs"], "pretrained": opts["pretrained"], **scoring}
+        solver = make_solver("bierl-pm", **settings)
     start = time.perf_counter()
     log = _run_iterations(solver, env, seed, opts["iterations"])
     wall = time.perf_counter() - start
@@ -97,6 +122,7 @@ def run_one(args: tuple) -> dict:
         "meta_env_steps_curve": [r.meta_env_steps for r in log.records],  # timesteps + this: the charged axis
         "meta_env_steps": int(getattr(solver, "meta_env_steps", 0)),
         "wall_time": wall,
+        "solver_options": settings,
     }
 
 
@@ -161,6 +187,7 @@ def main() -> None:
         rows = json.loads(path.read_text())["runs"]
         print(write_run_summary(rows, path.with_name(f"{opts['task']}-runs.csv")))
         summarise(rows)
+        print(write_markdown(path))
         return
     if opts["methods"] == ["issue16"]:
         opts["methods"] = list(ISSUE16)
@@ -170,26 +197,37 @@ def main() -> None:
         opts["pretrained"] = None
     jobs = [(m, s, opts) for s in range(opts["seeds"]) for m in opts["methods"]]
     start = time.perf_counter()
-    with mp.get_context("fork").Pool(opts["processes"]) as pool:
-        rows = pool.map(run_one, jobs, chunksize=1)
     out = Path(opts["out"])
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{opts['task']}.json"
-    if path.exists():  # keep the other methods' runs
-        kept = [r for r in json.loads(path.read_text())["runs"] if r["method"] not in opts["methods"]]
-        rows = kept + rows
-        opts = {**opts, "methods": list(dict.fromkeys(r["method"] for r in rows))}
-    path.write_text(json.dumps({"options": opts, "runs": rows, "wall_time": time.perf_counter() - start}))
+    kept = [r for r in json.loads(path.read_text())["runs"] if r["method"] not in opts["methods"]] if path.exists() else []
+    rows: list[dict] = []
+    with mp.get_context("fork").Pool(opts["processes"]) as pool:
+        for row in pool.imap_unordered(run_one, jobs, chunksize=1):
+            rows.append(row)
+            print(f"{row['method']} seed {row['seed']}: score {row['score']:.1f}, {row['wall_time']:.0f} s", flush=True)
+            _write(path, opts, kept + rows, time.perf_counter() - start)
+    rows = kept + rows
     write_run_summary(rows, out / f"{opts['task']}-runs.csv")
     summarise(rows)
-    print(f"wrote {path} in {time.perf_counter() - start:.0f} s")
+    print(f"wrote {path} and {write_markdown(path)} in {time.perf_counter() - start:.0f} s")
+
+
+def _write(path: Path, opts: dict, rows: list[dict], wall: float) -> None:
+    """The results file after every finished run (written whole, then renamed: never half a file)."""
+    rows = sorted(rows, key=lambda r: (r["method"], r["seed"]))
+    opts = {**opts, "methods": list(dict.fromkeys(r["method"] for r in rows))}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"options": opts, "runs": rows, "wall_time": wall}))
+    tmp.replace(path)
 
 
 def write_run_summary(rows: list[dict], path: Path) -> Path:
     """One CSV row a run: its final score and the mean of its return curve (AUC), sorted by method and seed."""
-    table = [{**r, "auc": float(np.nanmean(r["curve"])) if np.isfinite(r["curve"]).any() else float("nan")} for r in rows]
+    table = [{**r, "auc": float(np.nanmean(r["curve"])) if np.isfinite(r["curve"]).any() else float("nan"),
+              "meta_env_steps": scoring_steps(r)} for r in rows]  # fmt: skip
     table.sort(key=lambda r: (r["method"], r["seed"]))
-    return write_csv(table, path, ("method", "seed", "score", "auc", "lookahead_env_steps", "wall_time"))
+    return write_csv(table, path, ("method", "seed", "score", "auc", "meta_env_steps", "wall_time"))
 
 
 def summarise(rows: list[dict]) -> None:
@@ -199,7 +237,7 @@ def summarise(rows: list[dict]) -> None:
         runs = [r for r in rows if r["method"] == m]
         scores = np.array([r["score"] for r in runs])
         point, lo, hi = iqm_ci(scores)
-        look = np.mean([r["meta_env_steps"] for r in runs])
+        look = np.mean([scoring_steps(r) for r in runs])
         wall = np.mean([r["wall_time"] for r in runs])
         print(f"{m:<16} {point:9.1f}  [{lo:9.1f}, {hi:9.1f}]  {scores.mean():9.1f}  {len(runs):5d}  {look:16.0f}  {wall:6.0f}")
 

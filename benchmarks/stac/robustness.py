@@ -5,12 +5,16 @@ for IMPALA, and the same one in STAC's *outer* loss (eta starts there, the
 rule of thumb); STACX beat IMPALA in 72 % (gamma) and 80 % (g_v) of the
 configurations, by mean over seeds.  Fig. 8: STACX with gamma's initial value
 in {0.99, 0.992, 0.995, 0.997, 0.999} and the outer values fixed.  Here, on
-``HyperRL/IMPALA-CartPole-v0`` with one IMPALA update per hyper-step, arms:
+``HyperRL/IMPALA-{CartPole,Acrobot}-v0`` (``--task``) with one IMPALA update per
+hyper-step, arms:
 
 - ``impala``: eta fixed at the id's defaults, the perturbed one replaced;
 - ``stac``: metagradients at the paper's meta_lr 1e-3;
 - ``stac_hi``: STAC at ``--meta-lr-hi`` (see the README for why that value);
-- ``stacx``: STACX (two auxiliary heads) at ``--meta-lr-hi``.
+- ``stacx``: STACX (two auxiliary heads) at ``--meta-lr-hi``;
+- ``impala_mlp``, ``stacx_mlp`` (the default and perturbed cells): IMPALA and STACX with the
+  paper's heads, a hidden layer of ``HEAD_HIDDEN`` units before each head's
+  output, so that the head architecture is compared on equal networks.
 
 Cells (``CELLS``): ``default``; ``gamma=x`` and ``g_v=x`` (the perturbations; the
 id's defaults gamma 0.99 and g_v 0.5 are the ``default`` cell); ``init_gamma=x``
@@ -23,10 +27,12 @@ percentile-bootstrap CI (rliable).  With ``--check``: only the mechanism test,
 which also records the sign of each metagradient step for gamma and g_v.
 
     python benchmarks/stac/robustness.py --check          # a minute or two: do the signs point the right way?
-    python benchmarks/stac/robustness.py                  # the reduced protocol (see the README)
+    python benchmarks/stac/robustness.py --task Acrobot --seeds 5 --budget 100000
 
 RunLogs and per-run diagnostics go to ``OUT/runs/`` (ignored by git); the summary
-(``robustness.json``, ``robustness.md``, ``robustness_runs.csv``) and the plots to ``OUT``.
+(``robustness.json``, ``robustness.md``, ``robustness_runs.csv``) and the plots to
+``OUT/robustness-TASK-BUDGETk/``; ``--combine DIR ...`` pools the share of cells
+won over those tasks' summaries into ``OUT/robustness.md``.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.aggregate import auc  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-ENV_ID = "HyperRL/IMPALA-CartPole-v0"
+TASKS = ("CartPole", "Acrobot")
 CONTROLLED = ("gamma", "lambda_", "g_v", "g_p", "g_e", "alpha", "lr")
 """what the IMPALA ids control"""
 GAMMAS = (0.9, 0.95, 0.99, 0.995, 0.999)
@@ -57,6 +63,17 @@ G_VS = (0.05, 0.15, 0.5, 1.0, 2.0)
 INIT_GAMMAS = (0.99, 0.992, 0.995, 0.997, 0.999)
 DEFAULTS = {"gamma": 0.99, "g_v": 0.5}
 ARMS = ("impala", "stac", "stac_hi", "stacx")
+HEAD_ARMS = ("impala_mlp", "stacx_mlp")
+HEAD_HIDDEN = (64,)
+"""the hidden layer of each head in the ``*_mlp`` arms: the torso's width, as the paper's heads are its torso's"""
+
+
+def env_id(task: str) -> str:
+    return f"HyperRL/IMPALA-{task}-v0"
+
+
+def results_dir(out: str | Path, task: str, budget: int) -> Path:
+    return Path(out) / f"robustness-{task}-{budget // 1000}k"
 
 
 def cell_name(key: str, value: float) -> str:
@@ -65,11 +82,11 @@ def cell_name(key: str, value: float) -> str:
 
 def cells() -> dict[str, dict[str, Any]]:
     """Cell name -> {"outer": perturbed outer/IMPALA values, "init": STAC's initial eta, "arms": arms}."""
-    out: dict[str, dict[str, Any]] = {"default": {"outer": {}, "init": {}, "arms": ARMS}}
+    out: dict[str, dict[str, Any]] = {"default": {"outer": {}, "init": {}, "arms": ARMS + HEAD_ARMS}}
     for key, values in (("gamma", GAMMAS), ("g_v", G_VS)):
         for v in values:
             if cell_name(key, v) != "default":
-                out[cell_name(key, v)] = {"outer": {key: v}, "init": {}, "arms": ARMS}
+                out[cell_name(key, v)] = {"outer": {key: v}, "init": {}, "arms": ARMS + HEAD_ARMS}
     for v in INIT_GAMMAS[1:]:
         out[f"init_gamma={v:g}"] = {"outer": {}, "init": {"gamma": v}, "arms": ("stac_hi", "stacx")}
     out["g_outer=1"] = {"outer": {"g_v": 1.0, "g_p": 1.0, "g_e": 1.0}, "init": {}, "arms": ("impala", "stac_hi")}
@@ -81,7 +98,7 @@ def _path(out: str, cell: str, arm: str, seed: int, suffix: str = "jsonl") -> Pa
 
 
 def _job(job: tuple) -> str:
-    cell, spec, arm, seed, budget, out, meta_lrs, outer_batch = job
+    cell, spec, arm, seed, budget, out, meta_lrs, outer_batch, task = job
     import gymnasium as gym
     import torch
 
@@ -91,17 +108,19 @@ def _job(job: tuple) -> str:
 
     torch.set_num_threads(1)
     gym.register_envs(hyperenvs)
-    make: dict[str, Any] = {"total_timesteps": budget, "iterations_per_step": 1}
-    if arm == "impala":  # the perturbed values become the fixed defaults of hyperparameters it does not control
+    make: dict[str, Any] = {"total_timesteps": budget, "iterations_per_step": 1, "config": {}}
+    if arm.endswith("_mlp"):
+        make["config"]["head_hidden"] = HEAD_HIDDEN
+    if arm.startswith("impala"):  # the perturbed values become the fixed defaults of hyperparameters it does not control
         make["hyperparameters"] = [n for n in CONTROLLED if n not in spec["outer"]]
         make["defaults"] = dict(spec["outer"])
         solver = make_solver("static")
     else:
-        if arm == "stacx":
-            make["config"] = {"aux_heads": 2}
+        if arm.startswith("stacx"):
+            make["config"]["aux_heads"] = 2
         kwargs = {"outer": dict(spec["outer"]), "init": dict(spec["init"]), "outer_batch": outer_batch}
-        solver = make_solver("stacx" if arm == "stacx" else "stac", meta_lr=meta_lrs[arm], **kwargs)
-    env = gym.make(ENV_ID, **make)
+        solver = make_solver("stacx" if arm.startswith("stacx") else "stac", meta_lr=meta_lrs[arm], **kwargs)
+    env = gym.make(env_id(task), **make)
     grads: list[list[float]] = []
 
     def record(_record: Any) -> None:
@@ -120,7 +139,7 @@ def _job(job: tuple) -> str:
     log.save(_path(out, cell, arm, seed))
     _path(out, cell, arm, seed, "grads.json").write_text(json.dumps(grads))
     wall = time.perf_counter() - start
-    print(f"{cell} {arm} seed {seed}: AUC {auc(log):.1f}, final {log.final_return():.1f}, {wall:.0f} s", flush=True)
+    print(f"{task} {cell} {arm} seed {seed}: AUC {auc(log):.1f}, final {log.final_return():.1f}, {wall:.0f} s", flush=True)
     return str(_path(out, cell, arm, seed))
 
 
@@ -149,7 +168,7 @@ def check(args: argparse.Namespace) -> int:
     runs.mkdir(parents=True, exist_ok=True)
     table = cells()
     jobs = [
-        (cell, table[cell], "stac_hi", seed, args.check_budget, str(runs / form), {"stac_hi": args.meta_lr_hi}, form)
+        (cell, table[cell], "stac_hi", seed, args.check_budget, str(runs / form), {"stac_hi": args.meta_lr_hi}, form, args.task)
         for form in ("next", "same")
         for cell in ("gamma=0.999", "g_v=2", "default")
         for seed in range(2)
@@ -160,7 +179,7 @@ def check(args: argparse.Namespace) -> int:
     from solvers.base import RunLog
 
     result: dict[str, Any] = {}
-    for cell, _, arm, seed, _, out, _, form in jobs:
+    for cell, _, arm, seed, _, out, _, form, _ in jobs:
         log = RunLog.load(_path(out, cell, arm, seed))
         sched = log.schedule()
         row = result.setdefault(form, {}).setdefault(cell, [])
@@ -181,28 +200,35 @@ def check(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--budget", type=int, default=50_000, help="env steps per lifetime")
+    parser.add_argument("--task", default="CartPole", choices=TASKS)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--budget", type=int, default=100_000, help="env steps per lifetime")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--meta-lr-hi", type=float, default=1e-2, help="the larger meta_lr of stac_hi and stacx")
     parser.add_argument("--cells", nargs="+", default=None, help="run only these cells (names as in CELLS)")
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="run only these arms")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS + HEAD_ARMS), choices=ARMS + HEAD_ARMS, help="run only these arms")
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--check", action="store_true", help="only the mechanism check")
     parser.add_argument("--check-budget", type=int, default=20_000)
     parser.add_argument("--skip-existing", action="store_true", help="reuse RunLogs already under OUT/runs")
     parser.add_argument("--summarise-only", action="store_true", help="run nothing; summarise what is under OUT/runs")
+    parser.add_argument("--combine", nargs="+", metavar="DIR", help="run nothing; pool these tasks' summaries into OUT")
     args = parser.parse_args(argv)
     if args.check:
         return check(args)
-    out = Path(args.out)
-    runs = out / "runs" / "robustness"
+    if args.combine:
+        from benchmarks.stac.summarise_robustness import combine
+
+        combine([Path(d) for d in args.combine], Path(args.out))
+        return 0
+    out = results_dir(args.out, args.task, args.budget)
+    runs = Path(args.out) / "runs" / "robustness" / out.name
     runs.mkdir(parents=True, exist_ok=True)
     table = cells()
     chosen = args.cells or list(table)
-    lrs = {"stac": 1e-3, "stac_hi": args.meta_lr_hi, "stacx": args.meta_lr_hi}
+    lrs = {"stac": 1e-3, "stac_hi": args.meta_lr_hi, "stacx": args.meta_lr_hi, "stacx_mlp": args.meta_lr_hi}
     # seeds outermost: a partial run still has every cell
-    jobs = [(c, table[c], arm, seed, args.budget, str(runs), lrs, "next")
+    jobs = [(c, table[c], arm, seed, args.budget, str(runs), lrs, "next", args.task)
             for seed in range(args.seeds) for c in chosen for arm in table[c]["arms"] if arm in args.arms]  # fmt: skip
     start = time.perf_counter()
     if not args.summarise_only:
@@ -213,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.stac.summarise_robustness import summarise
 
     summarise(jobs, out, {"seeds": args.seeds, "budget": args.budget, "meta_lr": lrs, "wall_time_s": wall,
-                          "platform": platform.platform(), "env_id": ENV_ID})  # fmt: skip
+                          "platform": platform.platform(), "env_id": env_id(args.task), "task": args.task})  # fmt: skip
     return 0
 
 

@@ -34,6 +34,7 @@ class LookAheadSolver(EpisodeSolver):
         lookahead_repeats: int = 1,
         perturbed_samples: int = 10,
         charge_budget: bool = False,
+        init: Mapping[str, float] | None = None,
     ) -> None:
         """
         Args:
@@ -46,12 +47,17 @@ class LookAheadSolver(EpisodeSolver):
                 costs one inner iteration and one evaluation episode.
             perturbed_samples: perturbed copies per candidate for the ``perturbed`` scorer.
             charge_budget: add the scorers' env steps to the lifetime's ``timesteps`` (its budget).
+            init: hyperparameters to start the lifetime with, e.g. ``{"sigma": 0.08}`` (a deliberately
+                bad start).  With it the first meta-update waits ``interval`` hyper-steps, so the
+                lifetime really runs there first; without it the first meta-update comes at the
+                very first hyper-step.
         """
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
         self.interval = interval
         self.scorer = make_scorer(scorer, lookahead_repeats=lookahead_repeats, perturbed_samples=perturbed_samples)
         self.charge_budget = charge_budget
+        self.init = dict(init or {})
         self.steps = 0
         self.meta_env_steps = 0
         """inner env steps spent scoring candidates in this lifetime (look-aheads and their episodes)"""
@@ -61,7 +67,8 @@ class LookAheadSolver(EpisodeSolver):
     # -- lifetime hooks -----------------------------------------------------------
     def begin(self, env: gym.Env, obs: Any, info: dict[str, Any], seed: int) -> None:
         self._attach(env)
-        self.values: dict[str, float] = dict(self.space.defaults())
+        self._check_init()
+        self.values: dict[str, float] = {**self.space.defaults(), **self.init}
         self.seed = seed
         self.steps = 0
         self.meta_env_steps = 0
@@ -86,14 +93,28 @@ class LookAheadSolver(EpisodeSolver):
         self._attach(env)  # a resumed solver skips ``begin``: its state came from ``load_state_dict``
         return super().resume(env, obs, log, callback=callback)
 
+    def _check_init(self) -> None:
+        unknown = sorted(set(self.init) - set(self.space.names))
+        if unknown:
+            raise ValueError(f"init names {unknown}, which this env does not control; it controls {list(self.space.names)}")
+        for h in self.space.hyperparameters:
+            if h.name in self.init and not h.low <= self.init[h.name] <= h.high:
+                raise ValueError(f"init {h.name}={self.init[h.name]:g} is outside its range [{h.low:g}, {h.high:g}]")
+
+    @property
+    def starting(self) -> bool:
+        """Still on ``init``: the hyper-steps before the first meta-update of a lifetime started there."""
+        return bool(self.init) and self.steps < self.interval
+
     def act(self, obs: Any) -> Any:
-        if self.steps % self.interval == 0:
+        if self.steps % self.interval == 0 and not (self.init and self.steps == 0):
             start, spent = time.perf_counter(), self.meta_env_steps
             self.meta_update()
             self.meta_time += time.perf_counter() - start
             if self.charge_budget:
                 self.env.learner.charge(self.meta_env_steps - spent)
-        self.values = self.choose()
+        if not self.starting:
+            self.values = self.choose()
         self.steps += 1
         self.history.append(dict(self.values))
         return self.space.encode(self.values)
@@ -124,6 +145,7 @@ class LookAheadSolver(EpisodeSolver):
             "meta_time": self.meta_time,
             "values": dict(self.values),
             "history": [dict(h) for h in self.history],
+            "init": dict(self.init),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -133,3 +155,4 @@ class LookAheadSolver(EpisodeSolver):
         self.meta_time = float(state["meta_time"])
         self.values = {k: float(v) for k, v in state["values"].items()}
         self.history = [{k: float(v) for k, v in h.items()} for h in state["history"]]
+        self.init = {k: float(v) for k, v in state.get("init", {}).items()}  # the lifetime's own start
