@@ -27,7 +27,7 @@ percentile-bootstrap CI (rliable).  With ``--check``: only the mechanism test,
 which also records the sign of each metagradient step for gamma and g_v.
 
     python benchmarks/stac/robustness.py --check          # a minute or two: do the signs point the right way?
-    python benchmarks/stac/robustness.py --task Acrobot --seeds 5 --budget 100000
+    python benchmarks/stac/robustness.py --task Acrobot --seeds 5 --budget 50000
 
 RunLogs and per-run diagnostics go to ``OUT/runs/`` (ignored by git); the summary
 (``robustness.json``, ``robustness.md``, ``robustness_runs.csv``) and the plots to
