@@ -38,13 +38,13 @@ def _config(**kw) -> MetaTrainConfig:
 
 
 def test_population_step_equals_one_lifetime_at_a_time():
-    n, s, a, m, t, e = 3, 5, 4, 5, 6, 2
+    n, sizes, a, m, t, e = 3, (5, 3, 7), 4, 5, 6, 2
     g = torch.Generator().manual_seed(0)
     net = LPGNetwork(LPGConfig(hidden=6, embed=3, m=m))
     w = net.init(g, torch.float64)
-    pop = PopulationAgent(n, s, a, m)
+    pop = PopulationAgent(n, sizes, a, m)  # tables of different sizes, stacked row-wise
     params = {k: torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in pop.init().items()}
-    local = torch.randint(s, (t, n, e), generator=g)
+    local = (torch.rand(t, n, e, generator=g) * torch.tensor(sizes).view(1, n, 1)).long()
     lifetime = torch.arange(n).view(1, n, 1).expand(t, n, e)
     batch = Batch(
         obs=pop.global_obs(local, lifetime).reshape(t, n * e),
@@ -54,7 +54,7 @@ def test_population_step_equals_one_lifetime_at_a_time():
         rewards=torch.randn(t, n * e, generator=g, dtype=torch.float64),
         discounts=(torch.rand(t, n * e, generator=g) > 0.2).double(),
         bootstrap_value=torch.zeros(n * e, dtype=torch.float64),
-        bootstrap_obs=pop.global_obs(torch.randint(s, (n, e), generator=g), torch.arange(n).view(n, 1)).reshape(-1),
+        bootstrap_obs=pop.global_obs(torch.zeros(n, e, dtype=torch.long), torch.arange(n).view(n, 1)).reshape(-1),
     )
     hp = {
         "lr": torch.tensor([20.0, 40.0, 80.0]),
@@ -72,14 +72,14 @@ def test_population_step_equals_one_lifetime_at_a_time():
             rewards=batch.rewards[:, cols],
             discounts=batch.discounts[:, cols],
             bootstrap_value=batch.bootstrap_value[cols],
-            bootstrap_obs=batch.bootstrap_obs[cols] - j * s,
+            bootstrap_obs=batch.bootstrap_obs[cols] - int(pop.offsets[j]),
         )
-        single = {k: v[j].clone() for k, v in params.items()}
-        learner = LPGAgentLearner(LPGObjective(TabularAgent(s, a, m), net), single, "sgd")
+        single = {k: v[pop.block(j)].clone() for k, v in params.items()}
+        learner = LPGAgentLearner(LPGObjective(TabularAgent(sizes[j], a, m), net), single, "sgd")
         hj = {k: float(v[j]) for k, v in hp.items()}
         ref, _, ref_metrics = learner.train_step(single, learner.opt_state, own, hj, {"lpg": w})
         for k in params:
-            torch.testing.assert_close(new[k][j], ref[k].detach(), rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(new[k][pop.block(j)], ref[k].detach(), rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(metrics["prediction"][j], ref_metrics["prediction"], rtol=1e-10, atol=1e-12)
 
 
@@ -87,10 +87,21 @@ def test_masked_actions_are_never_taken_and_get_no_gradient():
     pop = PopulationAgent(2, 3, 4, 5)
     pop.action_mask[1, 2:] = False
     params = pop.init()
-    logits, _ = pop.forward(params, torch.tensor([0, 4]))
+    logits, _ = pop.forward(params, torch.tensor([0, 4]))  # lifetime 0's state 0, lifetime 1's state 1
     probs = torch.softmax(logits, -1)
     assert probs[1, 2:].sum() == 0 and torch.allclose(probs[1, :2], torch.full((2,), 0.5, dtype=torch.float64))
     assert torch.allclose(probs[0], torch.full((4,), 0.25, dtype=torch.float64))
+
+
+def test_tables_stack_row_wise_with_each_lifetimes_own_size():
+    pop = PopulationAgent(3, [4, 2, 3], 2, 5)
+    assert pop.num_rows == 9 and pop.offsets.tolist() == [0, 4, 6] and pop.block(2) == slice(6, 9)
+    assert pop.global_obs(torch.tensor([1, 1, 2]), torch.tensor([0, 1, 2])).tolist() == [1, 5, 8]
+    assert pop.row_lifetime.tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2]
+    with pytest.raises(ValueError, match=r"one size per lifetime \(3\), got 2"):
+        PopulationAgent(3, [4, 2], 2, 5)
+    with pytest.raises(ValueError, match="num_states must be >= 1, got 0"):
+        PopulationAgent(2, [4, 0], 2, 5)
 
 
 def test_meta_gradient_of_eq4_through_two_updates_matches_central_differences():
@@ -153,11 +164,12 @@ def test_bandit_moves_to_the_better_arm_on_a_rigged_two_arm_case():
 def test_lifetimes_share_their_draws_and_envs_expand():
     task = make_task("lpg_sparse", 5, seed=1)
     assert not bool((task.layout == task.layout[:1]).all())  # make_task draws one layout per instance
-    share_lifetime(task)
+    share_lifetime(task, torch.arange(5))
     assert bool((task.layout == task.layout[:1]).all())
-    chain = make_task("chain_long", 6, seed=2)
-    share_lifetime(chain)
-    assert bool((chain.length == chain.length[0]).all())
+    chain = make_task("chain_long", 3, seed=[2, 3], lifetimes=2)
+    before = chain.length[:3].clone()
+    share_lifetime(chain, torch.arange(3, 6))
+    assert bool((chain.length[3:] == chain.length[3]).all()) and torch.equal(chain.length[:3], before)
     assert expand_envs("tabular,chain_short")[-1] == "chain_short" and len(expand_envs("tabular,chains")) == 9
     with pytest.raises(ValueError, match="envs: 'lpg_random_dense'"):
         expand_envs("lpg_random_dense")
@@ -165,12 +177,12 @@ def test_lifetimes_share_their_draws_and_envs_expand():
 
 def test_lifetime_end_updates_the_bandit_and_entropy_collapse_resets_without_it():
     trainer = MetaTrainer(_config())
-    trainer.params["pi"][1] += 3.0
+    trainer.params["pi"][trainer.agent.block(1)] += 3.0
     trainer.age[0] = trainer.length[0]
     ended = trainer._end_lifetimes(torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64))
     assert ended == {"ended": 1, "collapsed": 1}
     assert trainer.births.tolist() == [2, 2, 1, 1] and trainer.age.tolist()[:2] == [0, 0]
-    assert bool((trainer.params["pi"][1] == 0).all())
+    assert bool((trainer.params["pi"][trainer.agent.block(1)] == 0).all())
     assert sum(trainer.bandit.counts[trainer.slot_env[0]]) == 1 and sum(trainer.bandit.counts[trainer.slot_env[1]]) == 0
 
 
@@ -193,6 +205,9 @@ def test_meta_training_is_deterministic_and_resume_equals_uninterrupted(tmp_path
     assert a.births.sum() > a.config.lifetimes  # lifetimes ended and restarted on the way
     with pytest.raises(ValueError, match="other options"):
         MetaTrainer(_config(seed=4)).load_state_dict(b.state_dict())
+    old = {k: v for k, v in b.state_dict().items() if k != "format"}  # written before the row-wise tables
+    with pytest.raises(ValueError, match="state is of format 1, this MetaTrainer reads format 2"):
+        MetaTrainer(_config()).load_state_dict(old)
 
 
 def test_rule_files_round_trip_and_mismatches_name_the_file(tmp_path):
@@ -223,4 +238,4 @@ def test_fresh_tabular_a2c_lifetimes_learn_the_short_chain():
     rand = train_lifetimes(
         "chain_short", [0, 1, 2], rule=(lpg, lpg.init(torch.Generator().manual_seed(0))), lr=40.0, updates=10, envs_per_lifetime=4
     )
-    assert tuple(rand.params["y"].shape) == (3, 2 + 4 * 30, TINY.m)
+    assert tuple(rand.params["y"].shape) == (3 * (2 + 4 * 30), TINY.m)

@@ -45,7 +45,7 @@ def mc_values(out, gamma: float, steps: int, generator: torch.Generator) -> tupl
     half = steps // 2  # later steps' returns are cut by the rollout's end
     obs = torch.stack(obs_t[:half]).reshape(-1)
     ret = torch.stack(returns[:half]).reshape(-1)
-    size = agent.n * agent.num_states
+    size = agent.num_rows
     total = torch.zeros(size, dtype=torch.float64).index_add_(0, obs, ret)
     visits = torch.zeros(size, dtype=torch.float64).index_add_(0, obs, torch.ones_like(ret))
     return (total / visits.clamp(min=1)).view(agent.n, -1), visits.view(agent.n, -1)
@@ -109,7 +109,7 @@ def main() -> None:
         updates=args.updates,
     )
     values, visits = mc_values(out, args.gamma, args.rollout, torch.Generator().manual_seed(0))
-    y = torch.softmax(out.params["y"], -1).numpy()
+    y = torch.softmax(out.params["y"], -1).view(out.agent.n, -1, out.agent.m).numpy()
     rng = np.random.default_rng(0)
     rows = []
     for j in range(args.seeds):
@@ -143,7 +143,7 @@ def _plot(out, first, y0, path: Path, args) -> None:
     import matplotlib.pyplot as plt
 
     seen, v, pred, test = first
-    task = out.envs.tasks[0]
+    task = out.envs.task(0)
     k = task.num_objects
     h, w = task.spec.height, task.spec.width
     states = np.flatnonzero(seen)

@@ -33,7 +33,7 @@ class Lifetimes:
     final_rate: torch.Tensor
     """``[N]``: mean reward per step and environment over the same window (the score where episodes outlast it)"""
     params: Params
-    """the agents' final tables (``pi``, ``y`` or ``v``), ``[N, S, ...]``"""
+    """the agents' final tables (``pi``, ``y`` or ``v``), ``[N * S, ...]`` (lifetime ``j``'s rows: ``agent.block(j)``)"""
     agent: PopulationAgent
     envs: LifetimeEnvs
 
@@ -114,7 +114,7 @@ def train_lifetimes(
         agent.action_mask[j] = torch.arange(actions) < envs.reset_slot(j, derive(seed, "eval-task"), collect_actions)
     params = agent.init()
     if rule is None:
-        params["v"] = torch.zeros(n, states, dtype=torch.float64)
+        params["v"] = torch.zeros(agent.num_rows, dtype=torch.float64)
     else:
         learner = PopulationLearner(agent, rule[0], params)
         weights = {k: v.double() for k, v in rule[1].items()}

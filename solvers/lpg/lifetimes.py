@@ -1,10 +1,13 @@
-"""The environments of N meta-training lifetimes: E instances of one task per lifetime, stepped in turn.
+"""The environments of N meta-training lifetimes: E instances of one task per lifetime, one task object per kind.
 
 A lifetime's E instances share what the task draws once per lifetime (a tabular grid's object cells, a
-chain's length: the paper's agent sees 64 copies of *its* environment), so after ``make_task`` draws E of
-them the first one's is copied to all (``share_lifetime``).  Each lifetime keeps its own task object and
-generator (as ``agents.stacked.StackedTaskA2C`` does); the agents' tables, sampling and the LPG are one
-program over all ``N * E`` columns.
+chain's length: the paper's agent sees 64 copies of *its* environment), so after a lifetime starts its first
+instance's draws are copied to all E (``share_lifetime``).  The slots that run one task with one action set
+are the lifetimes of one batched task (``make_task(name, E, lifetimes=L)``, issue 11): each has its own
+generator, so slot ``j`` draws exactly what a lone task seeded like it would, yet all of them move in one
+``step`` call.  A grid slot may switch action sets between lifetimes, so a grid has a task per action set,
+holding every slot of the grid; the rows of the set a slot is not using idle (stepped with action 0, their
+draws are their own generators' and reach nobody).
 """
 
 from __future__ import annotations
@@ -47,26 +50,27 @@ def task_sizes(name: str) -> tuple[int, int]:
     return int(task.single_observation_space.n), int(task.single_action_space.n)
 
 
-def share_lifetime(task: Any) -> torch.Tensor:
-    """Give every instance of ``task`` its first instance's lifetime draws, then start new episodes (their
-    first observations are returned)."""
+def share_lifetime(task: Any, rows: torch.Tensor) -> torch.Tensor:
+    """Give the instances ``rows`` of ``task`` (one lifetime's) the lifetime draws of the first of them, then start
+    new episodes there; returns their first observations."""
     for attr in ("layout", "length"):  # GridWorld's object cells, DelayedChain's chain length
         value = getattr(task, attr, None)
         if isinstance(value, torch.Tensor):
-            value[:] = value[:1].clone()
-    return task.reset()
+            value[rows] = value[rows[:1]].clone()
+    return task.reset_rows(rows)
 
 
-def snapshot(task: Any) -> dict[str, Any]:
-    """The task's own tensors and generator (as ``agents.task_rollout.task_state`` keeps them)."""
-    tensors = {k: v.clone() for k, v in vars(task).items() if isinstance(v, torch.Tensor) and k != "_obs_buffer"}
-    return {"tensors": tensors, "generator": task.generator.get_state()}
+def _task_state(task: Any) -> dict[str, Any]:
+    """The task's own tensors and every lifetime's generator state."""
+    tensors = {k: v.clone() for k, v in vars(task).items() if isinstance(v, torch.Tensor)}
+    return {"tensors": tensors, "generators": [g.get_state() for g in task.generators]}
 
 
-def restore(task: Any, state: dict[str, Any]) -> None:
+def _load_task_state(task: Any, state: dict[str, Any]) -> None:
     for k, v in state["tensors"].items():
         setattr(task, k, v.clone())
-    task.generator.set_state(state["generator"])
+    for g, s in zip(task.generators, state["generators"]):
+        g.set_state(s)
 
 
 class LifetimeEnvs:
@@ -76,45 +80,93 @@ class LifetimeEnvs:
         if envs_per_lifetime < 1:
             raise ValueError(f"envs_per_lifetime must be >= 1, got {envs_per_lifetime}")
         self.names, self.e = list(names), int(envs_per_lifetime)
-        self.tasks: list[Any] = [None] * len(names)
-        self.collect_actions = [False] * len(names)
+        self.lifetime = [self.names[:j].count(name) for j, name in enumerate(self.names)]
+        """slot ``j``'s lifetime index in the tasks of its environment"""
+        self.groups: dict[tuple[str, bool], Any] = {}
+        """``(name, collect_actions) -> `` the batched task of every slot of ``name`` with that action set"""
+        self.group: list[tuple[str, bool] | None] = [None] * len(names)
+        """the task slot ``j`` runs in now"""
         self.obs = torch.zeros(len(names), self.e, dtype=torch.long)
         """each instance's current observation (a state index)"""
         self.running = torch.zeros(len(names), self.e, dtype=torch.float64)
         """each instance's return so far in its current episode"""
+        self._members: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def collect_actions(self) -> list[bool]:
+        """Whether each slot's grid has the 18-action set."""
+        return [bool(g is not None and g[1]) for g in self.group]
+
+    def task(self, j: int) -> Any:
+        """The batched task slot ``j`` runs in (its rows ``lifetime[j] * E ...``)."""
+        group = self.group[j]
+        if group is None:
+            raise RuntimeError(f"slot {j} has not started: call reset_slot({j}, ...)")
+        return self.groups[group]
+
+    def _group_task(self, key: tuple[str, bool]) -> Any:
+        if key not in self.groups:
+            name, collect = key
+            options = {"collect_actions": collect} if name in GRIDS else {}
+            lifetimes = self.names.count(name)
+            # every lifetime is reseeded when its slot starts; this first seed only makes the idle rows defined
+            self.groups[key] = make_task(name, self.e, lifetimes=lifetimes, seed=[0] * lifetimes, **options)
+        return self.groups[key]
 
     def reset_slot(self, j: int, seed: int, collect_actions: bool) -> int:
         """A new environment for slot ``j`` (new lifetime draws); returns its number of actions."""
-        options = {"collect_actions": collect_actions} if self.names[j] in GRIDS else {}
-        task = make_task(self.names[j], self.e, seed=seed, **options)
-        self.obs[j] = share_lifetime(task).long()
-        self.tasks[j], self.collect_actions[j] = task, bool(collect_actions and self.names[j] in GRIDS)
+        key = (self.names[j], bool(collect_actions and self.names[j] in GRIDS))
+        task, i = self._group_task(key), self.lifetime[j]
+        task.restart_lifetimes([i], [seed])
+        self.obs[j] = share_lifetime(task, torch.arange(i * self.e, (i + 1) * self.e)).long()
+        if self.group[j] != key:
+            self.group[j] = key
+            self._index_members()
         self.running[j] = 0.0
         return int(task.single_action_space.n)
+
+    def _index_members(self) -> None:
+        """Per task: its slots and their lifetime indices (what ``step`` scatters and gathers by)."""
+        self._members = {}
+        for key in self.groups:
+            slots = [j for j, g in enumerate(self.group) if g == key]
+            self._members[key] = (torch.tensor(slots, dtype=torch.long), torch.tensor([self.lifetime[j] for j in slots]))
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Act in every instance (``actions [N, E]``): ``(reward, ended, finished_returns)``, all ``[N, E]``;
         ``finished_returns`` is the return of an episode that ended at this step (0 elsewhere)."""
         rewards, ended = torch.zeros_like(self.running), torch.zeros(self.obs.shape, dtype=torch.bool)
-        for j, task in enumerate(self.tasks):
-            obs, reward, terminated, truncated = task.step(actions[j])
-            self.obs[j], rewards[j], ended[j] = obs.long(), reward.double(), terminated | truncated
+        for key, task in self.groups.items():
+            slots, index = self._members[key]
+            if not slots.numel():
+                continue
+            act = torch.zeros(task.lifetimes, self.e, dtype=torch.long)
+            act[index] = actions[slots]
+            obs, reward, terminated, truncated = task.step(act.view(-1))
+            self.obs[slots] = obs.view(task.lifetimes, self.e)[index].long()
+            rewards[slots] = reward.view(task.lifetimes, self.e)[index].double()
+            ended[slots] = (terminated | truncated).view(task.lifetimes, self.e)[index]
         self.running += rewards
         finished = torch.where(ended, self.running, 0.0)
         self.running = torch.where(ended, 0.0, self.running)
         return rewards, ended, finished
 
     def state_dict(self) -> dict[str, Any]:
+        keys = list(self.groups)
         return {
-            "tasks": [snapshot(t) for t in self.tasks],
-            "collect_actions": list(self.collect_actions),
+            "groups": [[name, collect] for name, collect in keys],
+            "tasks": [_task_state(self.groups[k]) for k in keys],
+            "slots": [keys.index(g) if g is not None else -1 for g in self.group],
             "obs": self.obs.clone(),
             "running": self.running.clone(),
         }
 
-    def load_state_dict(self, state: dict[str, Any], seeds: list[int]) -> None:
-        """Rebuild every slot's task (``seeds``: any; the saved tensors replace what it drew), then restore."""
-        for j, (snap, collect) in enumerate(zip(state["tasks"], state["collect_actions"])):
-            self.reset_slot(j, seeds[j], bool(collect))
-            restore(self.tasks[j], snap)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Rebuild the saved tasks and put every slot back where it was."""
+        keys = [(str(name), bool(collect)) for name, collect in state["groups"]]
+        self.groups = {}
+        for key, snap in zip(keys, state["tasks"]):
+            _load_task_state(self._group_task(key), snap)
+        self.group = [keys[i] if i >= 0 else None for i in state["slots"]]
+        self._index_members()
         self.obs, self.running = state["obs"].clone(), state["running"].clone()

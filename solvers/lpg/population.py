@@ -1,10 +1,12 @@
 """N tabular LPG agents updated as one program: stacked tables, per-lifetime hyperparameters.
 
-Every lifetime ``n`` owns a policy table ``pi[n] [S, A]`` and a prediction table ``y[n] [S, m]`` (padded to
-the largest ``S`` and ``A`` of the training environments; the actions a lifetime's environment lacks are
-masked out of its policy).  A ``Batch`` of the population is ``[T, N * E]`` (``E`` environments per
-lifetime, lifetime-major columns) whose observations are *global* state indices ``n * S + s``, so one
-gather reads every lifetime's table and the LPG runs once over all ``N * E`` trajectories.
+Every lifetime ``n`` owns ``S_n`` rows of a policy table ``pi [R, A]`` and a prediction table ``y [R, m]``
+(``R = sum S_n``: lifetime ``n``'s rows start at ``offsets[n]``, so a lifetime on a 122-state chain does not pay
+for one on an 8064-state grid; ``A`` is the most actions of the training environments, and the actions a
+lifetime's environment lacks are masked out of its policy).  A ``Batch`` of the population is ``[T, N * E]``
+(``E`` environments per lifetime, lifetime-major columns) whose observations are *global* rows
+``offsets[n] + s``, so one gather reads every lifetime's table and the LPG runs once over all ``N * E``
+trajectories.
 
 ``PopulationLearner.train_step`` is Eq. 2 for all lifetimes at once: the loss is the *sum* over lifetimes of
 each lifetime's mean loss (so lifetime ``n``'s table receives exactly its own gradient), ``kl_coef`` and the
@@ -16,7 +18,8 @@ as ``solvers.lpg.meta.LPGAgentLearner`` does for one lifetime) and the metrics c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -29,32 +32,60 @@ MASKED_LOGIT = -1e4
 
 
 class PopulationAgent:
-    """``N`` tabular agents; ``forward(params, global_obs) -> (policy logits [n, A], prediction logits [n, m])``."""
+    """``N`` tabular agents of ``num_states`` states each (one number, or one per lifetime);
+    ``forward(params, global_obs) -> (policy logits [n, A], prediction logits [n, m])``."""
 
-    def __init__(self, num_lifetimes: int, num_states: int, num_actions: int, m: int) -> None:
-        for name, v in (("num_lifetimes", num_lifetimes), ("num_states", num_states), ("num_actions", num_actions), ("m", m)):
+    def __init__(self, num_lifetimes: int, num_states: int | Sequence[int], num_actions: int, m: int) -> None:
+        states = [num_states] * num_lifetimes if isinstance(num_states, int) else [int(s) for s in num_states]
+        sizes = (("num_lifetimes", num_lifetimes), ("num_states", min(states, default=0)), ("num_actions", num_actions), ("m", m))
+        for name, v in sizes:
             if v < 1:
                 raise ValueError(f"PopulationAgent.{name} must be >= 1, got {v}")
-        self.n, self.num_states, self.num_actions, self.m = num_lifetimes, num_states, num_actions, m
+        if len(states) != num_lifetimes:
+            raise ValueError(f"PopulationAgent.num_states needs one size per lifetime ({num_lifetimes}), got {len(states)}")
+        self.n, self.num_actions, self.m = num_lifetimes, num_actions, m
+        self.states = torch.tensor(states)
+        """``[N]``: each lifetime's number of states"""
+        self.offsets = torch.cumsum(self.states, 0) - self.states
+        """``[N]``: the first row of each lifetime's tables"""
+        self.num_rows = int(self.states.sum())
+        self.row_lifetime = torch.repeat_interleave(torch.arange(num_lifetimes), self.states)
+        """``[R]``: whose each row is"""
         self.action_mask = torch.ones(num_lifetimes, num_actions, dtype=torch.bool)
         """``[N, A]``: which actions lifetime ``n``'s environment has"""
+
+    def block(self, j: int) -> slice:
+        """Lifetime ``j``'s rows of the stacked tables."""
+        start = int(self.offsets[j])
+        return slice(start, start + int(self.states[j]))
 
     def init(self, dtype: torch.dtype = torch.float64) -> Params:
         """Zero logits: uniform policies and predictions (the paper's tabular start)."""
         return {
-            "pi": torch.zeros(self.n, self.num_states, self.num_actions, dtype=dtype),
-            "y": torch.zeros(self.n, self.num_states, self.m, dtype=dtype),
+            "pi": torch.zeros(self.num_rows, self.num_actions, dtype=dtype),
+            "y": torch.zeros(self.num_rows, self.m, dtype=dtype),
         }
 
     def global_obs(self, obs: torch.Tensor, lifetime: torch.Tensor) -> torch.Tensor:
-        """``lifetime * S + obs``: the row of the stacked tables."""
-        return lifetime * self.num_states + obs.long()
+        """``offsets[lifetime] + obs``: the row of the stacked tables."""
+        return self.offsets[lifetime] + obs.long()
 
     def forward(self, params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx = obs.long().reshape(-1)
-        logits = params["pi"].reshape(-1, self.num_actions)[idx]
-        mask = self.action_mask.to(logits.device)[idx // self.num_states]
-        return torch.where(mask, logits, MASKED_LOGIT), params["y"].reshape(-1, self.m)[idx]
+        mask = self.action_mask.to(idx.device)[self.row_lifetime.to(idx.device)[idx]]
+        return torch.where(mask, params["pi"][idx], MASKED_LOGIT), params["y"][idx]
+
+
+class RowsAgent:
+    """Some rows of a population's stacked tables as an agent of their own: ``forward(rows_params, local)`` reads
+    row ``local`` of ``rows_params`` (``[len(rows), .]`` tensors), masked as the population masks ``rows[local]``."""
+
+    def __init__(self, agent: PopulationAgent, rows: torch.Tensor) -> None:
+        self.mask = agent.action_mask.to(rows.device)[agent.row_lifetime.to(rows.device)[rows]]
+
+    def forward(self, params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = obs.long().reshape(-1)
+        return torch.where(self.mask[idx], params["pi"][idx], MASKED_LOGIT), params["y"][idx]
 
 
 def per_lifetime_mean(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -94,19 +125,25 @@ class PopulationLearner:
         if meta is None or "lpg" not in meta:
             raise ValueError("PopulationLearner.train_step needs meta={'lpg': weights}")
         n = self.agent.n
+        rows, local = self._visited(batch)
+        view = RowsAgent(self.agent, rows)
         with torch.enable_grad():
             params = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in params.items()}
-            source = params if differentiable else {k: v.detach() for k, v in params.items()}
+            # Only the rows this batch reads move: the step gathers them, updates them and writes them back,
+            # so no op (forward or backward) touches the whole [R, .] tables but one copy per step.
+            seen = {k: v[rows] for k, v in params.items()}
+            source = seen if differentiable else {k: v.detach() for k, v in seen.items()}
             gamma = repeat_per_env(torch.as_tensor(hparams["gamma"], dtype=batch.rewards.dtype), batch.rewards.shape[1])
-            pi_hat, y_hat = self.network.forward(meta["lpg"], lpg_inputs(self.agent, source, batch, gamma))
+            pi_hat, y_hat = self.network.forward(meta["lpg"], lpg_inputs(view, source, local, gamma))
             # The loss reads theta' (a clone) only: its gradient holds the targets fixed (Eq. 2), the graph stays.
-            read = {k: v.clone() for k, v in params.items()} if differentiable else params
-            terms = self._loss_terms(read, batch, pi_hat, y_hat)
+            read = {k: v.clone() if differentiable else v.detach().requires_grad_() for k, v in seen.items()}
+            terms = self._loss_terms(view, read, local, pi_hat, y_hat)
             kl_coef = torch.as_tensor(hparams["kl_coef"], dtype=batch.rewards.dtype)
             loss = (terms["policy"] + kl_coef * terms["prediction"]).sum()
             grads = torch.autograd.grad(loss, list(read.values()), create_graph=differentiable)
-            lr = torch.as_tensor(hparams["lr"], dtype=batch.rewards.dtype).view(n, 1, 1)
-            new = {k: v - lr * g for (k, v), g in zip(params.items(), grads)}
+            lr = torch.as_tensor(hparams["lr"], dtype=batch.rewards.dtype)[self.agent.row_lifetime[rows]].unsqueeze(1)
+            # the rows are distinct, so a plain index_put writes them (cheaper than index_add, same values)
+            new = {k: v.index_put((rows,), seen[k] - lr * g) for (k, v), g in zip(params.items(), grads)}
         metrics = {
             **terms,
             "pi_hat_sq": per_lifetime_mean(pi_hat.square(), n),
@@ -117,8 +154,19 @@ class PopulationLearner:
             metrics = {k: v.detach() for k, v in metrics.items()}
         return new, {}, metrics
 
-    def _loss_terms(self, params: Params, batch: Batch, pi_hat: torch.Tensor, y_hat: torch.Tensor) -> dict[str, torch.Tensor]:
-        logp, kl, ent = agent_terms(self.agent, params, batch, y_hat)
+    def _visited(self, batch: Batch) -> tuple[torch.Tensor, Batch]:
+        """The rows of the stacked tables ``batch`` reads (sorted, distinct) and the batch re-indexed to them."""
+        if batch.bootstrap_obs is None:
+            raise ValueError("the LPG objective needs Batch.bootstrap_obs (y of the state after the last step)")
+        obs = batch.obs.reshape(-1).long()
+        rows, inverse = torch.unique(torch.cat([obs, batch.bootstrap_obs.reshape(-1).long()]), return_inverse=True)
+        local = dataclasses.replace(batch, obs=inverse[: obs.numel()].view_as(batch.obs), bootstrap_obs=inverse[obs.numel() :])
+        return rows, local
+
+    def _loss_terms(
+        self, view: RowsAgent, params: Params, batch: Batch, pi_hat: torch.Tensor, y_hat: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        logp, kl, ent = agent_terms(view, params, batch, y_hat)
         n = self.agent.n
         return {
             "policy": per_lifetime_mean(-pi_hat * logp, n),

@@ -37,8 +37,9 @@ class MetaTrainer:
         self.dtype = getattr(torch, c.dtype)
         self.env_names = expand_envs(c.envs)
         self.slot_env = [self.env_names[j % len(self.env_names)] for j in range(c.lifetimes)]
-        sizes = [task_sizes(name) for name in self.env_names]
-        self.agent = PopulationAgent(c.lifetimes, max(s for s, _ in sizes), max(a for _, a in sizes), c.lpg.m)
+        sizes = {name: task_sizes(name) for name in self.env_names}
+        states = [sizes[name][0] for name in self.slot_env]
+        self.agent = PopulationAgent(c.lifetimes, states, max(a for _, a in sizes.values()), c.lpg.m)
         self.network = LPGNetwork(c.lpg)
         init = self.network.init(torch.Generator().manual_seed(derive(c.seed, "lpg-init")), dtype=self.dtype)
         self.weights: Weights = {k: v.requires_grad_() for k, v in init.items()}
@@ -47,7 +48,8 @@ class MetaTrainer:
         self.generator = torch.Generator().manual_seed(derive(c.seed, "lifetimes"))
         self.envs = LifetimeEnvs(self.slot_env, c.envs_per_lifetime)
         self.params = self.agent.init(self.dtype)
-        self.critic = torch.zeros(c.lifetimes, self.agent.num_states, dtype=self.dtype)
+        self.critic = torch.zeros(self.agent.num_rows, dtype=self.dtype)
+        """each lifetime's value table (its rows ``agent.block(j)``): the meta-critic"""
         n = c.lifetimes
         self.age = torch.zeros(n, dtype=torch.long)
         self.length = torch.tensor([max(c.unroll, round(c.lifetime_updates * (j + 1) / n)) for j in range(n)])
@@ -75,8 +77,8 @@ class MetaTrainer:
         self.agent.action_mask[j] = torch.arange(self.agent.num_actions) < actions
         with torch.no_grad():
             for v in self.params.values():
-                v[j] = 0.0
-            self.critic[j] = 0.0
+                v[self.agent.block(j)] = 0.0
+            self.critic[self.agent.block(j)] = 0.0
         self.gamma[j], self.beta0[j] = self._draw(c.gammas), self._draw(c.beta0s)
         self.arm[j] = self.bandit.sample(name) if c.bandit else self._fixed_arm()
         self.age[j], self.births[j] = 0, self.births[j] + 1
@@ -114,7 +116,7 @@ class MetaTrainer:
                 rows[k].append(v)
         cols = {k: torch.stack(v) for k, v in rows.items()}
         boot = self.agent.global_obs(self.envs.obs, lifetime).reshape(-1)
-        table = self.critic.reshape(-1)
+        table = self.critic
         batch = Batch(
             obs=cols["obs"],
             actions=cols["actions"],
@@ -140,7 +142,7 @@ class MetaTrainer:
         self.critic_losses.append(float(0.5 * error.square().mean()))
         if not self.config.train_critic:
             return
-        flat = self.critic.view(-1)
+        flat = self.critic
         total = torch.zeros_like(flat).index_add_(0, batch.obs.reshape(-1), error.reshape(-1))
         visits = torch.zeros_like(flat).index_add_(0, batch.obs.reshape(-1), torch.ones_like(error).reshape(-1))
         flat += self.config.critic_lr * total / visits.clamp(min=1)
@@ -249,6 +251,7 @@ class MetaTrainer:
         """Everything the run needs to continue bit-for-bit (``torch.load(weights_only=True)`` reads it)."""
         slots = {k: getattr(self, k).clone() for k in _SLOT_TENSORS}
         return {
+            "format": STATE_FORMAT,
             "config": self.describe(),
             "iteration": self.iteration,
             "weights": {k: v.detach().clone() for k, v in self.weights.items()},
@@ -263,6 +266,11 @@ class MetaTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"the state is of format {state.get('format', 1)}, this MetaTrainer reads format {STATE_FORMAT} "
+                "(tables stacked row-wise, one task per environment kind): start the run afresh"
+            )
         if state.get("config") != self.describe():
             raise ValueError("the state was written by a meta-training run with other options: give the same ones")
         with torch.no_grad():
@@ -270,7 +278,7 @@ class MetaTrainer:
                 v.copy_(state["weights"][k])
         self.optimizer.load_state_dict(state["optimizer"])
         self.bandit.load_state_dict(state["bandit"])
-        self.envs.load_state_dict(state["envs"], [derive(self.config.seed, "task", j, 0) for j in range(self.config.lifetimes)])
+        self.envs.load_state_dict(state["envs"])
         self.generator.set_state(state["generator"])
         self.params = {k: v.clone() for k, v in state["params"].items()}
         self.critic = state["critic"].clone()
@@ -279,6 +287,9 @@ class MetaTrainer:
             setattr(self, k, state["slots"][k].clone())
         self.iteration = int(state["iteration"])
 
+
+STATE_FORMAT = 2
+"""the layout ``state_dict`` writes (1: tables padded to [N, S, .], a task per slot)"""
 
 _SLOT_TENSORS = ("age", "length", "gamma", "beta0", "arm", "births", "final_sum", "final_count", "final_reward")
 """per-lifetime bookkeeping a snapshot keeps"""
