@@ -18,7 +18,7 @@ from agents.base import Batch, Params
 from agents.hparams import declare, hyperparameter
 from agents.learner import ActorCriticConfig, ActorCriticLearner
 from agents.networks import ActorCritic, entropy, log_prob
-from agents.objectives import attach_objective
+from agents.objectives import use_config_objective
 from agents.optim import UpdateRule
 from agents.returns import explained_variance, lambda_returns
 
@@ -94,9 +94,6 @@ class A2CConfig(ActorCriticConfig):
     """vector steps per update (the n of n-step returns)"""
     update_rule: str | UpdateRule = "rmsprop"
     """update rule: ``rmsprop`` (A2C standard), ``adam``, ``sgd`` or an ``UpdateRule`` object"""
-    objective: str = "a2c"
-    """what the update minimises: ``a2c`` (its own loss) or a learned objective of ``agents.objectives``
-    (``lpg``: the shipped LPG, ``lpg:PATH``: a rule file), which may add parameters (LPG's prediction y)"""
 
 
 class A2CLearner(ActorCriticLearner):
@@ -107,17 +104,14 @@ class A2CLearner(ActorCriticLearner):
     def __init__(self, config: A2CConfig | None = None, **kwargs) -> None:
         super().__init__(config or A2CConfig(), **kwargs)
         self.objective = A2CObjective(self.network)
-        if self.config.objective != "a2c":
-            if self.config.compile is True:
-                raise ValueError(f"compile=True needs A2C's own objective; objective {self.config.objective!r} runs eager")
-            attach_objective(self, self.config.objective)
+        self.learned_objective = use_config_objective(self, "a2c")
 
     def _schedule(self, params, opt_state, batch, hp, meta, differentiable, grads_out):
         """One clipped update-rule step on the whole batch."""
         with torch.set_grad_enabled(differentiable):
             full = self.objective.targets(batch, hp)
         # the compiled step traces A2C's own loss: a learned objective always runs the pure path
-        own = self.config.objective == "a2c"
+        own = not self.learned_objective
         fast = self._fast_steps("a2c", params, opt_state) if own and not differentiable else None
         if fast is not None:  # compiled (agents.compiled)
             stacked, norm = fast.step(full, hp)

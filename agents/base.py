@@ -88,6 +88,13 @@ class Batch:
         picked = {k: v[:, index] for k, v in fields.items() if v is not None}
         return Batch(**picked, bootstrap_value=self.bootstrap_value[index])
 
+    def columns(self, index: torch.Tensor) -> Batch:
+        """The whole trajectories of environments ``index`` (a minibatch of sequences), ``[T, len(index), ...]``."""
+        fields = {k: getattr(self, k) for k in _STEP_FIELDS}
+        picked = {k: v[:, index] for k, v in fields.items() if v is not None}
+        boot = None if self.bootstrap_obs is None else self.bootstrap_obs[index]
+        return Batch(**picked, bootstrap_value=self.bootstrap_value[index], bootstrap_obs=boot)
+
 
 _STEP_FIELDS = ("obs", "actions", "log_probs", "values", "rewards", "discounts", "advantages", "returns")
 """The ``[T, B, ...]`` fields of a Batch."""

@@ -34,6 +34,7 @@ from agents.hparams import declare, hyperparameter
 from agents.impala_network import IMPALANetwork, build_impala_network
 from agents.impala_objective import IMPALA_METRICS, META_KEYS, IMPALAObjective, head_meta, meta_of
 from agents.learner import ActorCriticConfig, ActorCriticLearner, _clone
+from agents.objectives import use_config_objective
 from agents.optim import UpdateRule
 from agents.returns import rollout_return
 from agents.rollout import Episode
@@ -165,6 +166,7 @@ class IMPALALearner(ActorCriticLearner):
         super().__init__(config or IMPALAConfig(), **kwargs)
         cfg: IMPALAConfig = self.config
         self.objective = IMPALAObjective(self.network, clip_rho=cfg.clip_rho, clip_c=cfg.clip_c)
+        self.learned_objective = use_config_objective(self, "impala")
         self.aux_meta: dict[str, torch.Tensor] | None = None
         self.graph_meta: dict[str, torch.Tensor] | None = None
         self.last_graph: Params | None = None

@@ -70,6 +70,9 @@ class ActorCriticConfig:
     multiple of its initial norm (healthy runs stay within about 10x; an absurd learning rate with Adam
     and gradient clipping, which keeps every value finite, crosses it within an update or two);
     ``inf`` disables the check (non-finite values are always a divergence)"""
+    objective: str = "own"
+    """what the update minimises: ``own`` (the learner's loss) or a learned objective of ``agents.objectives``
+    (``lpg``: the shipped LPG, ``lpg:PATH``: a rule file), which may bring parameters (LPG's prediction y)"""
     compile: bool | str = False
     """PPO's and A2C's gradient steps through ``torch.compile`` (``agents.compiled``): ``False`` never
     (eager: the reference, and the default, so results made before it stay bit for bit), ``True``

@@ -43,6 +43,22 @@ def make_objective(spec: str, learner: Any) -> Any:
     return factory(arg, learner)
 
 
+OWN = "own"
+"""``config.objective`` for the learner's own loss (A2C's, PPO's clipped surrogate, IMPALA's V-trace)"""
+
+
+def use_config_objective(learner: Any, own_name: str) -> bool:
+    """Swap in the learned objective ``learner.config.objective`` names, unless it is the learner's own (``own``, or
+    the learner's name ``own_name``); a learner calls this once its own objective is set.  True if swapped."""
+    spec = learner.config.objective
+    if spec in (OWN, own_name):
+        return False
+    if learner.config.compile is True:
+        raise ValueError(f"compile=True needs {own_name.upper()}'s own objective; objective {spec!r} runs eager")
+    attach_objective(learner, spec)
+    return True
+
+
 def attach_objective(learner: Any, spec: str) -> None:
     """Give ``learner`` the objective ``spec`` names, with its own parameters joined to the learner's."""
     objective = make_objective(spec, learner)

@@ -19,6 +19,7 @@ from agents.compiled import CompiledSteps
 from agents.hparams import declare, hyperparameter
 from agents.learner import ActorCriticConfig, ActorCriticLearner
 from agents.networks import ActorCritic, entropy, log_prob
+from agents.objectives import use_config_objective
 from agents.returns import explained_variance, gae
 
 PPO_METRICS = ("policy", "value", "entropy", "approx_kl", "clip_fraction")
@@ -127,6 +128,7 @@ class PPOLearner(ActorCriticLearner):
     def __init__(self, config: PPOConfig | None = None, **kwargs) -> None:
         super().__init__(config or PPOConfig(), **kwargs)
         self.objective = PPOObjective(self.network, self.config.normalize_advantages)
+        self.learned_objective = use_config_objective(self, "ppo")
 
     def _schedule(self, params, opt_state, batch, hp, meta, differentiable, grads_out):
         """``epochs`` passes over the batch in shuffled minibatches of ``minibatch_size``, a clipped step each.
@@ -137,6 +139,8 @@ class PPOLearner(ActorCriticLearner):
         buffers (``FlatSteps``): the same numbers, fewer ops; a replaced rule, or
         ``differentiable=True``, takes the pure path.
         """
+        if self.learned_objective:
+            return self._sequence_schedule(params, opt_state, batch, hp, meta, differentiable, grads_out)
         with torch.set_grad_enabled(differentiable):
             full = self.objective.targets(batch, hp)
         flat = full.flat()
@@ -166,3 +170,19 @@ class PPOLearner(ActorCriticLearner):
             ev = explained_variance(batch.values.flatten(), full.returns.detach().flatten())
         grad_norm = torch.stack(norms).mean() if norms else torch.tensor(float("nan"))
         return params, opt_state, {**dict(zip(PPO_METRICS, mean)), "explained_variance": ev, "grad_norm": grad_norm}
+
+    def _sequence_schedule(self, params, opt_state, batch, hp, meta, differentiable, grads_out):
+        """PPO's epochs for a learned objective, which reads whole trajectories (LPG's backward LSTM): each
+        minibatch is ``minibatch_size // num_steps`` environments (at least one) with their full time axis."""
+        t, b = batch.rewards.shape
+        envs = max(1, min(b, int(hp["minibatch_size"]) // t))
+        metrics, norms = [], []
+        for _ in range(int(hp["epochs"])):
+            perm = torch.randperm(b, generator=self.generator, device=self.device)
+            for start in range(0, b - envs + 1, envs):
+                loss, m = self.objective(params, batch.columns(perm[start : start + envs]), hp, meta)
+                params, opt_state, norm = self._gradient_step(params, opt_state, loss, hp, differentiable, grads_out)
+                metrics.append(m)
+                norms.append(norm)
+        mean = {k: torch.stack([m[k] for m in metrics]).mean() for k in metrics[0]}
+        return params, opt_state, {**mean, "grad_norm": torch.stack(norms).mean()}

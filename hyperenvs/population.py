@@ -304,15 +304,16 @@ def _algorithm(env: Any) -> str | None:
 
 
 def vectorisable(env: Any) -> bool:
-    """Whether a HyperEnv's population can run as one program: an A2C or PPO learner with a stock update rule
-    on a batched task that groups lifetimes."""
+    """Whether a HyperEnv's population can run as one program: an A2C or PPO learner with its own objective and
+    a stock update rule on a batched task that groups lifetimes."""
+    from agents.objectives import OWN
     from agents.optim import UPDATE_RULES
     from agents.stacked import STOCK_RULES
     from hyperenvs.tasks.registration import groups_lifetimes
 
     kind = _algorithm(env)
-    if kind is None or not groups_lifetimes(env.config.task):
-        return False
+    if kind is None or not groups_lifetimes(env.config.task) or env.config.objective not in (OWN, kind.lower()):
+        return False  # a learned objective (LPG) runs lifetime by lifetime
     rule = env.config.update_rule  # PPO's stacked schedule steps stock rules only (a learned rule: a loop)
     if isinstance(rule, str):
         rule = UPDATE_RULES[rule]() if rule in UPDATE_RULES else None

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import hyperenvs
+from agents.base import Batch
 from agents.objectives import OBJECTIVE_FACTORIES, make_objective
 from solvers.lpg.files import save_rule
 from solvers.lpg.network import LPGConfig, LPGNetwork
@@ -23,8 +24,12 @@ def rule(tmp_path):
     return str(save_rule(tmp_path / "rule.pt", SMALL, net.init(torch.Generator().manual_seed(0)), {"kl_coef": 0.25}))
 
 
-@pytest.mark.parametrize("env_id", ["HyperRL/A2C-CartPole-v0", "HyperRL/A2C-Catch-v0"])
-def test_a2c_trains_with_a_frozen_lpg_and_a_prediction_head(env_id, rule):
+@pytest.mark.parametrize(
+    "env_id",
+    [f"HyperRL/{a}-{t}-v0" for a, t in (("A2C", "CartPole"), ("A2C", "Catch"), ("PPO", "CartPole"), ("PPO", "Catch"))]
+    + ["HyperRL/IMPALA-CartPole-v0"],
+)
+def test_learners_train_with_a_frozen_lpg_and_a_prediction_head(env_id, rule):
     env = gym.make(env_id, config={"objective": f"lpg:{rule}"}, total_timesteps=4000)
     env.reset(seed=0)
     learner = env.unwrapped.learner
@@ -38,6 +43,49 @@ def test_a2c_trains_with_a_frozen_lpg_and_a_prediction_head(env_id, rule):
     assert moved  # the prediction head is trained by the KL towards y_hat
     for k, v in lpg_before.items():  # the LPG itself is frozen
         assert torch.equal(learner.objective.weights[k], v)
+
+
+def test_ppo_gives_a_learned_objective_whole_trajectories(rule):
+    env = gym.make("HyperRL/PPO-CartPole-v0", config={"objective": f"lpg:{rule}"}, total_timesteps=4000)
+    env.reset(seed=0)
+    learner = env.unwrapped.learner
+    seen, inner = [], learner.objective
+
+    def spy(params, batch, hparams, meta=None):
+        seen.append(tuple(batch.rewards.shape))
+        return inner(params, batch, hparams, meta)
+
+    learner.objective = spy
+    hp = learner.resolve_hparams({"epochs": 3, "minibatch_size": 64})
+    learner.iterate(hp)
+    t, b = learner.config.num_steps, learner.config.num_envs  # 32 steps x 8 envs: 64 // 32 = 2 envs a minibatch
+    assert seen == [(t, 2)] * (3 * b // 2)
+
+
+def test_batch_columns_keep_whole_trajectories():
+    g = torch.Generator().manual_seed(0)
+    t, b = 4, 5
+    batch = Batch(
+        obs=torch.randn(t, b, 3, generator=g),
+        actions=torch.randint(2, (t, b), generator=g),
+        log_probs=torch.randn(t, b, generator=g),
+        values=torch.randn(t, b, generator=g),
+        rewards=torch.randn(t, b, generator=g),
+        discounts=torch.ones(t, b),
+        bootstrap_value=torch.randn(b, generator=g),
+        bootstrap_obs=torch.randn(b, 3, generator=g),
+    )
+    cols = batch.columns(torch.tensor([3, 0]))
+    assert torch.equal(cols.obs, batch.obs[:, [3, 0]]) and torch.equal(cols.rewards, batch.rewards[:, [3, 0]])
+    assert torch.equal(cols.bootstrap_obs, batch.bootstrap_obs[[3, 0]]) and cols.advantages is None
+
+
+def test_a_learned_objective_population_runs_lifetime_by_lifetime(rule):
+    from hyperenvs.population import vectorisable
+
+    plain = gym.make("HyperRL/A2C-Catch-v0").unwrapped
+    learned = gym.make("HyperRL/A2C-Catch-v0", config={"objective": f"lpg:{rule}"}).unwrapped
+    assert vectorisable(plain) and not vectorisable(learned)
 
 
 def test_plain_a2c_has_no_prediction_head():
@@ -103,3 +151,4 @@ def test_a_learned_objective_refuses_compile_true():
 
     with pytest.raises(ValueError, match="compile=True needs A2C's own objective"):
         A2CLearner(A2CConfig(objective="lpg", compile=True), seed=0)
+    assert not A2CLearner(A2CConfig(objective="a2c"), seed=0).learned_objective  # the learner's own name is its own

@@ -27,5 +27,5 @@ class LPGSolver(StaticSolver):
 
         objective = getattr(getattr(env.unwrapped, "learner", None), "objective", None)
         if not isinstance(objective, FrozenLPGObjective):
-            raise ValueError(f"the lpg solver needs a HyperRL A2C env whose learner minimises an LPG, got {objective!r}")
+            raise ValueError(f"the lpg solver needs an A2C, PPO or IMPALA env minimising an LPG, got {objective!r}")
         super().begin(env, obs, info, seed)
