@@ -3,11 +3,13 @@
 A checkpoint holds what continues a lifetime exactly: the solver's ``state_dict``
 (any ``solvers.base.Stateful`` solver), the lifetime's ``snapshot()`` and the
 RunLog so far, all tensors, numbers and strings, so ``torch.load(...,
-weights_only=True)`` reads it.
+weights_only=True)`` reads it.  Every file of saved tensors in ``solvers`` is
+written by ``write_state``, so a run killed mid-write keeps its previous file.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -43,9 +45,6 @@ class GracefulStop:
 
 def save(path: Path, *, solver_name: str, solver: Stateful, env: gym.Env, log: RunLog) -> Path:
     """Write the checkpoint of a lifetime stopped on a hyper-step boundary (after ``log``'s last step)."""
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "format": FORMAT,
         "solver_name": solver_name,
@@ -55,7 +54,25 @@ def save(path: Path, *, solver_name: str, solver: Stateful, env: gym.Env, log: R
         "lifetime": env.unwrapped.snapshot(),
         "log": log.dumps(),
     }
-    torch.save(state, path)
+    return write_state(state, path)
+
+
+def write_state(state: Any, path: str | Path) -> Path:
+    """``torch.save(state, path)`` that never leaves half a file: written beside ``path``, then renamed over it.
+
+    A run killed or out of disk mid-write keeps the file it had (the previous checkpoint,
+    the user's rule); a rename within one directory is atomic.  Parents are created.
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        torch.save(state, partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 

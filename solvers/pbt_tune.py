@@ -24,6 +24,7 @@ from ray.tune.schedulers.pb2 import PB2
 
 import hyperenvs
 from solvers.base import Callback, RunLog, StepRecord, StopRun
+from solvers.checkpoint import write_state
 from solvers.tensorboard import StepScalars, summary_writer
 
 gym.register_envs(hyperenvs)
@@ -139,7 +140,7 @@ class LifetimeTrainable(tune.Trainable):
             "trial": self.trial_id,
             "digest": params_digest(self.env.unwrapped.learner),
         }
-        torch.save(state, Path(checkpoint_dir) / LIFETIME_FILE)
+        write_state(state, Path(checkpoint_dir) / LIFETIME_FILE)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         state = torch.load(Path(checkpoint_dir) / LIFETIME_FILE, weights_only=True)

@@ -27,20 +27,28 @@ HPARAMS = {"lr": 1e-3, "gamma": 0.995, "gae_lambda": 0.95, "vf_coef": 0.5, "ent_
 
 
 def run(rule, seed: int, steps: int, task: str = "HyperRLTasks/Catch-v0", num_envs: int = 64) -> dict:
-    import numpy as np
-
     from agents.a2c import A2CHyperparams
     from agents.task_learners import TaskA2CConfig, TaskA2CLearner
 
     config = TaskA2CConfig(task=task, num_envs=num_envs, num_steps=20, hidden=(256,), update_rule=rule)
-    learner = TaskA2CLearner(config, seed=seed, hparams=A2CHyperparams(**HPARAMS))
+    return train_curve(TaskA2CLearner(config, seed=seed, hparams=A2CHyperparams(**HPARAMS)), steps)
+
+
+def train_curve(learner, steps: int) -> dict:
+    """Train ``learner`` for ``steps`` env steps (or until it diverges), then close it.
+
+    Returns the score (mean episode return over the last 20 iterations), the curve of per-iteration
+    mean episode returns (every 5th), whether it diverged, and the wall time.
+    """
+    import numpy as np
+
     curve: list[float] = []
     start = time.perf_counter()
     while learner.timesteps < steps and not learner.diverged:
         report = learner.iterate()
         curve.append(float(np.mean(report.episode_returns)) if report.episode_returns else float("nan"))
     learner.close()
-    final = float(np.nanmean(curve[-20:]))
+    final = float(np.nanmean(curve[-20:])) if np.isfinite(curve[-20:]).any() else float("nan")
     return {"final": final, "curve": curve[::5], "diverged": learner.diverged, "seconds": time.perf_counter() - start}
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +25,9 @@ if str(ROOT) not in sys.path:
 
 def run(rule: str, seed: int, *, task: str, steps: int, lr: float, num_envs: int) -> dict:
     """One fresh A2C agent on ``task`` trained with ``rule`` for ``steps`` env steps: its final score and curve."""
-    import numpy as np
-
     from agents.a2c import A2CHyperparams
     from agents.task_learners import TaskA2CConfig, TaskA2CLearner
+    from benchmarks.optim4rl.catch import train_curve
     from hyperenvs.tasks.registration import GYM_IDS
     from solvers.optim4rl.config import A2C_HPARAMS, TASK_SETTINGS
 
@@ -37,15 +35,7 @@ def run(rule: str, seed: int, *, task: str, steps: int, lr: float, num_envs: int
     task_id = next(k for k, (name, options) in GYM_IDS.items() if name == task and not options)
     shape = {"hidden": (setting.hidden,), "conv_channels": setting.conv_channels}
     config = TaskA2CConfig(task=task_id, num_envs=num_envs, num_steps=20, update_rule=rule, **shape)
-    learner = TaskA2CLearner(config, seed=seed, hparams=A2CHyperparams(**A2C_HPARAMS, lr=lr))
-    curve: list[float] = []
-    start = time.perf_counter()
-    while learner.timesteps < steps and not learner.diverged:
-        report = learner.iterate()
-        curve.append(float(np.mean(report.episode_returns)) if report.episode_returns else float("nan"))
-    learner.close()
-    final = float(np.nanmean(curve[-20:])) if np.isfinite(curve[-20:]).any() else float("nan")
-    return {"final": final, "curve": curve[::5], "diverged": learner.diverged, "seconds": time.perf_counter() - start}
+    return train_curve(TaskA2CLearner(config, seed=seed, hparams=A2CHyperparams(**A2C_HPARAMS, lr=lr)), steps)
 
 
 def main(argv: list[str] | None = None) -> int:

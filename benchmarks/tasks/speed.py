@@ -29,10 +29,6 @@ Writes ``benchmarks/tasks/results/speed_{device}.json`` and ``.png``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -40,6 +36,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from numpy_reference import NumpyCatch, NumpyGrid
+from rounds import interleaved, machine, parse_args, sync, time_random_actions, write
 
 import hyperenvs  # noqa: F401  (registers HyperRLTasks/*)
 from hyperenvs.tasks import make_task
@@ -47,7 +44,6 @@ from hyperenvs.tasks.optim4rl_grids import OPTIM4RL_GRIDS
 from hyperenvs.tasks.registration import GYM_IDS
 
 TASKS = {"big_dense_long": "HyperRLTasks/BigDenseLong-v0", "catch": "HyperRLTasks/Catch-v0"}
-RESULTS = Path(__file__).parent / "results"
 TARGETS = {"batched_4096_steps_per_s": 1e6, "ratio_vs_sync16": 50.0, "policy_512_steps_per_s": 1.5e5}
 
 
@@ -93,27 +89,17 @@ def time_batched(task: str, batch: int, steps: int, device: torch.device, policy
     net = Dense32Policy(int(np.prod(space[0].shape)), n, batch, device) if policy else None
     for _ in range(10):
         obs = step(net.act(obs) if net else torch.randint(n, (batch,), generator=gen, device=device))[0]
-    _sync(device)
+    sync(device)
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         obs = step(net.act(obs) if net else torch.randint(n, (batch,), generator=gen, device=device))[0]
-    _sync(device)
+    sync(device)
     return steps * batch / (time.perf_counter() - start), steps * batch / (time.process_time() - cpu)
 
 
 def time_sync16(make_one, steps: int) -> tuple[float, float]:
     """(steps per wall second, steps per CPU second) of a SyncVectorEnv of 16 envs from ``make_one``."""
-    envs = gym.vector.SyncVectorEnv([make_one for _ in range(16)])
-    envs.reset(seed=0)
-    envs.action_space.seed(1)
-    for _ in range(5):
-        envs.step(envs.action_space.sample())
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        envs.step(envs.action_space.sample())
-    elapsed, cpu_elapsed = time.perf_counter() - start, time.process_time() - cpu
-    envs.close()
-    return steps * 16 / elapsed, steps * 16 / cpu_elapsed
+    return time_random_actions(gym.vector.SyncVectorEnv([make_one for _ in range(16)]), steps)
 
 
 def _numpy_env(task: str) -> gym.Env:
@@ -134,35 +120,29 @@ def configurations(device: torch.device, quick: bool) -> list[tuple[str, str, in
     return configs
 
 
+def measure(task: str, kind: str, batch: int, args: argparse.Namespace, device: torch.device) -> tuple[float, float]:
+    if kind == "sync16":
+        return time_sync16(lambda: gym.make(TASKS[task]), args.sync_steps)
+    if kind == "numpy16":
+        return time_sync16(lambda: _numpy_env(task), args.sync_steps)
+    return time_batched(task, batch, args.steps, device, kind == "policy", kind == "fresh")
+
+
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     configs = configurations(device, args.quick)
-    samples: dict[str, list[float]] = {f"{t}/{k}/{b}": [] for t, k, b in configs}
-    cpu_samples: dict[str, list[float]] = {key: [] for key in samples}
-    for round_ in range(args.rounds):
-        for task, kind, batch in configs if round_ % 2 == 0 else configs[::-1]:
-            if kind == "sync16":
-                rate, cpu_rate = time_sync16(lambda task=task: gym.make(TASKS[task]), args.sync_steps)
-            elif kind == "numpy16":
-                rate, cpu_rate = time_sync16(lambda task=task: _numpy_env(task), args.sync_steps)
-            else:
-                rate, cpu_rate = time_batched(task, batch, args.steps, device, kind == "policy", kind == "fresh")
-            samples[f"{task}/{kind}/{batch}"].append(rate)
-            cpu_samples[f"{task}/{kind}/{batch}"].append(cpu_rate)
-            line = f"round {round_}  {task:15s} {kind:8s} B={batch:6d}  {rate:12,.0f} steps/s  ({cpu_rate:12,.0f} per CPU s)"
-            print(line, flush=True)
-    medians = {key: statistics.median(v) for key, v in samples.items()}
-    cpu_medians = {key: statistics.median(v) for key, v in cpu_samples.items()}
+    rates = interleaved(configs, lambda task, kind, batch: measure(task, kind, batch, args, device), args.rounds)
+    medians, cpu_medians = rates["medians"], rates["cpu_medians"]
     summary = {}
     for task in TASKS:
-        sync, plain = medians[f"{task}/sync16/16"], medians[f"{task}/numpy16/16"]
+        sync16, plain = medians[f"{task}/sync16/16"], medians[f"{task}/numpy16/16"]
         summary[task] = {
             "batched_512_steps_per_s": medians[f"{task}/vector/512"],
             "batched_4096_steps_per_s": medians[f"{task}/vector/4096"],
             "fresh_obs_4096_steps_per_s": medians[f"{task}/fresh/4096"],
-            "sync16_steps_per_s": sync,
-            "ratio_4096_vs_sync16": medians[f"{task}/vector/4096"] / sync,
-            "ratio_512_vs_sync16": medians[f"{task}/vector/512"] / sync,
+            "sync16_steps_per_s": sync16,
+            "ratio_4096_vs_sync16": medians[f"{task}/vector/4096"] / sync16,
+            "ratio_512_vs_sync16": medians[f"{task}/vector/512"] / sync16,
             "numpy16_steps_per_s": plain,
             "ratio_4096_vs_numpy16": medians[f"{task}/vector/4096"] / plain,
             "policy_512_steps_per_s": medians[f"{task}/policy/512"],
@@ -170,24 +150,8 @@ def run(args: argparse.Namespace) -> dict:
         }
         if device.type == "cuda":
             summary[task]["batched_65536_steps_per_s"] = medians[f"{task}/vector/65536"]
-    return {
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_end": os.getloadavg(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "rounds": args.rounds,
-        "steps_per_round": args.steps,
-        "sync_steps_per_round": args.sync_steps,
-        "samples": samples,
-        "medians": medians,
-        "cpu_samples": cpu_samples,
-        "cpu_medians": cpu_medians,
-        "summary": summary,
-        "targets": TARGETS,
-        "ids": [TASKS[t] for t in TASKS if TASKS[t] in GYM_IDS],
-    }
+    ids = [TASKS[t] for t in TASKS if TASKS[t] in GYM_IDS]
+    return {**machine(args), **rates, "summary": summary, "targets": TARGETS, "ids": ids}
 
 
 def plot(result: dict, path: Path) -> None:
@@ -211,30 +175,11 @@ def plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=300, help="batched steps per configuration and round")
-    parser.add_argument("--sync-steps", type=int, default=200, help="SyncVectorEnv steps per round")
-    parser.add_argument("--quick", action="store_true", help="2 rounds of 50 / 40 steps")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.rounds, args.steps, args.sync_steps = 2, 50, 40
-    return args
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = parse_args(__doc__, argv, steps=300, sync_steps=200, quick=(50, 40))
     torch.set_num_threads(args.threads)
     result = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"speed_{torch.device(args.device).type}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    plot(result, stem.with_suffix(".png"))
-    print(json.dumps(result["summary"], indent=2))
+    plot(result, write(result, args, "speed").with_suffix(".png"))
 
 
 if __name__ == "__main__":

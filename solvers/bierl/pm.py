@@ -25,6 +25,7 @@ from agents.es import mirrored_gradient, rank_utilities
 from agents.seeding import derive
 from hyperenvs.observers import zscore_sorted
 from solvers.bierl.common import LookAheadSolver
+from solvers.checkpoint import write_state
 
 PRETRAINED = "pretrained_pm.pt"
 """the warm-start file shipped in this package (``python -m solvers.bierl.pretrain`` writes one)"""
@@ -131,10 +132,7 @@ class BiERLPM(LookAheadSolver):
         self.net.load_state_dict(state)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.net.state_dict(), path)
-        return path
+        return write_state(self.net.state_dict(), path)
 
     # -- the meta-level -----------------------------------------------------------------
     def representation(self) -> torch.Tensor:

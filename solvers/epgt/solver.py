@@ -62,6 +62,7 @@ from gymnasium import spaces
 
 from agents.optim import adam_
 from solvers.base import EpisodeSolver, SolverSpec
+from solvers.checkpoint import write_state
 from solvers.epgt.actions import JointActions, linear_epsilon
 from solvers.epgt.encoder import KEY_INPUTS, HyperStateVAE
 from solvers.epgt.memory import READ_MODES, UNTRIED, EpisodicMemory
@@ -404,10 +405,7 @@ class EPGTSolver(EpisodeSolver):
         self.pending, self.episode = episodes[:-1], episodes[-1]
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.state_dict(), path)
-        return path
+        return write_state(self.state_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> EPGTSolver:

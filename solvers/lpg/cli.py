@@ -76,9 +76,9 @@ def _summary(metrics: dict) -> str:
 
 
 def command(args: argparse.Namespace) -> int:
-    import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from solvers.checkpoint import write_state
     from solvers.lpg.files import save_rule
     from solvers.lpg.train import MetaTrainer
 
@@ -103,7 +103,7 @@ def command(args: argparse.Namespace) -> int:
             log.write(json.dumps(metrics) + "\n")
             log.flush()
             if trainer.iteration % args.checkpoint_every == 0 or trainer.iteration == config.iterations:
-                torch.save(trainer.state_dict(), out / "checkpoint.pt")
+                write_state(trainer.state_dict(), out / "checkpoint.pt")
     best = {name: trainer.bandit.best(name) for name in trainer.env_names}
     kl = sorted(arm[1] for arm in best.values())[len(best) // 2]
     path = save_rule(out / "rule.pt", config.lpg, trainer.weights, {"kl_coef": kl})

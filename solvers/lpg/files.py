@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from solvers.checkpoint import read_state
+from solvers.checkpoint import read_state, write_state
 from solvers.lpg.network import LPGConfig, LPGNetwork, Weights
 
 FORMAT = "lpg-v1"
@@ -29,10 +27,7 @@ def rule_state(config: LPGConfig, weights: Weights, hparams: dict[str, float] | 
 
 
 def save_rule(path: str | Path, config: LPGConfig, weights: Weights, hparams: dict[str, float] | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(rule_state(config, weights, hparams), path)
-    return path
+    return write_state(rule_state(config, weights, hparams), path)
 
 
 def load_rule(path: str | Path) -> tuple[LPGNetwork, Weights, dict[str, float]]:

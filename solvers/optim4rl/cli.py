@@ -110,9 +110,9 @@ def _read_checkpoint(path: str, config: MetaTrainConfig) -> dict:
 
 def command(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from solvers.checkpoint import write_state
     from solvers.optim4rl.files import save
     from solvers.optim4rl.train import MetaReport, meta_train
 
@@ -140,7 +140,7 @@ def command(args: argparse.Namespace) -> int:
             log.flush()
 
         def keep(state: dict) -> None:
-            torch.save({"config": _describe(config), "trainer": state}, checkpoint_path)
+            write_state({"config": _describe(config), "trainer": state}, checkpoint_path)
 
         rule, _ = meta_train(config, on_step=on_step, resume=resume, checkpoint=keep)
     print(f"wrote {save(rule, out_path)} (checkpoint {checkpoint_path})")

@@ -10,9 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from solvers.checkpoint import read_state
+from solvers.checkpoint import read_state, write_state
 from solvers.optim4rl.optimizer import FORMAT, Optim4RL, Optim4RLConfig, check_weights
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("default.pt")
@@ -21,10 +19,7 @@ DEFAULT_WEIGHTS = Path(__file__).with_name("default.pt")
 
 def save(rule: Optim4RL, path: str | Path) -> Path:
     """Write ``rule.state_dict()`` to ``path`` (parents created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(rule.state_dict(), path)
-    return path
+    return write_state(rule.state_dict(), path)
 
 
 def load(path: str | Path) -> Optim4RL:
