@@ -56,3 +56,17 @@ def test_run_lpg_with_a_rule_file_and_a_bad_one(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"junk")
     _fails([*args[:4], str(tmp_path / "bad.pt"), *args[5:]], capsys, "bad.pt is not a readable torch state_dict")
     _fails(["run", "static", *args[2:]], capsys, "--rule is for the lpg solver")
+
+
+def test_rule_snapshots_are_the_rule_of_that_iteration(tmp_path):
+    assert main([*TRAIN, "--iterations", "3", "--rule-every", "2", "--out", str(tmp_path / "long")]) == 0
+    assert main([*TRAIN, "--iterations", "2", "--rule-every", "0", "--out", str(tmp_path / "short")]) == 0
+    assert sorted(p.name for p in (tmp_path / "long" / "rules").iterdir()) == ["rule_00002.pt"]
+    assert not (tmp_path / "short" / "rules").exists()
+    snapshot = torch.load(tmp_path / "long" / "rules" / "rule_00002.pt", weights_only=True)
+    stopped = torch.load(tmp_path / "short" / "rule.pt", weights_only=True)
+    final = torch.load(tmp_path / "long" / "rule.pt", weights_only=True)
+    assert snapshot["hparams"] == stopped["hparams"]
+    for k in snapshot["weights"]:
+        torch.testing.assert_close(snapshot["weights"][k], stopped["weights"][k], rtol=0, atol=0)
+    assert any(not torch.equal(snapshot["weights"][k], final["weights"][k]) for k in final["weights"])

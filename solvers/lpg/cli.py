@@ -33,6 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default="lpg-run", help="directory: rule.pt, log.jsonl, checkpoint.pt")
     p.add_argument("--checkpoint-every", type=int, default=10, help="meta-iterations between checkpoints")
+    p.add_argument(
+        "--rule-every",
+        type=int,
+        default=100,
+        help="meta-iterations between rule snapshots OUT/rules/rule_NNNNN.pt (0: none); a rule from before a "
+        "meta-gradient spike can be evaluated or shipped instead of the last one",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint (give the same options)")
 
 
@@ -79,7 +86,6 @@ def command(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from solvers.checkpoint import write_state
-    from solvers.lpg.files import save_rule
     from solvers.lpg.train import MetaTrainer
 
     config = config_from_args(args)
@@ -102,13 +108,22 @@ def command(args: argparse.Namespace) -> int:
             progress.update(bar, completed=trainer.iteration, envs=_summary(metrics))
             log.write(json.dumps(metrics) + "\n")
             log.flush()
+            if args.rule_every > 0 and trainer.iteration % args.rule_every == 0:
+                write_rule(trainer, out / "rules" / f"rule_{trainer.iteration:05d}.pt")
             if trainer.iteration % args.checkpoint_every == 0 or trainer.iteration == config.iterations:
                 write_state(trainer.state_dict(), out / "checkpoint.pt")
-    best = {name: trainer.bandit.best(name) for name in trainer.env_names}
-    kl = sorted(arm[1] for arm in best.values())[len(best) // 2]
-    path = save_rule(out / "rule.pt", config.lpg, trainer.weights, {"kl_coef": kl})
+    path, best = write_rule(trainer, out / "rule.pt")
     print(f"wrote {path} (bandit's best (lr, kl_coef) per environment: {json.dumps(best)})")
     return 0
+
+
+def write_rule(trainer, path: Path) -> tuple[Path, dict]:
+    """The trainer's LPG as a rule file, with the median of the bandit's best ``kl_coef`` over environments."""
+    from solvers.lpg.files import save_rule
+
+    best = {name: trainer.bandit.best(name) for name in trainer.env_names}
+    kl = sorted(arm[1] for arm in best.values())[len(best) // 2]
+    return save_rule(path, trainer.config.lpg, trainer.weights, {"kl_coef": kl}), best
 
 
 def main(argv: Sequence[str] | None = None) -> int:
