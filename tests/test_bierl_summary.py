@@ -67,3 +67,22 @@ def test_results_written_before_the_scorers_had_names_still_summarise():
     old = {"method": "bierl-pm", "timesteps": [10, 20], "curve": [1.0, 2.0], "lookahead_env_steps": 7}
     assert scoring_steps(old) == 7
     np.testing.assert_array_equal(charged_steps(old), [10, 20])
+
+
+def test_merging_results_adds_the_missing_methods_and_refuses_incomparable_files(tmp_path):
+    import json
+
+    from benchmarks.bierl.reproduce import merge_results
+
+    opts = {"task": "T", "population": 4, "iterations": 3, "episode_steps": 0, "interval": 1, "optimizer": "adam", "lr": 0.01}
+    main, fixed, other = tmp_path / "T.json", tmp_path / "fixed.json", tmp_path / "other.json"
+    main.write_text(json.dumps({"options": opts, "runs": [_run("bierl-npm") | {"seed": 0}], "wall_time": 1.0}))
+    fixed_runs = [_run("es-0.05") | {"seed": 0}, _run("bierl-npm") | {"seed": 0, "curve": [9.0]}]
+    fixed.write_text(json.dumps({"options": opts, "runs": fixed_runs, "wall_time": 2.0}))
+    other.write_text(json.dumps({"options": opts | {"optimizer": "sgd"}, "runs": [], "wall_time": 0.0}))
+    merge_results(main, [fixed])
+    data = json.loads(main.read_text())
+    assert [(r["method"], r["curve"]) for r in data["runs"]] == [("bierl-npm", [1.0, 2.0, 3.0]), ("es-0.05", [1.0, 2.0, 3.0])]
+    assert data["wall_time"] == 3.0 and data["options"]["methods"] == ["bierl-npm", "es-0.05"]
+    with pytest.raises(SystemExit, match=r"differs from .* in \['optimizer'\]"):
+        merge_results(main, [other])

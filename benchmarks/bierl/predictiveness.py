@@ -13,6 +13,9 @@ and the Spearman rank correlation of (a) and (b) with (c) is reported per
 checkpoint.  All three read the same snapshot; the lifetime itself is untouched.
 
     python benchmarks/bierl/predictiveness.py --task Swimmer --out benchmarks/bierl/results/predictiveness.json
+    python benchmarks/bierl/predictiveness.py --task LunarLanderContinuous --population 50 --episode-steps 0 \
+        --optimizer adam --lr 0.01 --checkpoints 25 75 125 175 --eval-episodes 5 \
+        --out benchmarks/bierl/results/predictiveness_llc_adam.json
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 GRID = (0.02, 0.035, 0.05, 0.065, 0.08)
 
 
-def truth(env, sigma: float, *, horizon: int, repeats: int, episodes: int) -> float:
-    """(c): mean-action return after ``horizon`` iterations at ``sigma``, averaged over independent continuations."""
+def truth(env, sigma: float, *, horizon: int, repeats: int, episodes: int) -> list[float]:
+    """(c): mean-action return after ``horizon`` iterations at ``sigma``, one value per independent continuation."""
     snap, learner, scores = env.snapshot(), env.learner, []
     for repeat in range(repeats):
         env.restore(snap)
@@ -40,7 +43,7 @@ def truth(env, sigma: float, *, horizon: int, repeats: int, episodes: int) -> fl
                 learner.iterate({**env.defaults, "sigma": sigma})
             scores.append(np.mean(learner.evaluate(episodes)))
     env.restore(snap)
-    return float(np.mean(scores))
+    return [float(x) for x in scores]
 
 
 def check(args: argparse.Namespace) -> dict:
@@ -51,8 +54,10 @@ def check(args: argparse.Namespace) -> dict:
     from solvers.bierl.scorers import LookAhead, Perturbed
 
     gym.register_envs(hyperenvs)
-    config = {"population": args.population, "max_episode_steps": args.episode_steps, "backend": args.backend}
-    env = gym.make(f"HyperRL/ES-{args.task}-v0", config=config, total_timesteps=10**12).unwrapped
+    config = {"population": args.population, "max_episode_steps": args.episode_steps or None, "backend": args.backend}
+    config["optimizer"] = args.optimizer
+    defaults = {} if args.lr is None else {"lr": args.lr}
+    env = gym.make(f"HyperRL/ES-{args.task}-v0", config=config, defaults=defaults, total_timesteps=10**12).unwrapped
     env.reset(seed=args.seed)
     lookahead, perturbed = LookAhead(args.lookahead_repeats), Perturbed(args.perturbed_samples)
     rows, start = [], time.perf_counter()
@@ -61,12 +66,15 @@ def check(args: argparse.Namespace) -> dict:
             env.learner.iterate({**env.defaults, "sigma": 0.05})
         a = [lookahead(env, {**env.defaults, "sigma": s})[0] for s in GRID]
         b = [perturbed(env, {**env.defaults, "sigma": s})[0] for s in GRID]
-        c = [truth(env, s, horizon=args.horizon, repeats=args.repeats, episodes=args.eval_episodes) for s in GRID]
+        repeats = [truth(env, s, horizon=args.horizon, repeats=args.repeats, episodes=args.eval_episodes) for s in GRID]
+        c = [float(np.mean(r)) for r in repeats]
         row = {
             "iteration": checkpoint,
             "lookahead": a,
             "perturbed": b,
             "truth": c,
+            "truth_repeats": repeats,
+            "truth_se": [float(np.std(r, ddof=1) / np.sqrt(len(r))) if len(r) > 1 else float("nan") for r in repeats],
             "spearman_lookahead": float(spearmanr(a, c).statistic),
             "spearman_perturbed": float(spearmanr(b, c).statistic),
             "elapsed_s": time.perf_counter() - start,
@@ -82,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", default="Swimmer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--population", type=int, default=20)
-    p.add_argument("--episode-steps", type=int, default=200)
+    p.add_argument("--episode-steps", type=int, default=200, help="0: the task's own limit (full episodes)")
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="the inner ES step (paper Eq. 3: sgd)")
+    p.add_argument("--lr", type=float, default=None, help="the inner ES step size (default: the id's, 0.05)")
     p.add_argument("--checkpoints", type=int, nargs="+", default=[5, 15, 30, 50], help="iterations of the sigma=0.05 run")
     p.add_argument("--lookahead-repeats", type=int, default=8, help="(a)'s l")
     p.add_argument("--perturbed-samples", type=int, default=10, help="(b)'s perturbed copies")

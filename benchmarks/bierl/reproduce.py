@@ -88,10 +88,12 @@ def run_one(args: tuple) -> dict:
     gym.register_envs(hyperenvs)
     episode_steps = opts["episode_steps"] or None  # 0: the task's own limit (full episodes)
     config = {"population": opts["population"], "max_episode_steps": episode_steps, "backend": "serial"}
+    config["optimizer"] = opts.get("optimizer", "sgd")  # results files from before the option ran sgd
+    defaults = {"lr": opts["lr"]} if opts.get("lr") is not None else {}
     limit = episode_steps or gym.spec(registry.get(f"ES-{opts['task']}-v0").task).max_episode_steps
     budget = opts["iterations"] * (opts["population"] + 1) * limit  # an upper bound: iterations end the run
     algorithm, meta = parse_method(method)
-    env = gym.make(f"HyperRL/{algorithm}-{opts['task']}-v0", config=config, total_timesteps=budget)
+    env = gym.make(f"HyperRL/{algorithm}-{opts['task']}-v0", config=config, defaults=defaults, total_timesteps=budget)
     chosen = meta_options(method)
     scoring = {
         "scorer": chosen["scorer"],
@@ -176,14 +178,30 @@ def main() -> None:
     parser.add_argument("--bo-points", type=int, default=3, help="NPM's BO points per meta-update")
     parser.add_argument("--lookahead-repeats", type=int, default=1, help="the paper's l")
     parser.add_argument("--perturbed-samples", type=int, default=10, help="copies scored by the perturbed scorer")
+    parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="the inner ES step (paper Eq. 3: sgd)")
+    parser.add_argument("--lr", type=float, default=None, help="the inner ES step size (default: the id's, 0.05)")
     parser.add_argument("--pretrained", default="auto")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help="or 'issue16' for that reproduction's arms")
     parser.add_argument("--out", default="benchmarks/bierl/results")
     parser.add_argument("--analyse", action="store_true", help="no runs: summarise OUT/TASK.json (and rewrite its CSV)")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="with --analyse: first add to OUT/TASK.json the runs of these results files whose methods it lacks "
+        "(arms run as separate commands, e.g. on two cores at once)",
+    )
     opts = vars(parser.parse_args())
+    merge = opts.pop("merge")
+    if merge and not opts["analyse"]:
+        parser.error("--merge goes with --analyse")
     if opts.pop("analyse"):
         path = Path(opts["out"]) / f"{opts['task']}.json"
+        if merge:
+            merge_results(path, merge)
         rows = json.loads(path.read_text())["runs"]
         print(write_run_summary(rows, path.with_name(f"{opts['task']}-runs.csv")))
         summarise(rows)
@@ -220,6 +238,24 @@ def _write(path: Path, opts: dict, rows: list[dict], wall: float) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"options": opts, "runs": rows, "wall_time": wall}))
     tmp.replace(path)
+
+
+def merge_results(path: Path, others: list[Path]) -> None:
+    """Add to ``path`` the runs of ``others`` whose methods it lacks; each run keeps its own options.
+
+    Files whose shared options (task, population, iterations, episode length, interval, inner step)
+    differ are refused: their runs are not comparable."""
+    data = json.loads(path.read_text())
+    shared = ("task", "population", "iterations", "episode_steps", "interval", "optimizer", "lr")
+    for other in others:
+        more = json.loads(other.read_text())
+        differ = [k for k in shared if data["options"].get(k) != more["options"].get(k)]
+        if differ:
+            raise SystemExit(f"{other} differs from {path} in {differ}: its runs are not comparable")
+        have = {r["method"] for r in data["runs"]}
+        data["runs"] += [r for r in more["runs"] if r["method"] not in have]
+        data["wall_time"] = data.get("wall_time", 0.0) + more.get("wall_time", 0.0)
+    _write(path, data["options"], data["runs"], data["wall_time"])
 
 
 def write_run_summary(rows: list[dict], path: Path) -> Path:

@@ -102,7 +102,8 @@ def write_markdown(path: str | Path) -> Path:
     scores = table(runs)
     charged = ", ".join(f"{b:,.0f} ({k})" for k, b in budgets(runs).items())
     lines = [f"# BiERL on {opts['task']}: n = {opts['population']}, {opts['iterations']} iterations, "
-             f"episodes of {opts['episode_steps'] or 'full-length'} steps", "",
+             f"episodes of {opts['episode_steps'] or 'full-length'} steps, inner ES step "
+             f"{opts.get('optimizer', 'sgd')} lr {opts.get('lr') or 0.05}", "",
              f"Charged axis: every run scored at {charged} env steps (the median fixed-sigma lifetime of its inner "
              "learner), scoring steps counted"
              + ("." if all("meta_env_steps_curve" in r for r in runs) else
