@@ -8,7 +8,7 @@ A method is ``[nsres+]es-SIGMA`` / ``nsres-SIGMA`` (fixed sigma) or
 NSR-ES learner (``HyperRL/NSRES-*``) instead of OpenAI-ES, ``:perturbed`` picks the
 authors' cheap scorer (default ``:lookahead``, Eq. 4-5) and ``@0.08`` starts the
 lifetime at that sigma (the first meta-update waits ``--interval`` iterations).
-Runs of methods not named are kept from an existing results file, so methods can
+Runs of other methods and seeds are kept from an existing results file, so methods can
 be added without re-running the rest (each run records its own solver options),
 and every finished run is written at once, so a stopped reproduction keeps its runs.
 
@@ -169,6 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--task", default="HalfCheetah")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-start", type=int, default=0, help="run seeds seed-start .. seed-start + seeds - 1")
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--population", type=int, default=20)
     parser.add_argument("--episode-steps", type=int, default=200)
@@ -191,7 +192,7 @@ def main() -> None:
         type=Path,
         default=[],
         metavar="FILE",
-        help="with --analyse: first add to OUT/TASK.json the runs of these results files whose methods it lacks "
+        help="with --analyse: first add to OUT/TASK.json the runs (method and seed) of these results files it lacks "
         "(arms run as separate commands, e.g. on two cores at once)",
     )
     opts = vars(parser.parse_args())
@@ -213,12 +214,14 @@ def main() -> None:
         parse_method(method)  # fail before any run
     if opts["pretrained"] == "none":
         opts["pretrained"] = None
-    jobs = [(m, s, opts) for s in range(opts["seeds"]) for m in opts["methods"]]
+    seeds = range(opts["seed_start"], opts["seed_start"] + opts["seeds"])
+    jobs = [(m, s, opts) for s in seeds for m in opts["methods"]]
     start = time.perf_counter()
     out = Path(opts["out"])
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{opts['task']}.json"
-    kept = [r for r in json.loads(path.read_text())["runs"] if r["method"] not in opts["methods"]] if path.exists() else []
+    planned = {(m, s) for m, s, _ in jobs}
+    kept = [r for r in json.loads(path.read_text())["runs"] if (r["method"], r["seed"]) not in planned] if path.exists() else []
     rows: list[dict] = []
     with mp.get_context("fork").Pool(opts["processes"]) as pool:
         for row in pool.imap_unordered(run_one, jobs, chunksize=1):
@@ -241,7 +244,7 @@ def _write(path: Path, opts: dict, rows: list[dict], wall: float) -> None:
 
 
 def merge_results(path: Path, others: list[Path]) -> None:
-    """Add to ``path`` the runs of ``others`` whose methods it lacks; each run keeps its own options.
+    """Add to ``path`` the runs of ``others`` (a method and seed) it lacks; each run keeps its own options.
 
     Files whose shared options (task, population, iterations, episode length, interval, inner step)
     differ are refused: their runs are not comparable."""
@@ -252,8 +255,8 @@ def merge_results(path: Path, others: list[Path]) -> None:
         differ = [k for k in shared if data["options"].get(k) != more["options"].get(k)]
         if differ:
             raise SystemExit(f"{other} differs from {path} in {differ}: its runs are not comparable")
-        have = {r["method"] for r in data["runs"]}
-        data["runs"] += [r for r in more["runs"] if r["method"] not in have]
+        have = {(r["method"], r["seed"]) for r in data["runs"]}
+        data["runs"] += [r for r in more["runs"] if (r["method"], r["seed"]) not in have]
         data["wall_time"] = data.get("wall_time", 0.0) + more.get("wall_time", 0.0)
     _write(path, data["options"], data["runs"], data["wall_time"])
 
