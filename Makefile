@@ -25,7 +25,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/ppo_speed.py
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/import_cost.py
-	$(PY) -m pytest -q benchmarks/test_hyperstep_benchmark.py --benchmark-only
+	$(PY) -m pytest -q benchmarks/test_hyperstep_benchmark.py benchmarks/test_fused_step_benchmark.py --benchmark-only
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agents hyperenvs solvers tests benchmarks

@@ -32,7 +32,7 @@ import torch
 from agents.base import Batch, Params
 from agents.optim import SGD, Adam, OptState, RMSProp, UpdateRule
 
-COMPILE_CHOICES = (False, True, "auto")
+COMPILE_CHOICES = (False, True, "auto", "fused")
 """values of ``ActorCriticConfig.compile``"""
 
 AUTO_AFTER = 8
@@ -43,7 +43,8 @@ benchmarks/compiled/README.md: across lifetimes in one process, or from a warm i
 pays on PPO's many minibatch steps; one lifetime from an empty cache mostly does not."""
 
 AUTO_MAX_PARAMS = 100_000
-"""``compile="auto"``: larger networks stay eager (their steps are arithmetic, not overhead)"""
+"""``compile="auto"``: larger networks stay eager (their steps are arithmetic, not overhead); smaller ones take
+the fused steps where those apply (CPU, float32: ``agents.fused``), else the compiled ones"""
 
 _HPARAMS = ("lr", "clip", "vf_coef", "ent_coef", "max_grad_norm")
 """the hyperparameters a compiled step reads, packed in this order into one tensor"""
@@ -74,21 +75,38 @@ def compilable(network: Any, rule: UpdateRule, params: Params) -> str:
     if len({(p.dtype, p.device) for p in params.values()}) != 1:
         return "parameters do not share one dtype and device"
     device = next(iter(params.values())).device
-    if device.type == "cpu" and shutil.which("cc") is None and shutil.which("gcc") is None:
+    if device.type == "cpu" and not _have_c_compiler():
         return "no C compiler on PATH (torch.compile's CPU backend needs one)"
     return ""
 
 
-def wants_compile(setting: bool | str, iterations: int, network: Any, rule: UpdateRule, params: Params) -> bool:
-    """Whether this iteration's update takes the compiled path (``ActorCriticConfig.compile``)."""
+@functools.cache
+def _have_c_compiler() -> bool:
+    return shutil.which("cc") is not None or shutil.which("gcc") is not None
+
+
+def update_path(setting: bool | str, iterations: int, network: Any, rule: UpdateRule, params: Params) -> str:
+    """How this iteration's gradient steps run (``ActorCriticConfig.compile``): ``"eager"``, ``"fused"``
+    (``agents.fused``) or ``"compiled"``."""
+    from agents.fused import fusable
+
     if setting is False:
-        return False
+        return "eager"
+    if setting == "fused":
+        reason = fusable(network, rule, params)
+        if reason:
+            raise ValueError(f"compile='fused', but {reason}")
+        return "fused"
     reason = compilable(network, rule, params)
     if setting is True:
         if reason:
             raise ValueError(f"compile=True, but {reason}")
-        return True
-    return not reason and iterations >= AUTO_AFTER and sum(p.numel() for p in params.values()) <= AUTO_MAX_PARAMS
+        return "compiled"
+    if sum(p.numel() for p in params.values()) > AUTO_MAX_PARAMS:
+        return "eager"
+    if not fusable(network, rule, params):  # "auto" on CPU: the fused steps beat the compiled ones, with no compile
+        return "fused"
+    return "compiled" if not reason and iterations >= AUTO_AFTER else "eager"
 
 
 class _Counter:

@@ -29,7 +29,8 @@ import torch
 
 from agents import envstate
 from agents.base import Batch, IterationReport, LastUpdate, Params
-from agents.compiled import CompiledSteps, check_compile, wants_compile
+from agents.compiled import CompiledSteps, check_compile, update_path
+from agents.fused import FusedSteps
 from agents.networks import ActorCritic, sample
 from agents.optim import FlatSteps, OptState, UpdateRule, clip_grad_norm, get_update_rule
 from agents.rollout import Collector, make_vector_env, task_spaces
@@ -74,12 +75,16 @@ class ActorCriticConfig:
     """what the update minimises: ``own`` (the learner's loss) or a learned objective of ``agents.objectives``
     (``lpg``: the shipped LPG, ``lpg:PATH``: a rule file), which may bring parameters (LPG's prediction y)"""
     compile: bool | str = False
-    """PPO's and A2C's gradient steps through ``torch.compile`` (``agents.compiled``): ``False`` never
-    (eager: the reference, and the default, so results made before it stay bit for bit), ``True``
-    always (an error where they cannot be compiled), ``"auto"`` (the ``-v1`` ids) once the learner has
-    run ``agents.compiled.AUTO_AFTER`` iterations, for MLPs with the stock update rules; the same
-    numbers to float rounding, each step about 2x faster on small networks, after a one-off compile
-    of seconds to tens of seconds per process (benchmarks/compiled/README.md)"""
+    """how PPO's and A2C's gradient steps run: ``False`` eager (the reference, and the default of the ``-v0``
+    ids, so results made before stay bit for bit); ``"fused"`` a hand-derived gradient in NumPy with no
+    autograd, for MLPs with the stock update rules on CPU float32 (``agents.fused``: about 4x faster
+    steps on CartPole-sized nets, nothing to compile, and the collector acts through the same NumPy
+    forward); ``True`` through ``torch.compile`` (``agents.compiled``: a one-off compile of seconds to
+    tens of seconds per process); ``"auto"`` (the ``-v1`` ids) fused where that applies, else compiled
+    once the learner has run ``agents.compiled.AUTO_AFTER`` iterations, and eager for networks over
+    ``AUTO_MAX_PARAMS``.  Every path gives the eager numbers to float rounding, except that the fused
+    collector draws categorical actions by inverse CDF (the same distribution, another draw)
+    (benchmarks/compiled/README.md)"""
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps"):
@@ -173,6 +178,7 @@ class ActorCriticLearner:
             normalize_obs=config.normalize_obs,
             normalize_reward=config.normalize_reward,
             sign_reward=config.sign_reward,
+            **({"fused_policy": self._fused_policy()} if collector_cls is TensorCollector else {}),
         )
         self.collector.reset(seed=self.seed)
         self.timesteps = 0
@@ -275,17 +281,25 @@ class ActorCriticLearner:
         """``train_step``'s body; ``grads_out`` collects the clipped gradients of its steps, oldest first."""
         raise NotImplementedError
 
-    def _fast_steps(self, kind: str, params: Params, opt_state: OptState) -> CompiledSteps | FlatSteps | None:
-        """The non-differentiable fast path of an update: compiled steps (``config.compile``), else the
+    def _fused_policy(self) -> bool:
+        """Whether the tensor collector acts through ``agents.fused.FusedPolicy``: where the steps are fused."""
+        return update_path(self.config.compile, 0, self.network, self.update_rule, self.params) == "fused"
+
+    def _fast_steps(self, kind: str, params: Params, opt_state: OptState) -> CompiledSteps | FusedSteps | FlatSteps | None:
+        """The non-differentiable fast path of an update: fused or compiled steps (``config.compile``), else the
         in-place stock rules, else None (the pure path)."""
-        if wants_compile(self.config.compile, self.iterations, self.network, self.update_rule, params):
-            return CompiledSteps(kind, self.objective, self.update_rule, params, opt_state, self.config.grad_history)
+        path = update_path(self.config.compile, self.iterations, self.network, self.update_rule, params)
+        if path != "eager":
+            steps = FusedSteps if path == "fused" else CompiledSteps
+            return steps(kind, self.objective, self.update_rule, params, opt_state, self.config.grad_history)
         if kind != "ppo":  # A2C takes one step an update: nothing to pack for
             return None
         fast = FlatSteps(self.update_rule, params, opt_state, grads_kept=self.config.grad_history)
         return fast if fast.supported else None
 
-    def _finish_fast(self, fast: CompiledSteps | FlatSteps, grads_out: list[Params] | None) -> tuple[Params, OptState]:
+    def _finish_fast(
+        self, fast: CompiledSteps | FusedSteps | FlatSteps, grads_out: list[Params] | None
+    ) -> tuple[Params, OptState]:
         """``fast``'s params and state, its gradients into ``grads_out``, its compile time into ``compile_seconds``."""
         self.compile_seconds += getattr(fast, "seconds_compiling", 0.0)
         if grads_out is not None:

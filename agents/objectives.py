@@ -53,8 +53,10 @@ def use_config_objective(learner: Any, own_name: str) -> bool:
     spec = learner.config.objective
     if spec in (OWN, own_name):
         return False
-    if learner.config.compile is True:
-        raise ValueError(f"compile=True needs {own_name.upper()}'s own objective; objective {spec!r} runs eager")
+    if learner.config.compile in (True, "fused"):
+        raise ValueError(
+            f"compile={learner.config.compile!r} needs {own_name.upper()}'s own objective; objective {spec!r} runs eager"
+        )
     attach_objective(learner, spec)
     return True
 

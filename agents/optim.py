@@ -450,6 +450,25 @@ class FlatSteps:
         self.steps += 1
         return total
 
+    @property
+    def buffer(self) -> torch.Tensor:
+        """The flat parameter buffer (``params`` are views of it)."""
+        return self._param_buf
+
+    def grad_slots(self) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        """Every gradient buffer of the ring, with its per-parameter views."""
+        return list(zip(self._ring, self._ring_views))
+
+    def grad_slot(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The flat buffer the next step's gradient goes in, and its per-parameter views: for a caller that writes
+        the gradient itself and applies the update to ``buffer`` and ``state`` (``agents.fused``), then ``advance()``."""
+        slot = self.steps % len(self._ring)
+        return self._ring[slot], self._ring_views[slot]
+
+    def advance(self) -> None:
+        """Count a step applied by the caller (the gradient in ``grad_slot()``, kept for ``recent_grads``)."""
+        self.steps += 1
+
     def recent_grads(self) -> list[Params]:
         """Copies of the clipped gradients of the last steps this object still holds, oldest first."""
         kept = min(self.steps, len(self._ring))

@@ -16,6 +16,7 @@ from agents.actor_critic_hparams import (
 )
 from agents.base import Batch, Params
 from agents.compiled import CompiledSteps
+from agents.fused import FusedSteps
 from agents.hparams import declare, hyperparameter
 from agents.learner import ActorCriticConfig, ActorCriticLearner
 from agents.networks import ActorCritic, entropy, log_prob
@@ -151,6 +152,11 @@ class PPOLearner(ActorCriticLearner):
         for _ in range(int(hp["epochs"])):
             perm = torch.randperm(n, generator=self.generator, device=self.device)
             shuffled = flat.rows(perm)  # one gather per epoch; each minibatch is then a contiguous slice
+            if isinstance(fast, FusedSteps):
+                m, norm = fast.epoch(shuffled, size, hp)
+                metrics.extend(m.unbind())
+                norms.extend(norm.unbind())
+                continue
             for start in range(0, n - size + 1, size):
                 minibatch = shuffled.rows(slice(start, start + size))
                 if isinstance(fast, CompiledSteps):

@@ -16,9 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from agents.base import Batch, Params
+from agents.fused import FusedPolicy
 from agents.networks import ActorCritic, log_prob, sample
 from agents.returns import rollout_return
 from agents.rollout import Episode
@@ -71,8 +73,11 @@ class TensorCollector:
         clip_obs: float = 10.0,
         clip_reward: float = 10.0,
         sign_reward: bool = False,
+        fused_policy: bool = False,
     ) -> None:
         self.envs, self.network, self.generator = envs, network, generator
+        self.fused_policy = fused_policy
+        """act through ``agents.fused.FusedPolicy`` (CPU float32 MLPs; the learner sets it with its fused steps)"""
         self.device = torch.device(device)
         self.num_envs = n = envs.num_envs
         shape = tuple(envs.single_observation_space.shape)
@@ -146,28 +151,24 @@ class TensorCollector:
         done_buf = self._buffer("done", t_b, torch.bool)
         ret_buf = self._buffer("ret", t_b, torch.float64)
         len_buf = self._buffer("len", t_b, torch.long)
+        fused = FusedPolicy(net, params, self.generator) if self.fused_policy else None
+        # With the fused policy (CPU) the per-step bookkeeping runs on NumPy views of the same buffers.
+        records = (raw_buf, done_buf, ret_buf, len_buf, rew_buf, disc_buf, self._ep_return, self._ep_length)
+        arrays = tuple(b.numpy() for b in records) if fused is not None else None
         for t in range(num_steps):
-            policy_out, value = net.forward(params, obs)
-            action = sample(policy_out, params, net.discrete, self.generator)
-            obs_buf[t], act_buf[t], val_buf[t] = obs, action, value
-            logp_buf[t] = log_prob(policy_out, params, action, net.discrete)
+            if fused is not None:
+                action = fused.act(obs, out=(obs_buf[t], act_buf[t], val_buf[t], logp_buf[t]))
+            else:
+                policy_out, value = net.forward(params, obs)
+                action = sample(policy_out, params, net.discrete, self.generator)
+                obs_buf[t], act_buf[t], val_buf[t] = obs, action, value
+                logp_buf[t] = log_prob(policy_out, params, action, net.discrete)
             env_action = action if self._low is None else torch.clamp(action, self._low_t, self._high_t)
             next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
-            done = terminated | truncated
-            raw_buf[t] = reward
-            self._ep_return += reward
-            self._ep_length += 1
-            done_buf[t], ret_buf[t], len_buf[t] = done, self._ep_return, self._ep_length
-            self._ep_return.masked_fill_(done, 0.0)
-            self._ep_length.masked_fill_(done, 0)
-            scaled = self._scale_rewards(reward, done, gamma)
-            # An episode can end both ways at once (a fall on the time limit's last step): no bootstrap then.
-            bootstrap = truncated & ~terminated
-            if bool(bootstrap.any()):
-                final = net.value(params, self.normalize(info["final_obs"]))
-                scaled = scaled + gamma * torch.where(bootstrap, final, 0.0)
-            rew_buf[t] = scaled
-            torch.logical_not(done, out=disc_buf[t])
+            if arrays is None:
+                self._record(t, records, params, gamma, reward, terminated, truncated, info)
+            else:
+                self._record_arrays(t, arrays, params, gamma, reward, terminated, truncated, info)
             self._obs = next_obs.clone()  # the task may reuse its observation buffer
             obs = self.normalize(next_obs, update=True)
         self.last_raw_rewards = raw_buf.clone()
@@ -183,6 +184,46 @@ class TensorCollector:
             bootstrap_obs=obs,
         )
         return batch, self._episodes(done_buf, ret_buf, len_buf)
+
+    def _record(self, t, records, params, gamma, reward, terminated, truncated, info) -> None:
+        """Step ``t``'s rewards, episode bookkeeping and discounts into the ``[T, B]`` buffers."""
+        raw, done_buf, ret_buf, len_buf, rew_buf, disc_buf, ep_return, ep_length = records
+        done = terminated | truncated
+        raw[t] = reward
+        ep_return += reward
+        ep_length += 1
+        done_buf[t], ret_buf[t], len_buf[t] = done, ep_return, ep_length
+        ep_return.masked_fill_(done, 0.0)
+        ep_length.masked_fill_(done, 0)
+        scaled = self._scale_rewards(reward, done, gamma)
+        # An episode can end both ways at once (a fall on the time limit's last step): no bootstrap then.
+        bootstrap = truncated & ~terminated
+        if bool(bootstrap.any()):
+            final = self.network.value(params, self.normalize(info["final_obs"]))
+            scaled = scaled + gamma * torch.where(bootstrap, final, 0.0)
+        rew_buf[t] = scaled
+        torch.logical_not(done, out=disc_buf[t])
+
+    def _record_arrays(self, t, arrays, params, gamma, reward, terminated, truncated, info) -> None:
+        """``_record`` on NumPy views of the buffers (CPU): the same numbers, a microsecond an op instead of several."""
+        raw, done_buf, ret_buf, len_buf, rew_buf, disc_buf, ep_return, ep_length = arrays
+        r, term, trunc = reward.numpy(), terminated.numpy(), truncated.numpy()
+        done = term | trunc
+        raw[t] = r
+        ep_return += r
+        ep_length += 1
+        done_buf[t], ret_buf[t], len_buf[t] = done, ep_return, ep_length
+        ep_return[done] = 0.0
+        ep_length[done] = 0
+        scaled = r
+        if self.sign_reward or self.ret_rms is not None:
+            scaled = self._scale_rewards(reward, torch.from_numpy(done), gamma).numpy()
+        bootstrap = trunc & ~term
+        if bootstrap.any():
+            final = self.network.value(params, self.normalize(info["final_obs"])).detach().numpy()
+            scaled = scaled + gamma * np.where(bootstrap, final, 0.0)
+        rew_buf[t] = scaled
+        np.logical_not(done, out=disc_buf[t])
 
     @staticmethod
     def _episodes(done: torch.Tensor, returns: torch.Tensor, lengths: torch.Tensor) -> list[Episode]:

@@ -239,14 +239,12 @@ def gymnasium_task(task: str) -> str:
 
 
 def _twin(family: Family) -> Family:
-    """``family`` on the batched twins of its tasks, as ids of version 1.
-
-    Updates stay eager by default: a single lifetime from an empty compile cache measured no faster
-    compiled (PPO CartPole 1.02x, A2C CartPole 0.33x, PPO Pendulum 0.31x; benchmarks/compiled/README.md),
-    so ``config={"compile": "auto"}`` is the user's choice for runs that reuse the compiled graphs.
-    """
+    """``family`` on the batched twins of its tasks, as ids of version 1, with ``compile="auto"``: on CPU the
+    fused gradient steps and NumPy policy (``agents.fused``; nothing to compile, so a hyperparameter change
+    costs nothing), elsewhere the compiled steps once they pay (``agents.compiled``); benchmarks/compiled/README.md.
+    ``config={"compile": False}`` gives the eager reference path."""
     tasks = tuple((name, TWINS[task]) for name, task in family.tasks)
-    return replace(family, tasks=tasks, version=1)
+    return replace(family, tasks=tasks, version=1, config={**family.config, "compile": "auto"})
 
 
 def _only(tasks: tuple[tuple[str, str], ...], *names: str) -> tuple[tuple[str, str], ...]:

@@ -44,3 +44,41 @@ def strip_timing(info: dict) -> dict:
 
 def obs_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def count_constructions(monkeypatch: Any, module: Any, name: str) -> list[int]:
+    """Replace the class ``module.name`` by a subclass that appends to the returned list each time it is built."""
+    built: list[int] = []
+    base = getattr(module, name)
+
+    class Counting(base):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, Counting)
+    return built
+
+
+def learner_pair(cls: Any, config_cls: Any, fast: Any, **config: Any) -> tuple[Any, Any, Any]:
+    """An eager learner and one with ``compile=fast``, one seed, sharing one collected batch and generator state."""
+    eager = cls(config_cls(**config, compile=False), seed=3)
+    other = cls(config_cls(**config, compile=fast), seed=3)
+    batch, _ = eager.collector.collect(eager.params, config["num_steps"], 0.99)
+    other.generator.set_state(eager.generator.get_state())
+    return eager, other, batch
+
+
+def ten_updates(learner: Any, batch: Any, schedule: Any) -> tuple[Any, Any, Any]:
+    """Ten ``train_step`` calls on one batch, the hyperparameters ``schedule(k)``: final params, state, metrics."""
+    params, state = learner.params, learner.opt_state
+    for k in range(10):
+        params, state, metrics = learner.train_step(params, state, batch, schedule(k))
+    return params, state, metrics
+
+
+def assert_close(a: dict, b: dict, tol: float = 1e-5, rtol: float = 0.0) -> None:
+    """Two dicts of tensors with the same keys, equal to ``tol`` (absolute) and ``rtol``."""
+    assert set(a) == set(b)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=tol, rtol=rtol, msg=name)

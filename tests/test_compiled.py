@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import pytest
-import torch
+from _helpers import assert_close, count_constructions, learner_pair, ten_updates
 
 import hyperenvs
 from agents import compiled
@@ -26,27 +26,11 @@ PPO_HP = {"epochs": 2, "minibatch_size": 16}
 
 def _pair(cls, config_cls, **config):
     """An eager and a compiled learner with one seed, sharing one collected batch and generator state."""
-    eager = cls(config_cls(**SMALL, **config, compile=False), seed=3)
-    fast = cls(config_cls(**SMALL, **config, compile=True), seed=3)
-    batch, _ = eager.collector.collect(eager.params, SMALL["num_steps"], 0.99)
-    fast.generator.set_state(eager.generator.get_state())
-    return eager, fast, batch
-
-
-def _ten_updates(learner, batch, schedule):
-    params, state = learner.params, learner.opt_state
-    for k in range(10):
-        params, state, metrics = learner.train_step(params, state, batch, schedule(k))
-    return params, state, metrics
-
-
-def _assert_close(a, b, tol=1e-5):
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], atol=tol, rtol=0, msg=name)
+    return learner_pair(cls, config_cls, True, **SMALL, **config)
 
 
 @pytest.mark.parametrize("kind", ["ppo", "a2c"])
-def test_compiled_train_step_equals_eager_over_ten_updates(kind):
+def test_compiled_train_step_equals_eager_overten_updates(kind):
     if kind == "ppo":
         eager, fast, batch = _pair(PPOLearner, PPOConfig)
 
@@ -58,15 +42,15 @@ def test_compiled_train_step_equals_eager_over_ten_updates(kind):
         def schedule(k):
             return {"lr": 7e-4 * (1 + k / 10), "ent_coef": 0.01 * k, "vf_coef": 0.25 + 0.05 * k, "gae_lambda": 0.95}
 
-    p_eager, s_eager, m_eager = _ten_updates(eager, batch, schedule)
-    p_fast, s_fast, m_fast = _ten_updates(fast, batch, schedule)
-    _assert_close(p_eager, p_fast)
+    p_eager, s_eager, m_eager = ten_updates(eager, batch, schedule)
+    p_fast, s_fast, m_fast = ten_updates(fast, batch, schedule)
+    assert_close(p_eager, p_fast)
     moments = [k for k, v in s_eager.items() if isinstance(v, dict)]
     assert moments  # Adam's or RMSProp's moments are compared too
     for key in moments:
-        _assert_close(s_eager[key], s_fast[key])
+        assert_close(s_eager[key], s_fast[key])
     assert s_eager["step"] == s_fast["step"]
-    _assert_close(m_eager, m_fast, tol=1e-4)
+    assert_close(m_eager, m_fast, tol=1e-4)
     assert fast.compile_seconds > 0 and eager.compile_seconds == 0
     # Not vacuous: the updates moved the parameters well beyond the tolerance.
     assert max((p_eager[k] - eager.params[k]).abs().max().item() for k in p_eager) > 1e-3
@@ -118,16 +102,12 @@ def test_a_minibatch_size_compiles_once():
 
 
 def test_auto_waits_then_compiles(monkeypatch):
+    import agents.fused
     import agents.learner
 
-    built = []
-
-    class Counting(compiled.CompiledSteps):
-        def __init__(self, *args, **kwargs):
-            built.append(1)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(agents.learner, "CompiledSteps", Counting)
+    built = count_constructions(monkeypatch, agents.learner, "CompiledSteps")
+    # where the fused steps apply (CPU float32) "auto" takes them (tests/test_fused.py); here they do not
+    monkeypatch.setattr(agents.fused, "fusable", lambda *args: "not here")
     learner = PPOLearner(PPOConfig(**SMALL, compile="auto"), seed=0)
     for _ in range(compiled.AUTO_AFTER):
         learner.iterate(PPO_HP)
@@ -149,6 +129,5 @@ def test_compile_setting_errors():
     class OwnSGD(SGD):
         pass
 
-    learner = PPOLearner(PPOConfig(**SMALL, update_rule=OwnSGD(), compile=True), seed=0)
     with pytest.raises(ValueError, match="compile=True, but update rule OwnSGD has no compiled form"):
-        learner.iterate(PPO_HP)
+        PPOLearner(PPOConfig(**SMALL, update_rule=OwnSGD(), compile=True), seed=0)  # said when built

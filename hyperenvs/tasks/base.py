@@ -221,8 +221,9 @@ class BatchedTask(ABC):
         if action.dtype.is_floating_point or action.dtype == torch.bool:
             raise ValueError(f"action must be an integer tensor, got {action.dtype}")
         n = self.single_action_space.n
-        if bool(((action < 0) | (action >= n)).any()):
-            raise ValueError(f"action must lie in [0, {n}), got values from {int(action.min())} to {int(action.max())}")
+        low, high = (int(v) for v in torch.aminmax(action))
+        if low < 0 or high >= n:
+            raise ValueError(f"action must lie in [0, {n}), got values from {low} to {high}")
         return action.long()
 
     def _zeros(self, *shape: int) -> torch.Tensor:
