@@ -16,6 +16,8 @@ buffers, so nothing is copied):
 The numbers are the eager objective's to float rounding (``tests/test_fused.py`` compares both
 over ten updates).  Every hyperparameter is a plain number read at each step, so changing one
 costs nothing and nothing is compiled.  The step returns the eager path's metrics and norm.
+``FusedPolicy`` is the collector's side: the policy's forward and sampling in NumPy
+(``agents.tensor_rollout.TensorCollector`` with ``fused_policy``, set by the learner with these steps).
 """
 
 from __future__ import annotations

@@ -49,6 +49,17 @@ class RunningMeanStd:
         self.var = m2 / total
         self.count = total
 
+    def update_array(self, x: np.ndarray) -> None:
+        """``update`` in NumPy on CPU, writing the statistics in place (Gymnasium's own formulas)."""
+        x = np.asarray(x, dtype=np.float64)
+        n, mean, var = x.shape[0], self.mean.numpy(), self.var.numpy()
+        delta = x.mean(0) - mean
+        total = self.count + n
+        m2 = var * self.count + x.var(0) * n + delta * delta * (self.count * n / total)
+        mean += delta * (n / total)
+        var[...] = m2 / total
+        self.count = total
+
     def state_dict(self) -> dict[str, Any]:
         return {"mean": self.mean.clone(), "var": self.var.clone(), "count": torch.tensor(self.count, dtype=torch.float64)}
 
@@ -117,6 +128,15 @@ class TensorCollector:
         scaled = (obs - self.obs_rms.mean) / torch.sqrt(self.obs_rms.var + 1e-8)
         return scaled.clamp(-self.clip_obs, self.clip_obs).float()
 
+    def _normalize_array(self, obs: torch.Tensor) -> torch.Tensor:
+        """``normalize(obs, update=True)`` through NumPy views (the fused collector on CPU)."""
+        if self.obs_rms is None:
+            return obs.float()
+        x = obs.numpy()
+        self.obs_rms.update_array(x)
+        scaled = (x - self.obs_rms.mean.numpy()) / np.sqrt(self.obs_rms.var.numpy() + 1e-8)
+        return torch.from_numpy(np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32))
+
     def _scale_rewards(self, rewards: torch.Tensor, done: torch.Tensor, gamma: float) -> torch.Tensor:
         if self.sign_reward:
             rewards = rewards.sign()
@@ -170,7 +190,7 @@ class TensorCollector:
             else:
                 self._record_arrays(t, arrays, params, gamma, reward, terminated, truncated, info)
             self._obs = next_obs.clone()  # the task may reuse its observation buffer
-            obs = self.normalize(next_obs, update=True)
+            obs = self.normalize(next_obs, update=True) if arrays is None else self._normalize_array(next_obs)
         self.last_raw_rewards = raw_buf.clone()
         self.rollout_return = rollout_return(self.last_raw_rewards, gamma)
         batch = Batch(

@@ -230,10 +230,14 @@ class BatchedTask(ABC):
         """A zeroed tensor for an observation: a fresh one, or with ``reuse_obs`` the current slot's buffer."""
         if not self.reuse_obs:
             return torch.zeros(shape, device=self.device)
+        return self._slot_buffer(shape).zero_()
+
+    def _slot_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """With ``reuse_obs``, the current slot's observation buffer as it is (for a caller that overwrites it all)."""
         buf = self._buffers.get(self._slot)
         if buf is None or buf.shape != shape:
             buf = self._buffers[self._slot] = torch.zeros(shape, device=self.device)
-        return buf.zero_()
+        return buf
 
     def _binary(self, ones: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         """A ``(num_envs, *shape)`` float observation, 1 at the flat indices ``ones`` (into the whole tensor), else 0.

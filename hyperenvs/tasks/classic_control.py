@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -55,17 +56,41 @@ class ClassicControlTask(BatchedTask):
         self.state[rows] = self._initial_state(rows.numel())
 
     def _advance(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if type(self)._step_arrays is not ClassicControlTask._step_arrays and self.device.type == "cpu":
+            # On CPU a twin that writes its step against an array library runs it on NumPy views of the same
+            # memory: a NumPy op costs about a microsecond here, a torch op on a few rows several.
+            state, elapsed = self.state.numpy(), self.elapsed.numpy()
+            new, reward, terminated = self._step_arrays(np, state, action.numpy())
+            state[...] = new
+            elapsed += 1
+            done = np.zeros(len(state), dtype=bool) if terminated is None else terminated
+            return (
+                torch.from_numpy(reward.astype(np.float32)),
+                torch.from_numpy(done),
+                torch.from_numpy(elapsed >= self.max_episode_steps),
+            )
         reward, terminated = self._dynamics(action)
         self.elapsed += 1
         return reward.float(), terminated, self.elapsed >= self.max_episode_steps
+
+    def _step_arrays(self, xp: Any, state: Any, action: Any) -> tuple[Any, Any, Any]:
+        """One Gymnasium ``step`` of every instance written against the array library ``xp`` (``numpy`` or
+        ``torch``, with ``state`` and ``action`` its arrays): ``(new_state, reward float64, terminated bool or
+        None for never)``.  A twin that defines it
+        gets ``_dynamics`` from it (below) and a NumPy step on CPU (``_advance``)."""
+        raise NotImplementedError
+
+    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        new, reward, terminated = self._step_arrays(torch, self.state, action)
+        self.state = new
+        return reward, torch.zeros_like(reward, dtype=torch.bool) if terminated is None else terminated
 
     @abstractmethod
     def _initial_state(self, n: int) -> torch.Tensor:
         """``n`` new float64 states drawn as Gymnasium's ``reset`` draws them."""
 
-    @abstractmethod
-    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One Gymnasium ``step`` of every instance: updates ``state``, returns ``(reward, terminated)``."""
+    # A twin defines ``_step_arrays`` (above) or overrides ``_dynamics``: one Gymnasium ``step`` of every instance
+    # that updates ``state`` and returns ``(reward, terminated)``.
 
     def _uniform(self, n: int, low: float | torch.Tensor, high: float | torch.Tensor, size: int) -> torch.Tensor:
         u = torch.rand(n, size, generator=self.generator, dtype=F64, device=self.device)
@@ -74,7 +99,7 @@ class ClassicControlTask(BatchedTask):
     def _emit(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.reuse_obs:
             return obs.float()
-        return self._zeros(*obs.shape).copy_(obs)
+        return self._slot_buffer(tuple(obs.shape)).copy_(obs)
 
     def _check_action(self, action: torch.Tensor) -> torch.Tensor:
         if isinstance(self.single_action_space, gym.spaces.Discrete):
@@ -106,32 +131,26 @@ class CartPole(ClassicControlTask):
         high = np.array([self.X_THRESHOLD * 2, np.inf, self.THETA_THRESHOLD * 2, np.inf], dtype=np.float32)
         self.single_observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
         self.single_action_space = gym.spaces.Discrete(2)
-        force = self.FORCE_MAG
-        self._constants = {
-            "force": torch.tensor(force, dtype=F64, device=self.device),
-            "-force": torch.tensor(-force, dtype=F64, device=self.device),
-            "thresholds": torch.tensor([self.X_THRESHOLD, self.THETA_THRESHOLD], dtype=F64, device=self.device),
-            "ones": torch.ones(self.num_envs, dtype=torch.float32, device=self.device),
-        }
 
     def _initial_state(self, n: int) -> torch.Tensor:
         return self._uniform(n, -0.05, 0.05, 4)
 
-    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Gymnasium's equations in its order of operations (so the same float64 rounding), in place where a
-        # temporary allows: at a few instances each tensor op costs microseconds whatever its size.
-        c = self._constants
-        _, x_dot, theta, theta_dot = self.state.unbind(1)
-        force = torch.where(action == 1, c["force"], c["-force"])
-        costheta, sintheta = torch.cos(theta), torch.sin(theta)
-        temp = theta_dot.square().mul_(self.POLEMASS_LENGTH).mul_(sintheta).add_(force).div_(self.TOTAL_MASS)
-        denominator = costheta.square().mul_(self.MASSPOLE).div_(self.TOTAL_MASS).neg_().add_(4.0 / 3.0).mul_(self.LENGTH)
-        thetaacc = (sintheta * self.GRAVITY).sub_(costheta * temp).div_(denominator)
-        xacc = temp - (thetaacc * self.POLEMASS_LENGTH).mul_(costheta).div_(self.TOTAL_MASS)
+    def _step_arrays(self, xp: Any, state: Any, action: Any) -> tuple[Any, Any, Any]:
+        # Gymnasium's equations in its order of operations, so the same float64 rounding (the force is +-10,
+        # exact in torch's float32 default too)
+        x_dot, theta, theta_dot = state[:, 1], state[:, 2], state[:, 3]
+        force = xp.where(action == 1, self.FORCE_MAG, -self.FORCE_MAG)
+        costheta, sintheta = xp.cos(theta), xp.sin(theta)
+        temp = (force + self.POLEMASS_LENGTH * (theta_dot * theta_dot) * sintheta) / self.TOTAL_MASS
+        thetaacc = (self.GRAVITY * sintheta - costheta * temp) / (
+            self.LENGTH * (4.0 / 3.0 - self.MASSPOLE * (costheta * costheta) / self.TOTAL_MASS)
+        )
+        xacc = temp - self.POLEMASS_LENGTH * thetaacc * costheta / self.TOTAL_MASS
         # explicit Euler, every variable from its old rate (Gymnasium's default "euler" integrator)
-        self.state = self.state + torch.stack((x_dot, xacc, theta_dot, thetaacc), dim=1).mul_(self.TAU)
-        terminated = (self.state[:, ::2].abs() > c["thresholds"]).any(1)  # |x| > 2.4 or |theta| > 12 degrees
-        return c["ones"].clone(), terminated
+        new = state + xp.stack((x_dot, xacc, theta_dot, thetaacc), 1) * self.TAU
+        x, theta = new[:, 0], new[:, 2]
+        terminated = (abs(x) > self.X_THRESHOLD) | (abs(theta) > self.THETA_THRESHOLD)
+        return new, xp.ones_like(x), terminated
 
     def _observe(self) -> torch.Tensor:
         return self._emit(self.state)
@@ -322,20 +341,16 @@ class Pendulum(ClassicControlTask):
     def _initial_state(self, n: int) -> torch.Tensor:
         return self._uniform(n, -self._high, self._high, 2)
 
-    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        th, thdot = self.state.unbind(1)
+    def _step_arrays(self, xp: Any, state: Any, action: Any) -> tuple[Any, Any, Any]:
+        th, thdot = state[:, 0], state[:, 1]
         g, m, l, dt = self.G, self.M, self.L, self.DT  # noqa: E741
-        u = action[:, 0].clamp(-self.MAX_TORQUE, self.MAX_TORQUE)  # float32, as NumPy keeps it
-        costs = _angle_normalize(th) ** 2 + 0.1 * thdot**2 + (0.001 * u**2).double()
-        newthdot = thdot + (3 * g / (2 * l) * torch.sin(th) + (3.0 / (m * l**2) * u).double()) * dt
-        newthdot = newthdot.clamp(-self.MAX_SPEED, self.MAX_SPEED)
-        self.state = torch.stack((th + newthdot * dt, newthdot), dim=1)
-        return -costs, torch.zeros_like(th, dtype=torch.bool)
+        u = xp.clip(action[:, 0], -self.MAX_TORQUE, self.MAX_TORQUE)  # float32, as NumPy keeps it
+        normalized = xp.remainder(th + math.pi, 2 * math.pi) - math.pi
+        costs = normalized**2 + 0.1 * thdot**2 + 0.001 * u**2  # the float32 term joins the float64 sum
+        newthdot = thdot + (3 * g / (2 * l) * xp.sin(th) + 3.0 / (m * l**2) * u) * dt
+        newthdot = xp.clip(newthdot, -self.MAX_SPEED, self.MAX_SPEED)
+        return xp.stack((th + newthdot * dt, newthdot), 1), -costs, None
 
     def _observe(self) -> torch.Tensor:
         th, thdot = self.state.unbind(1)
         return self._emit(torch.stack((torch.cos(th), torch.sin(th), thdot), dim=1))
-
-
-def _angle_normalize(x: torch.Tensor) -> torch.Tensor:
-    return torch.remainder(x + math.pi, 2 * math.pi) - math.pi
