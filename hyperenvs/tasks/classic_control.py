@@ -176,44 +176,43 @@ class Acrobot(ClassicControlTask):
         high = np.array([1.0, 1.0, 1.0, 1.0, self.MAX_VEL_1, self.MAX_VEL_2], dtype=np.float32)
         self.single_observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
         self.single_action_space = gym.spaces.Discrete(3)
-        self._torques = torch.tensor(self.TORQUES, dtype=F64, device=self.device)
 
     def _initial_state(self, n: int) -> torch.Tensor:
         return self._uniform(n, -0.1, 0.1, 4).float().double()  # Gymnasium keeps the reset state in float32
 
-    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s = torch.cat((self.state, self._torques[action].unsqueeze(1)), dim=1)
+    def _step_arrays(self, xp: Any, state: Any, action: Any) -> tuple[Any, Any, Any]:
+        torque = xp.asarray(action - 1, dtype=state.dtype)  # TORQUES[action], exactly
+        s = xp.concatenate((state, torque[:, None]), 1)
         dt = self.DT
-        k1 = self._dsdt(s)
-        k2 = self._dsdt(s + dt / 2.0 * k1)
-        k3 = self._dsdt(s + dt / 2.0 * k2)
-        k4 = self._dsdt(s + dt * k3)
+        k1 = self._dsdt(xp, s)
+        k2 = self._dsdt(xp, s + dt / 2.0 * k1)
+        k3 = self._dsdt(xp, s + dt / 2.0 * k2)
+        k4 = self._dsdt(xp, s + dt * k3)
         ns = s + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-        theta1, theta2 = _wrap(ns[:, 0], -math.pi, math.pi), _wrap(ns[:, 1], -math.pi, math.pi)
-        dtheta1 = ns[:, 2].clamp(-self.MAX_VEL_1, self.MAX_VEL_1)
-        dtheta2 = ns[:, 3].clamp(-self.MAX_VEL_2, self.MAX_VEL_2)
-        self.state = torch.stack((theta1, theta2, dtheta1, dtheta2), dim=1)
-        terminated = -torch.cos(theta1) - torch.cos(theta2 + theta1) > 1.0
-        return torch.where(terminated, 0.0, -1.0).to(F64), terminated
+        theta1, theta2 = _wrap(xp, ns[:, 0], -math.pi, math.pi), _wrap(xp, ns[:, 1], -math.pi, math.pi)
+        dtheta1 = xp.clip(ns[:, 2], -self.MAX_VEL_1, self.MAX_VEL_1)
+        dtheta2 = xp.clip(ns[:, 3], -self.MAX_VEL_2, self.MAX_VEL_2)
+        terminated = -xp.cos(theta1) - xp.cos(theta2 + theta1) > 1.0
+        return xp.stack((theta1, theta2, dtheta1, dtheta2), 1), xp.where(terminated, 0.0, -1.0), terminated
 
-    def _dsdt(self, s_augmented: torch.Tensor) -> torch.Tensor:
+    def _dsdt(self, xp: Any, s_augmented: Any) -> Any:
         """The time derivative of ``[theta1, theta2, dtheta1, dtheta2, torque]`` (the torque is held)."""
         m1, m2, l1 = self.LINK_MASS_1, self.LINK_MASS_2, self.LINK_LENGTH_1
         lc1, lc2, I1, I2, g = self.LINK_COM_POS_1, self.LINK_COM_POS_2, self.LINK_MOI, self.LINK_MOI, 9.8  # noqa: N806
-        theta1, theta2, dtheta1, dtheta2, a = s_augmented.unbind(1)
+        theta1, theta2, dtheta1, dtheta2, a = (s_augmented[:, i] for i in range(5))
         pi = math.pi
-        d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * torch.cos(theta2)) + I1 + I2
-        d2 = m2 * (lc2**2 + l1 * lc2 * torch.cos(theta2)) + I2
-        phi2 = m2 * lc2 * g * torch.cos(theta1 + theta2 - pi / 2.0)
+        d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * xp.cos(theta2)) + I1 + I2
+        d2 = m2 * (lc2**2 + l1 * lc2 * xp.cos(theta2)) + I2
+        phi2 = m2 * lc2 * g * xp.cos(theta1 + theta2 - pi / 2.0)
         phi1 = (
-            -m2 * l1 * lc2 * dtheta2**2 * torch.sin(theta2)
-            - 2 * m2 * l1 * lc2 * dtheta2 * dtheta1 * torch.sin(theta2)
-            + (m1 * lc1 + m2 * l1) * g * torch.cos(theta1 - pi / 2)
+            -m2 * l1 * lc2 * dtheta2**2 * xp.sin(theta2)
+            - 2 * m2 * l1 * lc2 * dtheta2 * dtheta1 * xp.sin(theta2)
+            + (m1 * lc1 + m2 * l1) * g * xp.cos(theta1 - pi / 2)
             + phi2
         )
-        ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * dtheta1**2 * torch.sin(theta2) - phi2) / (m2 * lc2**2 + I2 - d2**2 / d1)
+        ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * dtheta1**2 * xp.sin(theta2) - phi2) / (m2 * lc2**2 + I2 - d2**2 / d1)
         ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
-        return torch.stack((dtheta1, dtheta2, ddtheta1, ddtheta2, torch.zeros_like(a)), dim=1)
+        return xp.stack((dtheta1, dtheta2, ddtheta1, ddtheta2, xp.zeros_like(a)), 1)
 
     def _observe(self) -> torch.Tensor:
         theta1, theta2, dtheta1, dtheta2 = self.state.unbind(1)
@@ -221,11 +220,11 @@ class Acrobot(ClassicControlTask):
         return self._emit(obs)
 
 
-def _wrap(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+def _wrap(xp: Any, x: Any, low: float, high: float) -> Any:
     """Gymnasium's ``wrap``: subtract or add ``high - low`` until ``x`` lies in [low, high]."""
     diff = high - low
-    above = torch.ceil((x - high) / diff).clamp(min=0)
-    below = torch.ceil((low - x) / diff).clamp(min=0)
+    above = xp.clip(xp.ceil((x - high) / diff), 0, None)
+    below = xp.clip(xp.ceil((low - x) / diff), 0, None)
     return x - above * diff + below * diff
 
 
@@ -248,15 +247,15 @@ class MountainCar(ClassicControlTask):
         position = self._uniform(n, -0.6, -0.4, 1)
         return torch.cat((position, torch.zeros_like(position)), dim=1)
 
-    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        position, velocity = self.state.unbind(1)
-        velocity = velocity + ((action - 1).to(F64) * self.FORCE + torch.cos(3 * position) * -self.GRAVITY)
-        velocity = velocity.clamp(-self.MAX_SPEED, self.MAX_SPEED)
-        position = (position + velocity).clamp(self.MIN_POSITION, self.MAX_POSITION)
-        velocity = torch.where((position == self.MIN_POSITION) & (velocity < 0), 0.0, velocity)
-        self.state = torch.stack((position, velocity), dim=1)
+    def _step_arrays(self, xp: Any, state: Any, action: Any) -> tuple[Any, Any, Any]:
+        position, velocity = state[:, 0], state[:, 1]
+        push = xp.asarray(action - 1, dtype=state.dtype)
+        velocity = velocity + (push * self.FORCE + xp.cos(3 * position) * -self.GRAVITY)
+        velocity = xp.clip(velocity, -self.MAX_SPEED, self.MAX_SPEED)
+        position = xp.clip(position + velocity, self.MIN_POSITION, self.MAX_POSITION)
+        velocity = xp.where((position == self.MIN_POSITION) & (velocity < 0), 0.0, velocity)
         terminated = (position >= self.GOAL_POSITION) & (velocity >= 0)
-        return torch.full_like(position, -1.0), terminated
+        return xp.stack((position, velocity), 1), xp.full_like(position, -1.0), terminated
 
     def _observe(self) -> torch.Tensor:
         return self._emit(self.state)
