@@ -87,7 +87,10 @@ def _have_c_compiler() -> bool:
 
 def update_path(setting: bool | str, iterations: int, network: Any, rule: UpdateRule, params: Params) -> str:
     """How this iteration's gradient steps run (``ActorCriticConfig.compile``): ``"eager"``, ``"fused"``
-    (``agents.fused``) or ``"compiled"``."""
+    (``agents.fused``) or ``"compiled"``.  ``"auto"`` is fused where that applies (an MLP with the stock rules on
+    CPU float32), else compiled once the learner has run ``AUTO_AFTER`` iterations (where it compiles), and eager
+    for networks over ``AUTO_MAX_PARAMS``; the fused collector draws categorical actions by inverse CDF (the same
+    distribution, another draw).  An impossible explicit setting is a ``ValueError`` naming why."""
     from agents.fused import fusable
 
     if setting is False:

@@ -75,16 +75,8 @@ class ActorCriticConfig:
     """what the update minimises: ``own`` (the learner's loss) or a learned objective of ``agents.objectives``
     (``lpg``: the shipped LPG, ``lpg:PATH``: a rule file), which may bring parameters (LPG's prediction y)"""
     compile: bool | str = False
-    """how PPO's and A2C's gradient steps run: ``False`` eager (the reference, and the default of the ``-v0``
-    ids, so results made before stay bit for bit); ``"fused"`` a hand-derived gradient in NumPy with no
-    autograd, for MLPs with the stock update rules on CPU float32 (``agents.fused``: about 4x faster
-    steps on CartPole-sized nets, nothing to compile, and the collector acts through the same NumPy
-    forward); ``True`` through ``torch.compile`` (``agents.compiled``: a one-off compile of seconds to
-    tens of seconds per process); ``"auto"`` (the ``-v1`` ids) fused where that applies, else compiled
-    once the learner has run ``agents.compiled.AUTO_AFTER`` iterations, and eager for networks over
-    ``AUTO_MAX_PARAMS``.  Every path gives the eager numbers to float rounding, except that the fused
-    collector draws categorical actions by inverse CDF (the same distribution, another draw)
-    (benchmarks/compiled/README.md)"""
+    """PPO's and A2C's steps: ``False`` eager (the reference, ``-v0``), ``"fused"`` by hand in NumPy (``agents.fused``),
+    ``True`` compiled (``agents.compiled``), ``"auto"`` (``-v1``) the best that applies (``compiled.update_path``)"""
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps"):
@@ -170,6 +162,7 @@ class ActorCriticLearner:
         self.opt_state: OptState = self.update_rule.init(self.params)
         self.initial_param_norm = _global_norm(self.params)
         collector_cls = TensorCollector if is_tensor_env(self.envs) else Collector
+        fused = update_path(config.compile, 0, self.network, self.update_rule, self.params) == "fused"  # NumPy policy
         self.collector = collector_cls(
             self.envs,
             self.network,
@@ -178,7 +171,7 @@ class ActorCriticLearner:
             normalize_obs=config.normalize_obs,
             normalize_reward=config.normalize_reward,
             sign_reward=config.sign_reward,
-            **({"fused_policy": self._fused_policy()} if collector_cls is TensorCollector else {}),
+            **({"fused_policy": fused} if collector_cls is TensorCollector else {}),
         )
         self.collector.reset(seed=self.seed)
         self.timesteps = 0
@@ -281,13 +274,8 @@ class ActorCriticLearner:
         """``train_step``'s body; ``grads_out`` collects the clipped gradients of its steps, oldest first."""
         raise NotImplementedError
 
-    def _fused_policy(self) -> bool:
-        """Whether the tensor collector acts through ``agents.fused.FusedPolicy``: where the steps are fused."""
-        return update_path(self.config.compile, 0, self.network, self.update_rule, self.params) == "fused"
-
     def _fast_steps(self, kind: str, params: Params, opt_state: OptState) -> CompiledSteps | FusedSteps | FlatSteps | None:
-        """The non-differentiable fast path of an update: fused or compiled steps (``config.compile``), else the
-        in-place stock rules, else None (the pure path)."""
+        """The non-differentiable fast path: fused or compiled steps, else the in-place stock rules, else None."""
         path = update_path(self.config.compile, self.iterations, self.network, self.update_rule, params)
         if path != "eager":
             steps = FusedSteps if path == "fused" else CompiledSteps
@@ -297,10 +285,8 @@ class ActorCriticLearner:
         fast = FlatSteps(self.update_rule, params, opt_state, grads_kept=self.config.grad_history)
         return fast if fast.supported else None
 
-    def _finish_fast(
-        self, fast: CompiledSteps | FusedSteps | FlatSteps, grads_out: list[Params] | None
-    ) -> tuple[Params, OptState]:
-        """``fast``'s params and state, its gradients into ``grads_out``, its compile time into ``compile_seconds``."""
+    def _finish_fast(self, fast: Any, grads_out: list[Params] | None) -> tuple[Params, OptState]:
+        """``fast`` (a ``_fast_steps`` result): its params and state, its gradients into ``grads_out``, its compile time."""
         self.compile_seconds += getattr(fast, "seconds_compiling", 0.0)
         if grads_out is not None:
             grads_out.extend(fast.recent_grads())
