@@ -11,7 +11,10 @@ buffers, so nothing is copied):
   ``log_std``) and the value are closed-form; each layer's backward is two matrix products and a
   sum.  Gradients land in views of one flat buffer (``agents.optim.FlatSteps``).
 - **One update kernel.**  Global-norm clipping on the flat gradient, then Adam as torch's fused
-  kernel (``torch.optim.adam.adam(fused=True)``) or SGD/RMSProp as the rules' in-place twins.
+  kernel (``torch._fused_adam_``, what ``torch.optim.adam.adam(fused=True)`` calls) or SGD/RMSProp
+  as the rules' in-place twins.
+- **Per epoch, not per step, where it can be.**  An epoch's minibatches have their advantages
+  standardised in one pass and the metrics' per-row terms summed in one reduction at its end.
 
 The numbers are the eager objective's to float rounding (``tests/test_fused.py`` compares both
 over ten updates).  Every hyperparameter is a plain number read at each step, so changing one
@@ -28,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.optim.adam import adam
 
 from agents.base import Batch, Params
 from agents.optim import SGD, Adam, FlatSteps, OptState, RMSProp, UpdateRule
@@ -85,9 +87,11 @@ def mlp_backward(grad_out: np.ndarray, inputs: list[np.ndarray], layers: list, g
 
 
 def _normalized(adv: np.ndarray) -> np.ndarray:
-    """``(adv - mean) / (std + 1e-8)`` with the unbiased std, as ``PPOObjective``."""
-    centred = adv - adv.sum() / adv.shape[0]
-    return centred / (math.sqrt(float(centred @ centred) / (adv.shape[0] - 1)) + 1e-8)
+    """Each row of ``adv`` ``[K, M]`` as ``(adv - mean) / (std + 1e-8)`` with the unbiased std, as ``PPOObjective``
+    standardises a minibatch (all of an epoch's minibatches at once)."""
+    centred = adv - adv.mean(axis=1, keepdims=True)
+    var = np.einsum("km,km->k", centred, centred) / (adv.shape[1] - 1)
+    return centred / (np.sqrt(var) + 1e-8)[:, None]
 
 
 def policy_gradient(
@@ -96,17 +100,19 @@ def policy_gradient(
     log_std: np.ndarray | None,
     arrays: Mapping[str, np.ndarray],
     hp: Mapping[str, Any],
-    normalize: bool,
-) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
-    """``d loss / d policy_out`` ``[M, A]`` (and ``d loss / d log_std``) of the policy and entropy terms, and
-    their per-row metrics.
+    terms: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``d loss / d policy_out`` ``[M, A]`` (and ``d loss / d log_std``) of the policy and entropy terms; their
+    per-row metrics go into the rows of ``terms`` ``[n, M]``.
 
-    ``arrays`` holds the minibatch's ``actions``, ``log_probs`` (behaviour) and ``advantages``.
-    The per-row terms are, in ``*_METRICS`` order, the surrogate (PPO) or ``logp * adv`` (A2C),
-    then the entropy, then PPO's approximate-KL and clipped indicators.
+    ``arrays`` holds the minibatch's ``actions``, ``log_probs`` (behaviour), ``advantages`` (already
+    standardised where the objective does) and, for a categorical policy, ``index``: the flat
+    positions of the taken actions in ``[M, A]`` (``row * A + action``).  The per-row terms are, in
+    ``*_METRICS`` order, the surrogate (PPO) or ``logp * adv`` (A2C), then the entropy, then PPO's
+    approximate-KL and clipped indicators (``n`` = 4 for PPO, 2 for A2C).
     """
     m, a = policy_out.shape
-    actions, adv = arrays["actions"], arrays["advantages"]
+    adv = arrays["advantages"]
     ent_coef = float(hp["ent_coef"])
     if log_std is None:
         shifted = policy_out - policy_out.max(axis=1, keepdims=True)
@@ -114,38 +120,40 @@ def policy_gradient(
         total = probs.sum(axis=1, keepdims=True)
         probs /= total
         logp_all = shifted - np.log(total)
-        rows = np.arange(m)
-        logp = logp_all[rows, actions]
-        entropy = -(probs * logp_all).sum(axis=1)
+        logp = np.take(logp_all, arrays["index"])
+        entropy = np.einsum("ma,ma->m", probs, logp_all, out=terms[1])
+        entropy *= -1
     else:
         inv_std = np.exp(-log_std)
-        z = (actions - policy_out) * inv_std
+        z = (arrays["actions"] - policy_out) * inv_std
         logp = (-0.5 * z * z - log_std).sum(axis=1) - a * _LOG_SQRT_2PI
-        entropy = np.full(m, (0.5 + _LOG_SQRT_2PI + log_std).sum(), dtype=policy_out.dtype)
+        entropy = terms[1]
+        entropy[:] = (0.5 + _LOG_SQRT_2PI + log_std).sum()
     if kind == "ppo":
         log_ratio = logp - arrays["log_probs"]
         ratio = np.exp(log_ratio)
-        if normalize and m > 1:
-            adv = _normalized(adv)
         clip = float(hp["clip"])
         unclipped, clipped = ratio * adv, np.clip(ratio, 1 - clip, 1 + clip) * adv
         # d min(rA, clamp(r)A)/dr is A where the unclipped term is the smaller or r lies inside the range (both
         # terms equal there; torch splits a tie in halves that sum to the same), else 0; times dr/dlogp = r.
-        d_logp = np.where(unclipped <= clipped, unclipped, 0.0) * (-1.0 / m)
-        terms = [np.minimum(unclipped, clipped), entropy, (ratio - 1) - log_ratio, np.abs(ratio - 1) > clip]
+        smaller = unclipped <= clipped
+        d_logp = np.where(smaller, unclipped, 0.0) * (-1.0 / m)
+        np.minimum(unclipped, clipped, out=terms[0])
+        np.subtract(ratio - 1, log_ratio, out=terms[2])
+        np.greater(np.abs(ratio - 1), clip, out=terms[3])
     else:
         d_logp = adv * (-1.0 / m)
-        terms = [logp * adv, entropy]
+        np.multiply(logp, adv, out=terms[0])
     if log_std is None:
         # d logp / d logits = onehot - p;  d H / d logits = -p (log p + H)
         inner = (logp_all + entropy[:, None]) * (ent_coef / m) - d_logp[:, None] if ent_coef else -d_logp[:, None]
         grad = probs * inner
-        grad[rows, actions] += d_logp
-        return grad, None, terms
+        grad.reshape(-1)[arrays["index"]] += d_logp  # one taken action a row: no repeated positions
+        return grad, None
     # d logp / d mean = z / std;  d logp / d log_std = z^2 - 1;  d H / d log_std = 1 per dimension
     grad = z * inv_std * d_logp[:, None]
     grad_log_std = ((z * z - 1) * d_logp[:, None]).sum(axis=0) - ent_coef
-    return grad, grad_log_std, terms
+    return grad, grad_log_std
 
 
 _BATCH_FIELDS = ("obs", "actions", "log_probs", "advantages", "returns")
@@ -157,6 +165,23 @@ def _batch_arrays(batch: Batch) -> dict[str, np.ndarray]:
     arrays = {k: getattr(batch, k).reshape(m, *getattr(batch, k).shape[2:]).numpy() for k in _BATCH_FIELDS}
     arrays["obs"] = arrays["obs"].reshape(m, -1)
     return arrays
+
+
+def _minibatches(arrays: dict[str, np.ndarray], size: int, normalize: bool, actions: int | None) -> list[dict[str, np.ndarray]]:
+    """The rows ``[k * size, (k + 1) * size)`` of ``arrays`` for each whole minibatch, with what the steps need
+    from each computed for all at once: standardised advantages, and (``actions``: a categorical policy's
+    count) the taken actions' flat positions in a ``[size, actions]`` array."""
+    k = arrays["log_probs"].shape[0] // size
+    extra = {}
+    if normalize and size > 1:
+        extra["advantages"] = _normalized(arrays["advantages"][: k * size].reshape(k, size))
+    if actions is not None:
+        extra["index"] = (arrays["actions"][: k * size].reshape(k, size) + np.arange(size) * actions).astype(np.intp)
+    cut = [{name: v[i * size : (i + 1) * size] for name, v in arrays.items()} for i in range(k)]
+    for name, v in extra.items():
+        for i, rows in enumerate(cut):
+            rows[name] = v[i]
+    return cut
 
 
 class FusedSteps:
@@ -174,6 +199,8 @@ class FusedSteps:
         self.normalize = bool(getattr(objective, "normalize_advantages", False))
         network = objective.network
         self.tanh, self.depth, self.discrete = network.activation == "tanh", len(network.hidden) + 1, network.discrete
+        self.actions = network.action_dim if network.discrete else None
+        self.n_metrics = 5 if kind == "ppo" else 3
         self.buffers = FlatSteps(rule, params, opt_state, grads_kept=grads_kept)
         names = list(params)
         arrays = {n: v.detach().numpy() for n, v in self.buffers.params.items()}
@@ -184,28 +211,33 @@ class FusedSteps:
             g = dict(zip(names, (v.numpy() for v in views)))
             layers = (_layers(g, head, self.depth) for head in ("actor", "critic"))
             self._grads[buf.data_ptr()] = (buf.numpy(), *layers, g.get("actor.log_std"))
-        self._adam_step = torch.tensor(float(opt_state["step"]))  # the fused Adam kernel's counter
+        self._adam_step = torch.tensor([float(opt_state["step"])])  # the fused Adam kernel's counter
+        self._adam_count = self._adam_step.numpy()
 
     def _apply(self, grad: torch.Tensor, hp: Mapping[str, Any]) -> None:
         buffers, state = self.buffers, self.buffers.state
         if type(self.rule) is Adam:
+            # torch's fused Adam kernel called directly: its Python wrapper (grouping by device, a foreach add for
+            # the step count) costs twice the kernel on one flat buffer; the count is bumped on a NumPy view.
             r = self.rule
-            adam(
+            self._adam_count += 1
+            torch._fused_adam_(
                 [buffers.buffer], [grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [self._adam_step],
-                fused=True, amsgrad=False, beta1=r.beta1, beta2=r.beta2, lr=float(hp["lr"]), weight_decay=0.0,
-                eps=r.eps, maximize=False,
+                lr=float(hp["lr"]), beta1=r.beta1, beta2=r.beta2, weight_decay=0.0, eps=r.eps, amsgrad=False, maximize=False,
             )  # fmt: skip
             state["step"] += 1
         else:
             self.rule.update_(buffers.buffer, grad, state, hp)
 
-    def _update(self, arrays: Mapping[str, np.ndarray], hp: Mapping[str, Any]) -> list[float]:
-        """One clipped update; returns the metrics (``*_METRICS`` order) and the norm before clipping."""
+    def _update(self, arrays: Mapping[str, np.ndarray], hp: Mapping[str, Any], terms: np.ndarray) -> float:
+        """One clipped update; returns the gradient norm before clipping and writes the per-row terms of the
+        metrics into ``terms`` ``[n_metrics, M]``: ``policy_gradient``'s, then the squared value error."""
         m = arrays["log_probs"].shape[0]
         policy_out, actor_inputs = mlp_forward(arrays["obs"], self.actor, self.tanh)
         value, critic_inputs = mlp_forward(arrays["obs"], self.critic, self.tanh)
-        g_policy, g_log_std, terms = policy_gradient(self.kind, policy_out, self.log_std, arrays, hp, self.normalize)
+        g_policy, g_log_std = policy_gradient(self.kind, policy_out, self.log_std, arrays, hp, terms[:-1])
         error = value[:, 0] - arrays["returns"]
+        np.multiply(error, error, out=terms[-1])
         grad, _ = self.buffers.grad_slot()
         flat, actor_grads, critic_grads, log_std_grad = self._grads[grad.data_ptr()]
         mlp_backward(g_policy, actor_inputs, self.actor, actor_grads, self.tanh)
@@ -218,24 +250,30 @@ class FusedSteps:
             flat *= min(1.0, max_norm / (norm + 1e-6))
         self._apply(grad, hp)
         self.buffers.advance()
-        sums = [float(t.sum()) / m for t in terms]
-        return [-sums[0], 0.5 * float(np.dot(error, error)) / m, *sums[1:], norm]
+        return norm
 
     @torch.no_grad()
     def step(self, batch: Batch, hp: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """One clipped update on ``batch`` (A2C's whole batch, or a minibatch, carrying its targets): ``(metrics, norm)``."""
-        out = torch.tensor(self._update(_batch_arrays(batch), hp))
-        return out[:-1], out[-1]
+        arrays = _batch_arrays(batch)
+        metrics, norms = self._steps(_minibatches(arrays, arrays["log_probs"].shape[0], self.normalize, self.actions), hp)
+        return metrics[0], norms[0]
 
     @torch.no_grad()
     def epoch(self, batch: Batch, size: int, hp: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """A step on each minibatch ``[k * size, (k + 1) * size)`` of a flat ``[1, N]`` batch (a remainder smaller
         than ``size`` is left out, as PPO's schedule does); returns metrics ``[K, n_metrics]`` and norms ``[K]``."""
-        arrays = _batch_arrays(batch)
-        n = arrays["log_probs"].shape[0]
-        rows = [self._update({k: v[s : s + size] for k, v in arrays.items()}, hp) for s in range(0, n - size + 1, size)]
-        out = torch.tensor(rows).reshape(len(rows), -1)
-        return out[:, :-1], out[:, -1]
+        return self._steps(_minibatches(_batch_arrays(batch), size, self.normalize, self.actions), hp)
+
+    def _steps(self, minibatches: list[dict[str, np.ndarray]], hp: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A step on each minibatch in turn; the metrics of all of them from one sum over their per-row terms."""
+        k, m = len(minibatches), minibatches[0]["log_probs"].shape[0]
+        terms = np.empty((k, self.n_metrics, m), dtype=np.float32)
+        norms = torch.tensor([self._update(rows, hp, terms[i]) for i, rows in enumerate(minibatches)], dtype=torch.float32)
+        sums = terms.sum(axis=2, dtype=np.float64) / m
+        # policy_gradient's terms in *_METRICS order but the value's, which comes second: -surrogate, 0.5 error^2, ...
+        metrics = np.concatenate((-sums[:, :1], 0.5 * sums[:, -1:], sums[:, 1:-1]), axis=1)
+        return torch.from_numpy(metrics.astype(np.float32)), norms
 
     def recent_grads(self) -> list[Params]:
         """The clipped gradients of the last steps (at most ``grads_kept``), oldest first."""
@@ -263,25 +301,24 @@ class FusedPolicy:
         self.tanh = network.activation == "tanh"
         self.log_std = None if network.discrete else arrays["actor.log_std"]
 
-    def act(self, obs: torch.Tensor, out: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """Act on ``obs`` ``[B, obs_dim]``; writes ``(obs, action, value, log_prob)`` into ``out`` (rows of the
-        collector's buffers) and returns the action tensor (``out[1]``)."""
-        obs_out, act_out, value_out, logp_out = (t.numpy() for t in out)
-        x = obs.numpy()
-        obs_out[...] = x
-        policy_out, _ = mlp_forward(x, self.actor, self.tanh)
-        value, _ = mlp_forward(x, self.critic, self.tanh)
+    def act(
+        self, obs: np.ndarray, obs_out: np.ndarray, act_out: np.ndarray, value_out: np.ndarray, logp_out: np.ndarray
+    ) -> np.ndarray:
+        """Act on ``obs`` ``[B, obs_dim]``; writes it, the action, the value and the log-probability into the ``*_out``
+        arrays (a step's rows of the collector's buffers) and returns the action array (``act_out``)."""
+        obs_out[...] = obs
+        policy_out, _ = mlp_forward(obs, self.actor, self.tanh)
+        value, _ = mlp_forward(obs, self.critic, self.tanh)
         value_out[...] = value[:, 0]
         b, a = policy_out.shape
         if self.log_std is None:
             shifted = policy_out - policy_out.max(axis=1, keepdims=True)
             cdf = np.cumsum(np.exp(shifted), axis=1)
             u = torch.rand(b, generator=self.generator).numpy() * cdf[:, -1]
-            action = np.minimum((cdf < u[:, None]).sum(axis=1), a - 1)
-            act_out[...] = action
-            logp_out[...] = shifted[np.arange(b), action] - np.log(cdf[:, -1])
+            action = np.minimum((cdf < u[:, None]).sum(axis=1), a - 1, out=act_out)
+            logp_out[...] = np.take(shifted, action + np.arange(0, b * a, a)) - np.log(cdf[:, -1])
         else:
             noise = torch.randn((b, a), generator=self.generator).numpy()
             act_out[...] = policy_out + noise * np.exp(self.log_std)
             logp_out[...] = (-0.5 * noise * noise - self.log_std).sum(axis=1) - a * _LOG_SQRT_2PI
-        return out[1]
+        return act_out

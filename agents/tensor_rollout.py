@@ -172,12 +172,13 @@ class TensorCollector:
         ret_buf = self._buffer("ret", t_b, torch.float64)
         len_buf = self._buffer("len", t_b, torch.long)
         fused = FusedPolicy(net, params, self.generator) if self.fused_policy else None
-        # With the fused policy (CPU) the per-step bookkeeping runs on NumPy views of the same buffers.
+        # With the fused policy (CPU) the policy step and the per-step bookkeeping run on NumPy views of the buffers.
         records = (raw_buf, done_buf, ret_buf, len_buf, rew_buf, disc_buf, self._ep_return, self._ep_length)
         arrays = tuple(b.numpy() for b in records) if fused is not None else None
+        acted = tuple(b.numpy() for b in (obs_buf, act_buf, val_buf, logp_buf)) if fused is not None else ()
         for t in range(num_steps):
             if fused is not None:
-                action = fused.act(obs, out=(obs_buf[t], act_buf[t], val_buf[t], logp_buf[t]))
+                action = torch.from_numpy(fused.act(obs.numpy(), *(b[t] for b in acted)))
             else:
                 policy_out, value = net.forward(params, obs)
                 action = sample(policy_out, params, net.discrete, self.generator)
@@ -228,18 +229,20 @@ class TensorCollector:
         """``_record`` on NumPy views of the buffers (CPU): the same numbers, a microsecond an op instead of several."""
         raw, done_buf, ret_buf, len_buf, rew_buf, disc_buf, ep_return, ep_length = arrays
         r, term, trunc = reward.numpy(), terminated.numpy(), truncated.numpy()
-        done = term | trunc
+        done = np.logical_or(term, trunc, out=done_buf[t])
         raw[t] = r
         ep_return += r
         ep_length += 1
-        done_buf[t], ret_buf[t], len_buf[t] = done, ep_return, ep_length
-        ep_return[done] = 0.0
-        ep_length[done] = 0
+        ret_buf[t], len_buf[t] = ep_return, ep_length
+        ended = done.any()  # most steps end no episode: skip the masked writes then
+        if ended:
+            ep_return[done] = 0.0
+            ep_length[done] = 0
         scaled = r
         if self.sign_reward or self.ret_rms is not None:
             scaled = self._scale_rewards(reward, torch.from_numpy(done), gamma).numpy()
-        bootstrap = trunc & ~term
-        if bootstrap.any():
+        if ended and trunc.any():
+            bootstrap = trunc & ~term
             final = self.network.value(params, self.normalize(info["final_obs"])).detach().numpy()
             scaled = scaled + gamma * np.where(bootstrap, final, 0.0)
         rew_buf[t] = scaled

@@ -151,7 +151,7 @@ def test_numpy_policy_draws_from_the_softmax():
     obs = torch.randn(1, 3, generator=g).expand(20_000, 3).contiguous()
     policy = fused.FusedPolicy(net, params, torch.Generator().manual_seed(1))
     out = (torch.empty(20_000, 3), torch.empty(20_000, dtype=torch.long), torch.empty(20_000), torch.empty(20_000))
-    actions = policy.act(obs, out)
+    actions = torch.from_numpy(policy.act(obs.numpy(), *(t.numpy() for t in out)))
     logits, value = net.forward(params, obs[:1])
     probs = torch.softmax(logits[0], -1)
     freq = torch.bincount(actions, minlength=4).double() / 20_000
