@@ -54,36 +54,89 @@ def fusable(network: Any, rule: UpdateRule, params: Params) -> str:
     return ""
 
 
-def _layers(arrays: Mapping[str, np.ndarray], head: str, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [(arrays[f"{head}.{i}.weight"], arrays[f"{head}.{i}.bias"]) for i in range(depth)]
+def layout(network: Any) -> dict[str, tuple[int, ...]]:
+    """The actor-critic's parameter shapes in the fused steps' flat order: each hidden layer's actor and critic
+    weights side by side, then their biases, so that one ``[2, out, in]`` view (one ``np.matmul``) serves both
+    heads; the two output layers (of different widths) and ``log_std`` after."""
+    shapes, depth = network.shapes(), len(network.hidden)
+    names = [f"{head}.{i}.{kind}" for i in range(depth) for kind in ("weight", "bias") for head in ("actor", "critic")]
+    names += [f"{head}.{depth}.{kind}" for head in ("actor", "critic") for kind in ("weight", "bias")]
+    names += [n for n in shapes if n not in names]  # log_std
+    return {n: shapes[n] for n in names}
 
 
-def mlp_forward(x: np.ndarray, layers: list, tanh: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-    """An ``agents.networks.mlp`` on ``x`` ``[M, in]``; returns the output and each layer's input."""
+class Heads:
+    """NumPy views of a flat buffer in ``layout`` order: ``hidden`` ``[(weight [2, out, in], bias [2, 1, out])]``
+    (actor first), ``actor`` and ``critic`` their output layers ``(weight, bias)``, ``log_std`` (or None)."""
+
+    def __init__(self, flat: np.ndarray, shapes: Mapping[str, tuple[int, ...]], depth: int) -> None:
+        views, offset = {}, 0
+        for name, shape in shapes.items():
+            size = math.prod(shape)
+            views[name] = (offset, size, shape)
+            offset += size
+
+        def pair(i: int, kind: str) -> np.ndarray:
+            start, size, shape = views[f"actor.{i}.{kind}"]
+            return (
+                flat[start : start + 2 * size].reshape(2, *shape)
+                if kind == "weight"
+                else flat[start : start + 2 * size].reshape(2, 1, -1)
+            )
+
+        def one(name: str) -> np.ndarray:
+            start, size, shape = views[name]
+            return flat[start : start + size].reshape(shape)
+
+        self.hidden = [(pair(i, "weight"), pair(i, "bias")) for i in range(depth)]
+        self.actor, self.critic = ((one(f"{h}.{depth}.weight"), one(f"{h}.{depth}.bias")) for h in ("actor", "critic"))
+        self.log_std = one("actor.log_std") if "actor.log_std" in views else None
+
+
+def heads_forward(x: np.ndarray, heads: Heads, tanh: bool) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Both heads of an ``agents.networks.ActorCritic`` on ``x`` ``[M, in]``: ``(policy_out [M, A], value [M, 1],
+    inputs)``, ``inputs[i]`` hidden layer ``i``'s input (``x``, then ``[2, M, h]``: actor's rows, critic's)."""
     inputs = [x]
-    for weight, bias in layers[:-1]:
-        h = np.dot(inputs[-1], weight.T)
-        h += bias
-        inputs.append(np.tanh(h, out=h) if tanh else np.maximum(h, 0.0, out=h))
-    weight, bias = layers[-1]
-    out = np.dot(inputs[-1], weight.T)
-    out += bias
-    return out, inputs
+    for weight, bias in heads.hidden:
+        z = np.matmul(inputs[-1], weight.transpose(0, 2, 1))  # x broadcasts against both heads' weights
+        z += bias
+        inputs.append(np.tanh(z, out=z) if tanh else np.maximum(z, 0.0, out=z))
+    top = inputs[-1]
+    (wa, ba), (wc, bc) = heads.actor, heads.critic
+    policy_out, value = np.dot(top[0] if heads.hidden else x, wa.T), np.dot(top[1] if heads.hidden else x, wc.T)
+    policy_out += ba
+    value += bc
+    return policy_out, value, inputs
 
 
-def mlp_backward(grad_out: np.ndarray, inputs: list[np.ndarray], layers: list, grads: list, tanh: bool) -> None:
-    """Each layer's weight and bias gradient, written into ``grads`` (``[(weight, bias)]`` arrays) from ``d loss / d out``."""
-    g = grad_out
-    for i in range(len(layers) - 1, -1, -1):
-        g_weight, g_bias = grads[i]
-        np.dot(g.T, inputs[i], out=g_weight)
+def heads_backward(
+    g_policy: np.ndarray, g_value: np.ndarray, inputs: list[np.ndarray], heads: Heads, grads: Heads, tanh: bool
+) -> None:
+    """Every weight and bias gradient of both heads, written into ``grads`` (views of the gradient buffer), from
+    ``d loss / d policy_out`` ``[M, A]`` and ``d loss / d value`` ``[M, 1]``."""
+    top = inputs[-1]
+    for g, (g_weight, g_bias), h in (
+        (g_policy, grads.actor, top[0] if heads.hidden else top),
+        (g_value, grads.critic, top[1] if heads.hidden else top),
+    ):
+        np.dot(g.T, h, out=g_weight)
         np.add.reduce(g, axis=0, out=g_bias)
+    if not heads.hidden:
+        return
+    g = np.empty_like(top)
+    np.dot(g_policy, heads.actor[0], out=g[0])
+    np.dot(g_value, heads.critic[0], out=g[1])
+    for i in range(len(heads.hidden) - 1, -1, -1):
+        h = inputs[i + 1]
+        if tanh:
+            g *= 1.0 - h * h
+        else:
+            g *= h > 0
+        g_weight, g_bias = grads.hidden[i]
+        np.matmul(g.transpose(0, 2, 1), inputs[i], out=g_weight)
+        np.add.reduce(g, axis=1, keepdims=True, out=g_bias)
         if i:
-            g, h = np.dot(g, layers[i][0]), inputs[i]
-            if tanh:
-                g *= 1.0 - h * h
-            else:
-                g *= h > 0
+            g = np.matmul(g, heads.hidden[i][0])
 
 
 def _normalized(adv: np.ndarray) -> np.ndarray:
@@ -198,19 +251,18 @@ class FusedSteps:
         self.kind, self.rule = kind, rule
         self.normalize = bool(getattr(objective, "normalize_advantages", False))
         network = objective.network
-        self.tanh, self.depth, self.discrete = network.activation == "tanh", len(network.hidden) + 1, network.discrete
+        self.tanh, self.discrete = network.activation == "tanh", network.discrete
         self.actions = network.action_dim if network.discrete else None
         self.n_metrics = 5 if kind == "ppo" else 3
-        self.buffers = FlatSteps(rule, params, opt_state, grads_kept=grads_kept)
-        names = list(params)
-        arrays = {n: v.detach().numpy() for n, v in self.buffers.params.items()}
-        self.actor, self.critic = (_layers(arrays, head, self.depth) for head in ("actor", "critic"))
-        self.log_std = None if self.discrete else arrays["actor.log_std"]
-        self._grads: dict[int, tuple] = {}  # per ring slot: numpy views of its gradient, by layer
-        for buf, views in self.buffers.grad_slots():
-            g = dict(zip(names, (v.numpy() for v in views)))
-            layers = (_layers(g, head, self.depth) for head in ("actor", "critic"))
-            self._grads[buf.data_ptr()] = (buf.numpy(), *layers, g.get("actor.log_std"))
+        self.names, shapes = list(params), layout(network)
+        ordered = {n: params[n] for n in shapes}
+        state = {k: {n: v[n] for n in shapes} if isinstance(v, dict) else v for k, v in opt_state.items()}
+        self.buffers = FlatSteps(rule, ordered, state, grads_kept=grads_kept)
+        self.heads = Heads(self.buffers.buffer.detach().numpy(), shapes, len(network.hidden))
+        self._grads = {}  # per ring slot: its flat NumPy view and the per-layer views
+        for buf, _ in self.buffers.grad_slots():
+            flat = buf.numpy()
+            self._grads[buf.data_ptr()] = (flat, Heads(flat, shapes, len(network.hidden)))
         self._adam_step = torch.tensor([float(opt_state["step"])])  # the fused Adam kernel's counter
         self._adam_count = self._adam_step.numpy()
 
@@ -233,17 +285,16 @@ class FusedSteps:
         """One clipped update; returns the gradient norm before clipping and writes the per-row terms of the
         metrics into ``terms`` ``[n_metrics, M]``: ``policy_gradient``'s, then the squared value error."""
         m = arrays["log_probs"].shape[0]
-        policy_out, actor_inputs = mlp_forward(arrays["obs"], self.actor, self.tanh)
-        value, critic_inputs = mlp_forward(arrays["obs"], self.critic, self.tanh)
-        g_policy, g_log_std = policy_gradient(self.kind, policy_out, self.log_std, arrays, hp, terms[:-1])
+        heads = self.heads
+        policy_out, value, inputs = heads_forward(arrays["obs"], heads, self.tanh)
+        g_policy, g_log_std = policy_gradient(self.kind, policy_out, heads.log_std, arrays, hp, terms[:-1])
         error = value[:, 0] - arrays["returns"]
         np.multiply(error, error, out=terms[-1])
         grad, _ = self.buffers.grad_slot()
-        flat, actor_grads, critic_grads, log_std_grad = self._grads[grad.data_ptr()]
-        mlp_backward(g_policy, actor_inputs, self.actor, actor_grads, self.tanh)
-        mlp_backward((error * (float(hp["vf_coef"]) / m))[:, None], critic_inputs, self.critic, critic_grads, self.tanh)
-        if log_std_grad is not None:
-            log_std_grad[:] = g_log_std
+        flat, grads = self._grads[grad.data_ptr()]
+        heads_backward(g_policy, (error * (float(hp["vf_coef"]) / m))[:, None], inputs, heads, grads, self.tanh)
+        if grads.log_std is not None:
+            grads.log_std[:] = g_log_std
         norm = math.sqrt(float(np.dot(flat, flat)))
         max_norm = float(hp["max_grad_norm"])
         if 0 < max_norm < float("inf"):  # clip_grad_norm's rule: otherwise the gradient is left alone
@@ -277,11 +328,13 @@ class FusedSteps:
 
     def recent_grads(self) -> list[Params]:
         """The clipped gradients of the last steps (at most ``grads_kept``), oldest first."""
-        return self.buffers.recent_grads()
+        return [{n: g[n] for n in self.names} for g in self.buffers.recent_grads()]
 
     def result(self) -> tuple[Params, OptState]:
-        """Independent parameters (leaves requiring grad) and optimizer state in the pure format."""
-        return self.buffers.result()
+        """Independent parameters (leaves requiring grad) and optimizer state in the pure format (the network's order)."""
+        params, state = self.buffers.result()
+        state = {k: {n: v[n] for n in self.names} if isinstance(v, dict) else v for k, v in state.items()}
+        return {n: params[n] for n in self.names}, state
 
 
 class FusedPolicy:
@@ -294,12 +347,11 @@ class FusedPolicy:
     """
 
     def __init__(self, network: Any, params: Params, generator: torch.Generator) -> None:
-        self.network, self.generator = network, generator
-        depth = len(network.hidden) + 1
-        arrays = {n: v.detach().numpy() for n, v in params.items()}
-        self.actor, self.critic = (_layers(arrays, head, depth) for head in ("actor", "critic"))
+        self.generator = generator
+        shapes = layout(network)
+        flat = np.concatenate([params[n].detach().numpy().reshape(-1) for n in shapes])  # once a collection
+        self.heads = Heads(flat, shapes, len(network.hidden))
         self.tanh = network.activation == "tanh"
-        self.log_std = None if network.discrete else arrays["actor.log_std"]
 
     def act(
         self, obs: np.ndarray, obs_out: np.ndarray, act_out: np.ndarray, value_out: np.ndarray, logp_out: np.ndarray
@@ -307,11 +359,11 @@ class FusedPolicy:
         """Act on ``obs`` ``[B, obs_dim]``; writes it, the action, the value and the log-probability into the ``*_out``
         arrays (a step's rows of the collector's buffers) and returns the action array (``act_out``)."""
         obs_out[...] = obs
-        policy_out, _ = mlp_forward(obs, self.actor, self.tanh)
-        value, _ = mlp_forward(obs, self.critic, self.tanh)
+        policy_out, value, _ = heads_forward(obs, self.heads, self.tanh)
         value_out[...] = value[:, 0]
+        log_std = self.heads.log_std
         b, a = policy_out.shape
-        if self.log_std is None:
+        if log_std is None:
             shifted = policy_out - policy_out.max(axis=1, keepdims=True)
             cdf = np.cumsum(np.exp(shifted), axis=1)
             u = torch.rand(b, generator=self.generator).numpy() * cdf[:, -1]
@@ -319,6 +371,6 @@ class FusedPolicy:
             logp_out[...] = np.take(shifted, action + np.arange(0, b * a, a)) - np.log(cdf[:, -1])
         else:
             noise = torch.randn((b, a), generator=self.generator).numpy()
-            act_out[...] = policy_out + noise * np.exp(self.log_std)
-            logp_out[...] = (-0.5 * noise * noise - self.log_std).sum(axis=1) - a * _LOG_SQRT_2PI
+            act_out[...] = policy_out + noise * np.exp(log_std)
+            logp_out[...] = (-0.5 * noise * noise - log_std).sum(axis=1) - a * _LOG_SQRT_2PI
         return act_out

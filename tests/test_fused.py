@@ -45,6 +45,8 @@ CASES = {
         {"update_rule": "sgd", "normalize_advantages": False},
         _ppo_schedule,
     ),
+    "ppo-categorical-three-layers": (PPOLearner, PPOConfig, CARTPOLE, {"hidden": (8, 6, 4)}, _ppo_schedule),
+    "ppo-gaussian-linear": (PPOLearner, PPOConfig, PENDULUM, {"hidden": ()}, _ppo_schedule),
     "a2c-categorical-rmsprop": (A2CLearner, A2CConfig, CARTPOLE, {}, _a2c_schedule),
     "a2c-gaussian-adam": (A2CLearner, A2CConfig, PENDULUM, {"update_rule": "adam", "hidden": (32,)}, _a2c_schedule),
 }
@@ -57,6 +59,7 @@ def test_fused_train_step_equals_eager_overten_updates(case):
     p_eager, s_eager, m_eager = ten_updates(eager, batch, schedule)
     p_fast, s_fast, m_fast = ten_updates(fast, batch, schedule)
     assert_close(p_eager, p_fast)
+    assert list(p_fast) == list(p_eager)  # the network's order, not the fused steps' flat layout
     for key, value in s_eager.items():
         if isinstance(value, dict):  # Adam's or RMSProp's moments
             assert_close(value, s_fast[key])
