@@ -8,13 +8,15 @@ buffers, so nothing is copied):
 
 - **The backward written out.**  The gradients of the clipped surrogate (or A2C's policy
   gradient), the value loss and the entropy with respect to the logits (or the Gaussian mean and
-  ``log_std``) and the value are closed-form; each layer's backward is two matrix products and a
-  sum.  Gradients land in views of one flat buffer (``agents.optim.FlatSteps``).
+  ``log_std``) and the value are closed-form (``agents.fused_loss``); each layer's backward is two
+  matrix products and a sum.  Gradients land in views of one flat buffer (``agents.optim.FlatSteps``).
 - **One update kernel.**  Global-norm clipping on the flat gradient, then Adam as torch's fused
   kernel (``torch._fused_adam_``, what ``torch.optim.adam.adam(fused=True)`` calls) or SGD/RMSProp
   as the rules' in-place twins.
 - **Per epoch, not per step, where it can be.**  An epoch's minibatches have their advantages
-  standardised in one pass and the metrics' per-row terms summed in one reduction at its end.
+  standardised in one pass, their rows gathered in NumPy, and the metrics computed at its end from
+  what the steps recorded (``agents.fused_loss``); both heads share one matmul a hidden layer
+  (``layout``: each layer's actor and critic weights side by side in the flat buffer).
 
 The numbers are the eager objective's to float rounding (``tests/test_fused.py`` compares both
 over ten updates).  Every hyperparameter is a plain number read at each step, so changing one
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 
 from agents.base import Batch, Params
+from agents.fused_loss import metrics, policy_gradient, records, standardized
 from agents.optim import SGD, Adam, FlatSteps, OptState, RMSProp, UpdateRule
 
 _RULES = (SGD, Adam, RMSProp)
@@ -139,76 +142,6 @@ def heads_backward(
             g = np.matmul(g, heads.hidden[i][0])
 
 
-def _normalized(adv: np.ndarray) -> np.ndarray:
-    """Each row of ``adv`` ``[K, M]`` as ``(adv - mean) / (std + 1e-8)`` with the unbiased std, as ``PPOObjective``
-    standardises a minibatch (all of an epoch's minibatches at once)."""
-    centred = adv - adv.mean(axis=1, keepdims=True)
-    var = np.einsum("km,km->k", centred, centred) / (adv.shape[1] - 1)
-    return centred / (np.sqrt(var) + 1e-8)[:, None]
-
-
-def policy_gradient(
-    kind: str,
-    policy_out: np.ndarray,
-    log_std: np.ndarray | None,
-    arrays: Mapping[str, np.ndarray],
-    hp: Mapping[str, Any],
-    terms: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """``d loss / d policy_out`` ``[M, A]`` (and ``d loss / d log_std``) of the policy and entropy terms; their
-    per-row metrics go into the rows of ``terms`` ``[n, M]``.
-
-    ``arrays`` holds the minibatch's ``actions``, ``log_probs`` (behaviour), ``advantages`` (already
-    standardised where the objective does) and, for a categorical policy, ``index``: the flat
-    positions of the taken actions in ``[M, A]`` (``row * A + action``).  The per-row terms are, in
-    ``*_METRICS`` order, the surrogate (PPO) or ``logp * adv`` (A2C), then the entropy, then PPO's
-    approximate-KL and clipped indicators (``n`` = 4 for PPO, 2 for A2C).
-    """
-    m, a = policy_out.shape
-    adv = arrays["advantages"]
-    ent_coef = float(hp["ent_coef"])
-    if log_std is None:
-        shifted = policy_out - policy_out.max(axis=1, keepdims=True)
-        probs = np.exp(shifted)
-        total = probs.sum(axis=1, keepdims=True)
-        probs /= total
-        logp_all = shifted - np.log(total)
-        logp = np.take(logp_all, arrays["index"])
-        entropy = np.einsum("ma,ma->m", probs, logp_all, out=terms[1])
-        entropy *= -1
-    else:
-        inv_std = np.exp(-log_std)
-        z = (arrays["actions"] - policy_out) * inv_std
-        logp = (-0.5 * z * z - log_std).sum(axis=1) - a * _LOG_SQRT_2PI
-        entropy = terms[1]
-        entropy[:] = (0.5 + _LOG_SQRT_2PI + log_std).sum()
-    if kind == "ppo":
-        log_ratio = logp - arrays["log_probs"]
-        ratio = np.exp(log_ratio)
-        clip = float(hp["clip"])
-        unclipped, clipped = ratio * adv, np.clip(ratio, 1 - clip, 1 + clip) * adv
-        # d min(rA, clamp(r)A)/dr is A where the unclipped term is the smaller or r lies inside the range (both
-        # terms equal there; torch splits a tie in halves that sum to the same), else 0; times dr/dlogp = r.
-        smaller = unclipped <= clipped
-        d_logp = np.where(smaller, unclipped, 0.0) * (-1.0 / m)
-        np.minimum(unclipped, clipped, out=terms[0])
-        np.subtract(ratio - 1, log_ratio, out=terms[2])
-        np.greater(np.abs(ratio - 1), clip, out=terms[3])
-    else:
-        d_logp = adv * (-1.0 / m)
-        np.multiply(logp, adv, out=terms[0])
-    if log_std is None:
-        # d logp / d logits = onehot - p;  d H / d logits = -p (log p + H)
-        inner = (logp_all + entropy[:, None]) * (ent_coef / m) - d_logp[:, None] if ent_coef else -d_logp[:, None]
-        grad = probs * inner
-        grad.reshape(-1)[arrays["index"]] += d_logp  # one taken action a row: no repeated positions
-        return grad, None
-    # d logp / d mean = z / std;  d logp / d log_std = z^2 - 1;  d H / d log_std = 1 per dimension
-    grad = z * inv_std * d_logp[:, None]
-    grad_log_std = ((z * z - 1) * d_logp[:, None]).sum(axis=0) - ent_coef
-    return grad, grad_log_std
-
-
 _BATCH_FIELDS = ("obs", "actions", "log_probs", "advantages", "returns")
 
 
@@ -227,7 +160,7 @@ def _minibatches(arrays: dict[str, np.ndarray], size: int, normalize: bool, acti
     k = arrays["log_probs"].shape[0] // size
     extra = {}
     if normalize and size > 1:
-        extra["advantages"] = _normalized(arrays["advantages"][: k * size].reshape(k, size))
+        extra["advantages"] = standardized(arrays["advantages"][: k * size].reshape(k, size))
     if actions is not None:
         extra["index"] = (arrays["actions"][: k * size].reshape(k, size) + np.arange(size) * actions).astype(np.intp)
     cut = [{name: v[i * size : (i + 1) * size] for name, v in arrays.items()} for i in range(k)]
@@ -253,7 +186,6 @@ class FusedSteps:
         network = objective.network
         self.tanh, self.discrete = network.activation == "tanh", network.discrete
         self.actions = network.action_dim if network.discrete else None
-        self.n_metrics = 5 if kind == "ppo" else 3
         self.names, shapes = list(params), layout(network)
         ordered = {n: params[n] for n in shapes}
         state = {k: {n: v[n] for n in shapes} if isinstance(v, dict) else v for k, v in opt_state.items()}
@@ -281,15 +213,14 @@ class FusedSteps:
         else:
             self.rule.update_(buffers.buffer, grad, state, hp)
 
-    def _update(self, arrays: Mapping[str, np.ndarray], hp: Mapping[str, Any], terms: np.ndarray) -> float:
-        """One clipped update; returns the gradient norm before clipping and writes the per-row terms of the
-        metrics into ``terms`` ``[n_metrics, M]``: ``policy_gradient``'s, then the squared value error."""
+    def _update(self, arrays: Mapping[str, np.ndarray], hp: Mapping[str, Any], rec: dict[str, np.ndarray], i: int) -> float:
+        """One clipped update; returns the gradient norm before clipping, and records what the metrics need in
+        row ``i`` of ``rec`` (``agents.fused_loss.records``)."""
         m = arrays["log_probs"].shape[0]
         heads = self.heads
         policy_out, value, inputs = heads_forward(arrays["obs"], heads, self.tanh)
-        g_policy, g_log_std = policy_gradient(self.kind, policy_out, heads.log_std, arrays, hp, terms[:-1])
-        error = value[:, 0] - arrays["returns"]
-        np.multiply(error, error, out=terms[-1])
+        g_policy, g_log_std = policy_gradient(self.kind, policy_out, heads.log_std, arrays, hp, rec, i)
+        error = np.subtract(value[:, 0], arrays["returns"], out=rec["error"][i])
         grad, _ = self.buffers.grad_slot()
         flat, grads = self._grads[grad.data_ptr()]
         heads_backward(g_policy, (error * (float(hp["vf_coef"]) / m))[:, None], inputs, heads, grads, self.tanh)
@@ -311,20 +242,23 @@ class FusedSteps:
         return metrics[0], norms[0]
 
     @torch.no_grad()
-    def epoch(self, batch: Batch, size: int, hp: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """A step on each minibatch ``[k * size, (k + 1) * size)`` of a flat ``[1, N]`` batch (a remainder smaller
-        than ``size`` is left out, as PPO's schedule does); returns metrics ``[K, n_metrics]`` and norms ``[K]``."""
-        return self._steps(_minibatches(_batch_arrays(batch), size, self.normalize, self.actions), hp)
+    def epoch(
+        self, batch: Batch, size: int, hp: Mapping[str, Any], order: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A step on each minibatch ``[k * size, (k + 1) * size)`` of a flat ``[1, N]`` batch, its rows first taken in
+        ``order`` (a permutation) when given (a remainder smaller than ``size`` is left out, as PPO's schedule
+        does); returns metrics ``[K, n_metrics]`` and norms ``[K]``."""
+        arrays = _batch_arrays(batch)
+        if order is not None:  # the fields the steps read, not all of Batch.rows'
+            index = order.numpy()
+            arrays = {k: v[index] for k, v in arrays.items()}
+        return self._steps(_minibatches(arrays, size, self.normalize, self.actions), hp)
 
     def _steps(self, minibatches: list[dict[str, np.ndarray]], hp: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """A step on each minibatch in turn; the metrics of all of them from one sum over their per-row terms."""
-        k, m = len(minibatches), minibatches[0]["log_probs"].shape[0]
-        terms = np.empty((k, self.n_metrics, m), dtype=np.float32)
-        norms = torch.tensor([self._update(rows, hp, terms[i]) for i, rows in enumerate(minibatches)], dtype=torch.float32)
-        sums = terms.sum(axis=2, dtype=np.float64) / m
-        # policy_gradient's terms in *_METRICS order but the value's, which comes second: -surrogate, 0.5 error^2, ...
-        metrics = np.concatenate((-sums[:, :1], 0.5 * sums[:, -1:], sums[:, 1:-1]), axis=1)
-        return torch.from_numpy(metrics.astype(np.float32)), norms
+        """A step on each minibatch in turn; the metrics of all of them at the end, from the steps' records."""
+        rec = records(self.kind, self.actions or 0, self.discrete, len(minibatches), minibatches[0]["log_probs"].shape[0])
+        norms = torch.tensor([self._update(rows, hp, rec, i) for i, rows in enumerate(minibatches)], dtype=torch.float32)
+        return torch.from_numpy(metrics(self.kind, rec, hp).astype(np.float32)), norms
 
     def recent_grads(self) -> list[Params]:
         """The clipped gradients of the last steps (at most ``grads_kept``), oldest first."""

@@ -151,12 +151,12 @@ class PPOLearner(ActorCriticLearner):
         metrics, norms = [], []
         for _ in range(int(hp["epochs"])):
             perm = torch.randperm(n, generator=self.generator, device=self.device)
-            shuffled = flat.rows(perm)  # one gather per epoch; each minibatch is then a contiguous slice
-            if isinstance(fast, FusedSteps):
-                m, norm = fast.epoch(shuffled, size, hp)
-                metrics.extend(m.unbind())
-                norms.extend(norm.unbind())
+            if isinstance(fast, FusedSteps):  # it gathers the rows it reads, in NumPy
+                m, norm = fast.epoch(flat, size, hp, order=perm)
+                metrics.append(m)
+                norms.append(norm)
                 continue
+            shuffled = flat.rows(perm)  # one gather per epoch; each minibatch is then a contiguous slice
             for start in range(0, n - size + 1, size):
                 minibatch = shuffled.rows(slice(start, start + size))
                 if isinstance(fast, CompiledSteps):
@@ -167,14 +167,14 @@ class PPOLearner(ActorCriticLearner):
                 else:
                     loss, m = self.objective(params, minibatch, hp, meta)
                     params, opt_state, norm = self._gradient_step(params, opt_state, loss, hp, differentiable, grads_out)
-                metrics.append(m if isinstance(m, torch.Tensor) else torch.stack(list(m.values())))
-                norms.append(norm)
+                metrics.append((m if isinstance(m, torch.Tensor) else torch.stack(list(m.values())))[None])
+                norms.append(norm[None])
         if fast is not None:
             params, opt_state = self._finish_fast(fast, grads_out)
-        mean = torch.stack(metrics).mean(0) if metrics else torch.full((len(PPO_METRICS),), float("nan"))
+        mean = torch.cat(metrics).mean(0) if metrics else torch.full((len(PPO_METRICS),), float("nan"))
         with torch.no_grad():
             ev = explained_variance(batch.values.flatten(), full.returns.detach().flatten())
-        grad_norm = torch.stack(norms).mean() if norms else torch.tensor(float("nan"))
+        grad_norm = torch.cat(norms).mean() if norms else torch.tensor(float("nan"))
         return params, opt_state, {**dict(zip(PPO_METRICS, mean)), "explained_variance": ev, "grad_norm": grad_norm}
 
     def _sequence_schedule(self, params, opt_state, batch, hp, meta, differentiable, grads_out):
