@@ -190,8 +190,10 @@ class TensorCollector:
                 self._record(t, records, params, gamma, reward, terminated, truncated, info)
             else:
                 self._record_arrays(t, arrays, params, gamma, reward, terminated, truncated, info)
-            self._obs = next_obs.clone()  # the task may reuse its observation buffer
             obs = self.normalize(next_obs, update=True) if arrays is None else self._normalize_array(next_obs)
+        # The task may reuse its observation buffer: what outlives this call is copied out of it, once.
+        self._obs = self._obs if num_steps == 0 else next_obs.clone()
+        obs = obs.clone()
         self.last_raw_rewards = raw_buf.clone()
         self.rollout_return = rollout_return(self.last_raw_rewards, gamma)
         batch = Batch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 
@@ -60,3 +61,16 @@ def test_truncation_alone_adds_the_discounted_value_of_the_final_observation():
     final_value = collector.network.value(params, torch.full((1, 2), 0.3)).item()
     torch.testing.assert_close(batch.rewards[2], torch.full((2,), 1.0 + 0.9 * final_value))
     torch.testing.assert_close(batch.rewards[:2], torch.ones(2, 2))
+
+
+@pytest.mark.parametrize("compile", [False, "fused"])
+def test_a_batch_outlives_the_next_collection(compile):
+    # The batched twins reuse their observation buffer from step to step; a batch must not share it.
+    from agents.ppo import PPOConfig, PPOLearner
+
+    learner = PPOLearner(PPOConfig(task="HyperRLTasks/CartPole-v0", num_envs=4, num_steps=8, compile=compile), seed=0)
+    batch, _ = learner.collector.collect(learner.params, 8, 0.99)
+    kept = {k: v.clone() for k, v in vars(batch).items() if isinstance(v, torch.Tensor)}
+    learner.collector.collect(learner.params, 8, 0.99)
+    for name, value in kept.items():
+        assert torch.equal(value, getattr(batch, name)), f"Batch.{name} changed under the next collection"

@@ -27,6 +27,16 @@ from hyperenvs.tasks.base import BatchedTask
 F64 = torch.float64
 
 
+def _columns(xp: Any, columns: tuple) -> Any:
+    """``xp.stack(columns, 1)``; in NumPy as the transpose of one ``array`` call (its ``stack`` is Python, twice the cost)."""
+    return np.array(columns).T if xp is np else xp.stack(columns, 1)
+
+
+def _cast(xp: Any, x: Any, like: Any) -> Any:
+    """``x`` cast to ``like``'s dtype, in either array library."""
+    return x.astype(like.dtype) if xp is np else x.to(like.dtype)
+
+
 def _f32(x: float) -> float:
     """``x`` rounded to float32: where NumPy casts a Python float to a float32 operand's dtype."""
     return float(np.float32(x))
@@ -147,7 +157,7 @@ class CartPole(ClassicControlTask):
         )
         xacc = temp - self.POLEMASS_LENGTH * thetaacc * costheta / self.TOTAL_MASS
         # explicit Euler, every variable from its old rate (Gymnasium's default "euler" integrator)
-        new = state + xp.stack((x_dot, xacc, theta_dot, thetaacc), 1) * self.TAU
+        new = state + _columns(xp, (x_dot, xacc, theta_dot, thetaacc)) * self.TAU
         x, theta = new[:, 0], new[:, 2]
         terminated = (abs(x) > self.X_THRESHOLD) | (abs(theta) > self.THETA_THRESHOLD)
         return new, xp.ones_like(x), terminated
@@ -193,7 +203,7 @@ class Acrobot(ClassicControlTask):
         dtheta1 = xp.clip(ns[:, 2], -self.MAX_VEL_1, self.MAX_VEL_1)
         dtheta2 = xp.clip(ns[:, 3], -self.MAX_VEL_2, self.MAX_VEL_2)
         terminated = -xp.cos(theta1) - xp.cos(theta2 + theta1) > 1.0
-        return xp.stack((theta1, theta2, dtheta1, dtheta2), 1), xp.where(terminated, 0.0, -1.0), terminated
+        return _columns(xp, (theta1, theta2, dtheta1, dtheta2)), xp.where(terminated, 0.0, -1.0), terminated
 
     def _dsdt(self, xp: Any, s_augmented: Any) -> Any:
         """The time derivative of ``[theta1, theta2, dtheta1, dtheta2, torque]`` (the torque is held)."""
@@ -212,7 +222,7 @@ class Acrobot(ClassicControlTask):
         )
         ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * dtheta1**2 * xp.sin(theta2) - phi2) / (m2 * lc2**2 + I2 - d2**2 / d1)
         ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
-        return xp.stack((dtheta1, dtheta2, ddtheta1, ddtheta2, xp.zeros_like(a)), 1)
+        return _columns(xp, (dtheta1, dtheta2, ddtheta1, ddtheta2, xp.zeros_like(a)))
 
     def _observe(self) -> torch.Tensor:
         theta1, theta2, dtheta1, dtheta2 = self.state.unbind(1)
@@ -255,7 +265,7 @@ class MountainCar(ClassicControlTask):
         position = xp.clip(position + velocity, self.MIN_POSITION, self.MAX_POSITION)
         velocity = xp.where((position == self.MIN_POSITION) & (velocity < 0), 0.0, velocity)
         terminated = (position >= self.GOAL_POSITION) & (velocity >= 0)
-        return xp.stack((position, velocity), 1), xp.full_like(position, -1.0), terminated
+        return _columns(xp, (position, velocity)), xp.full_like(position, -1.0), terminated
 
     def _observe(self) -> torch.Tensor:
         return self._emit(self.state)
@@ -289,35 +299,39 @@ class MountainCarContinuous(ClassicControlTask):
         position = self._uniform(n, -0.6, -0.4, 1)
         return torch.cat((position, torch.zeros_like(position)), dim=1)
 
-    def _bound(self, value: float) -> torch.Tensor:
-        """``value`` as a float64 row operand: exact on fresh rows, rounded to float32 on the others."""
-        return torch.where(self._fresh, value, _f32(value)).to(F64)
-
-    def _round(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` rounded to float32 on the rows whose state is float32 (double rounding is exact for + and *)."""
-        return torch.where(self._fresh, x, x.float().double())
-
-    def _dynamics(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        position, velocity = self.state.unbind(1)
+    def _step_arrays(self, xp: Any, state: Any, action: Any) -> tuple[Any, Any, Any]:
+        fresh = self._fresh.numpy() if xp is np else self._fresh
+        position, velocity = state[:, 0], state[:, 1]
         a = action[:, 0]
-        slope = 0.0025 * torch.cos(self._round(3 * position))
+
+        def bound(value: float) -> Any:  # a float64 row operand: exact on fresh rows, rounded to float32 on the others
+            return xp.where(fresh, xp.full_like(position, value), _f32(value))
+
+        def rounded(x: Any) -> Any:  # rounded to float32 on the rows whose state is float32 (exact for + and *)
+            return xp.where(fresh, x, _cast(xp, _cast(xp, x, a), x))
+
+        slope = 0.0025 * xp.cos(rounded(3 * position))
         # Gymnasium clips with min/max: an action inside [-1, 1] stays a float32 scalar and the
         # velocity change is float32 arithmetic; a clipped one becomes the Python float -1.0 or 1.0
         # and the change is float64, rounded to float32 only when added to a float32 velocity
         inside = (a >= -1.0) & (a <= 1.0)
-        change_inside = (a * self.POWER - slope.float()).double()
-        change_clipped = self._round(torch.sign(a).double() * self.POWER - slope)
-        velocity = self._round(velocity + torch.where(inside, change_inside, change_clipped))
-        velocity = velocity.clamp(-self._bound(self.MAX_SPEED), self._bound(self.MAX_SPEED))
-        position = self._round(position + velocity)
-        low = self._bound(self.MIN_POSITION)
-        position = position.clamp(low, self._bound(self.MAX_POSITION))
-        velocity = torch.where((position == low) & (velocity < 0), 0.0, velocity)
-        terminated = (position >= self._bound(self.GOAL_POSITION)) & (velocity >= 0)
-        self.state = torch.stack((position, velocity), dim=1).float().double()
+        change_inside = _cast(xp, a * self.POWER - _cast(xp, slope, a), position)
+        change_clipped = rounded(_cast(xp, xp.sign(a), position) * self.POWER - slope)
+        velocity = rounded(velocity + xp.where(inside, change_inside, change_clipped))
+        velocity = xp.clip(velocity, -bound(self.MAX_SPEED), bound(self.MAX_SPEED))
+        position = rounded(position + velocity)
+        low = bound(self.MIN_POSITION)
+        position = xp.clip(position, low, bound(self.MAX_POSITION))
+        velocity = xp.where((position == low) & (velocity < 0), 0.0, velocity)
+        terminated = (position >= bound(self.GOAL_POSITION)) & (velocity >= 0)
+        new = _cast(xp, _cast(xp, _columns(xp, (position, velocity)), a), position)  # the state is float32 from now on
+        reward = xp.where(terminated, 100.0, 0.0) - _cast(xp, a, position) ** 2 * 0.1
+        return new, reward, terminated
+
+    def _advance(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = super()._advance(action)
         self._fresh.zero_()
-        reward = torch.where(terminated, 100.0, 0.0).to(F64) - a.double().pow(2) * 0.1
-        return reward, terminated
+        return out
 
     def _observe(self) -> torch.Tensor:
         return self._emit(self.state)
@@ -348,7 +362,7 @@ class Pendulum(ClassicControlTask):
         costs = normalized**2 + 0.1 * thdot**2 + 0.001 * u**2  # the float32 term joins the float64 sum
         newthdot = thdot + (3 * g / (2 * l) * xp.sin(th) + 3.0 / (m * l**2) * u) * dt
         newthdot = xp.clip(newthdot, -self.MAX_SPEED, self.MAX_SPEED)
-        return xp.stack((th + newthdot * dt, newthdot), 1), -costs, None
+        return _columns(xp, (th + newthdot * dt, newthdot)), -costs, None
 
     def _observe(self) -> torch.Tensor:
         th, thdot = self.state.unbind(1)
