@@ -170,6 +170,11 @@ def _minibatches(arrays: dict[str, np.ndarray], size: int, normalize: bool, acti
     return cut
 
 
+def _versions(params: Params, state: OptState) -> list[int]:
+    tensors = [*params.values(), *(t for v in state.values() if isinstance(v, dict) for t in v.values())]
+    return [t._version for t in tensors]
+
+
 class FusedSteps:
     """The fused gradient steps of one ``train_step`` (the interface of ``agents.compiled.CompiledSteps``).
 
@@ -181,7 +186,7 @@ class FusedSteps:
     seconds_compiling = 0.0
 
     def __init__(self, kind: str, objective: Any, rule: UpdateRule, params: Params, opt_state: OptState, grads_kept: int) -> None:
-        self.kind, self.rule = kind, rule
+        self.kind, self.rule, self.grads_kept = kind, rule, grads_kept
         self.normalize = bool(getattr(objective, "normalize_advantages", False))
         network = objective.network
         self.tanh, self.discrete = network.activation == "tanh", network.discrete
@@ -190,11 +195,10 @@ class FusedSteps:
         ordered = {n: params[n] for n in shapes}
         state = {k: {n: v[n] for n in shapes} if isinstance(v, dict) else v for k, v in opt_state.items()}
         self.buffers = FlatSteps(rule, ordered, state, grads_kept=grads_kept)
-        self.heads = Heads(self.buffers.buffer.detach().numpy(), shapes, len(network.hidden))
-        self._grads = {}  # per ring slot: its flat NumPy view and the per-layer views
-        for buf, _ in self.buffers.grad_slots():
-            flat = buf.numpy()
-            self._grads[buf.data_ptr()] = (flat, Heads(flat, shapes, len(network.hidden)))
+        self._shapes, self._depth = shapes, len(network.hidden)
+        self.heads = Heads(self.buffers.buffer.detach().numpy(), shapes, self._depth)
+        self._grads: dict[int, tuple[np.ndarray, Heads]] = {}  # per ring slot used: its flat NumPy view, per layer
+        self._given: tuple | None = None  # what result() last returned, and its tensors' version counters
         self._adam_step = torch.tensor([float(opt_state["step"])])  # the fused Adam kernel's counter
         self._adam_count = self._adam_step.numpy()
 
@@ -221,7 +225,9 @@ class FusedSteps:
         policy_out, value, inputs = heads_forward(arrays["obs"], heads, self.tanh)
         g_policy, g_log_std = policy_gradient(self.kind, policy_out, heads.log_std, arrays, hp, rec, i)
         error = np.subtract(value[:, 0], arrays["returns"], out=rec["error"][i])
-        grad, _ = self.buffers.grad_slot()
+        grad = self.buffers.grad_slot()
+        if grad.data_ptr() not in self._grads:
+            self._grads[grad.data_ptr()] = (grad.numpy(), Heads(grad.numpy(), self._shapes, self._depth))
         flat, grads = self._grads[grad.data_ptr()]
         heads_backward(g_policy, (error * (float(hp["vf_coef"]) / m))[:, None], inputs, heads, grads, self.tanh)
         if grads.log_std is not None:
@@ -268,7 +274,41 @@ class FusedSteps:
         """Independent parameters (leaves requiring grad) and optimizer state in the pure format (the network's order)."""
         params, state = self.buffers.result()
         state = {k: {n: v[n] for n in self.names} if isinstance(v, dict) else v for k, v in state.items()}
-        return {n: params[n] for n in self.names}, state
+        params = {n: params[n] for n in self.names}
+        self._given = (params, state, _versions(params, state))
+        return params, state
+
+    def holds(self, params: Params, opt_state: OptState) -> bool:
+        """Whether ``params`` and ``opt_state`` are the very tensors ``result()`` last returned, unmodified: the
+        buffers then hold them still, and a next iteration may step on here instead of packing them again.
+        Unmodified means their version counters are unchanged: every in-place torch op bumps them (a write
+        through ``.data`` or a NumPy view does not, as it escapes autograd's own check)."""
+        if self._given is None:
+            return False
+        given, state, versions = self._given
+        same = list(params) == list(given) and all(params[n] is given[n] for n in given)
+        same = same and opt_state.keys() == state.keys()
+        for key, value in state.items():
+            other = opt_state[key]
+            if isinstance(value, dict):
+                same = same and other.keys() == value.keys() and all(other[n] is value[n] for n in value)
+            else:
+                same = same and other == value
+        return same and _versions(params, opt_state) == versions
+
+    @classmethod
+    def resume(cls, kept: FusedSteps | None, *args: Any) -> FusedSteps:
+        """``kept`` restarted for a new iteration (its kept gradients its own) if it ``holds`` the iteration's
+        params and state (``args`` as the constructor's), else new steps built from them."""
+        kind, objective, rule, params, opt_state, grads_kept = args
+        if (
+            kept is None
+            or not kept.holds(params, opt_state)
+            or (kind, rule, grads_kept) != (kept.kind, kept.rule, kept.grads_kept)
+        ):
+            return cls(*args)
+        kept.buffers.restart()
+        return kept
 
 
 class FusedPolicy:

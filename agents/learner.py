@@ -277,9 +277,12 @@ class ActorCriticLearner:
     def _fast_steps(self, kind: str, params: Params, opt_state: OptState) -> CompiledSteps | FusedSteps | FlatSteps | None:
         """The non-differentiable fast path: fused or compiled steps, else the in-place stock rules, else None."""
         path = update_path(self.config.compile, self.iterations, self.network, self.update_rule, params)
+        args = (kind, self.objective, self.update_rule, params, opt_state, self.config.grad_history)
+        if path == "fused":  # on in the last iteration's buffers where it left its tensors as they were
+            self._fused = FusedSteps.resume(getattr(self, "_fused", None), *args)
+            return self._fused
         if path != "eager":
-            steps = FusedSteps if path == "fused" else CompiledSteps
-            return steps(kind, self.objective, self.update_rule, params, opt_state, self.config.grad_history)
+            return CompiledSteps(*args)
         if kind != "ppo":  # A2C takes one step an update: nothing to pack for
             return None
         fast = FlatSteps(self.update_rule, params, opt_state, grads_kept=self.config.grad_history)

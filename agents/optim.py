@@ -425,7 +425,7 @@ class FlatSteps:
         self.params: Params = dict(zip(self.names, self.leaves))
         # A small ring of gradient buffers: fresh enough to keep the last ``grads_kept``, reused after.
         self._ring = [torch.empty_like(self._param_buf) for _ in range(max(1, grads_kept))]
-        self._ring_views = [self._views(buf) for buf in self._ring]
+        self._ring_views: list[list[torch.Tensor] | None] = [None] * len(self._ring)  # built on first use
         self.steps = 0
 
     def _pack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -442,7 +442,7 @@ class FlatSteps:
         """
         slot = self.steps % len(self._ring)
         buf = self._ring[slot]
-        torch._foreach_copy_(self._ring_views[slot], grads)
+        torch._foreach_copy_(self._ring_view(slot), grads)
         total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         if 0 < max_norm < float("inf"):
             buf.mul_(torch.clamp(max_norm / (total + 1e-6), max=1.0))
@@ -455,25 +455,29 @@ class FlatSteps:
         """The flat parameter buffer (``params`` are views of it)."""
         return self._param_buf
 
-    def grad_slots(self) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
-        """Every gradient buffer of the ring, with its per-parameter views."""
-        return list(zip(self._ring, self._ring_views))
+    def _ring_view(self, slot: int) -> list[torch.Tensor]:
+        if self._ring_views[slot] is None:
+            self._ring_views[slot] = self._views(self._ring[slot])
+        return self._ring_views[slot]
 
-    def grad_slot(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The flat buffer the next step's gradient goes in, and its per-parameter views: for a caller that writes
-        the gradient itself and applies the update to ``buffer`` and ``state`` (``agents.fused``), then ``advance()``."""
-        slot = self.steps % len(self._ring)
-        return self._ring[slot], self._ring_views[slot]
+    def grad_slot(self) -> torch.Tensor:
+        """The flat buffer the next step's gradient goes in: for a caller that writes the gradient itself and
+        applies the update to ``buffer`` and ``state`` (``agents.fused``), then ``advance()``."""
+        return self._ring[self.steps % len(self._ring)]
 
     def advance(self) -> None:
         """Count a step applied by the caller (the gradient in ``grad_slot()``, kept for ``recent_grads``)."""
         self.steps += 1
 
+    def restart(self) -> None:
+        """Forget the kept gradients: the next steps start a new iteration on the same buffers."""
+        self.steps = 0
+
     def recent_grads(self) -> list[Params]:
         """Copies of the clipped gradients of the last steps this object still holds, oldest first."""
         kept = min(self.steps, len(self._ring))
         slots = [(self.steps - kept + i) % len(self._ring) for i in range(kept)]
-        return [{n: v.clone() for n, v in zip(self.names, self._ring_views[s])} for s in slots]
+        return [{n: v.clone() for n, v in zip(self.names, self._ring_view(s))} for s in slots]
 
     def result(self) -> tuple[Params, OptState]:
         """Independent parameters (leaves requiring grad) and optimizer state in the pure format."""

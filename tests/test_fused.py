@@ -10,6 +10,7 @@ from _helpers import assert_close, count_constructions, learner_pair, ten_update
 
 import hyperenvs
 from agents import compiled, fused
+from agents import learner as learner_module
 from agents.a2c import A2CConfig, A2CLearner
 from agents.networks import ActorCritic, log_prob
 from agents.optim import SGD
@@ -163,3 +164,33 @@ def test_numpy_policy_draws_from_the_softmax():
     torch.testing.assert_close(out[3], log_prob(logits.expand(20_000, 4), params, actions, True), atol=1e-5, rtol=0)
     torch.testing.assert_close(out[2], value.expand(20_000), atol=1e-5, rtol=0)
     torch.testing.assert_close(out[0], obs)
+
+
+@pytest.mark.parametrize("kind", ["a2c", "ppo"])
+def test_iterations_step_on_in_the_same_buffers_and_see_in_place_changes(monkeypatch, kind):
+    # Repacking every iteration (holds() always False) is the reference; reusing the buffers must give the same
+    # parameters bit for bit, and an in-place change of the learner's parameters must reach the next update.
+    cls, config_cls = (A2CLearner, A2CConfig) if kind == "a2c" else (PPOLearner, PPOConfig)
+    config = config_cls(task=CARTPOLE, num_envs=4, num_steps=8, compile="fused")
+    reused, repacked = cls(config, seed=2), cls(config, seed=2)
+    built = count_constructions(monkeypatch, learner_module, "FusedSteps")
+    hp = _a2c_schedule(1) if kind == "a2c" else _ppo_schedule(1)
+    for k in range(6):
+        if k == 3:
+            for learner in (reused, repacked):
+                with torch.no_grad():
+                    learner.params["critic.0.weight"].mul_(0.5)
+        reused.iterate(hp)
+        n = len(built)
+        with monkeypatch.context() as m:
+            m.setattr(fused.FusedSteps, "holds", lambda self, params, state: False)
+            repacked.iterate(hp)
+        assert len(built) == n + 1  # the reference packed afresh
+        assert_close(reused.params, repacked.params, tol=0.0)
+        for key, value in reused.opt_state.items():
+            if isinstance(value, dict):
+                assert_close(value, repacked.opt_state[key], tol=0.0)
+            else:
+                assert value == repacked.opt_state[key]
+    # one pack for the reused learner at the start and one after the in-place change, against six
+    assert len(built) == 6 + 2
