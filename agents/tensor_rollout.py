@@ -53,9 +53,11 @@ class RunningMeanStd:
         """``update`` in NumPy on CPU, writing the statistics in place (Gymnasium's own formulas)."""
         x = np.asarray(x, dtype=np.float64)
         n, mean, var = x.shape[0], self.mean.numpy(), self.var.numpy()
-        delta = x.mean(0) - mean
+        batch_mean = np.add.reduce(x, axis=0) / n  # x.mean(0) and x.var(0) without their Python layers
+        centred = x - batch_mean
+        delta = batch_mean - mean
         total = self.count + n
-        m2 = var * self.count + x.var(0) * n + delta * delta * (self.count * n / total)
+        m2 = var * self.count + np.einsum("ij,ij->j", centred, centred) + delta * delta * (self.count * n / total)
         mean += delta * (n / total)
         var[...] = m2 / total
         self.count = total
@@ -135,7 +137,9 @@ class TensorCollector:
         x = obs.numpy()
         self.obs_rms.update_array(x)
         scaled = (x - self.obs_rms.mean.numpy()) / np.sqrt(self.obs_rms.var.numpy() + 1e-8)
-        return torch.from_numpy(np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32))
+        np.minimum(scaled, self.clip_obs, out=scaled)
+        np.maximum(scaled, -self.clip_obs, out=scaled)
+        return torch.from_numpy(scaled.astype(np.float32))
 
     def _scale_rewards(self, rewards: torch.Tensor, done: torch.Tensor, gamma: float) -> torch.Tensor:
         if self.sign_reward:

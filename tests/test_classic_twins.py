@@ -258,3 +258,6 @@ def test_array_step_is_the_same_in_numpy_and_torch(task):
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-12, atol=1e-12)
     assert (ours[2] is None and theirs[2] is None) or np.array_equal(ours[2], theirs[2].numpy())
     assert ours[0].dtype == np.float64 and theirs[0].dtype == torch.float64
+    np.testing.assert_allclose(
+        twin._observe_arrays(np, state.numpy()), twin._observe_arrays(torch, state).numpy(), rtol=0, atol=1e-12
+    )

@@ -106,6 +106,21 @@ class ClassicControlTask(BatchedTask):
         u = torch.rand(n, size, generator=self.generator, dtype=F64, device=self.device)
         return low + (high - low) * u
 
+    def _observe(self) -> torch.Tensor:
+        if self.device.type == "cpu":  # in NumPy on views, as the step
+            obs = self._observe_arrays(np, self.state.numpy())
+            if not self.reuse_obs:
+                return torch.from_numpy(obs.astype(np.float32))
+            buf = self._slot_buffer(obs.shape)
+            np.copyto(buf.numpy(), obs, casting="same_kind")
+            return buf
+        return self._emit(self._observe_arrays(torch, self.state))
+
+    def _observe_arrays(self, xp: Any, state: Any) -> Any:
+        """Gymnasium's float64 observation of every instance from ``state``, against the array library ``xp``
+        (the state itself unless a twin says otherwise)."""
+        return state
+
     def _emit(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.reuse_obs:
             return obs.float()
@@ -120,7 +135,8 @@ class ClassicControlTask(BatchedTask):
             raise ValueError(f"action must have shape {shape}, got {tuple(action.shape)}")
         if not action.dtype.is_floating_point:
             raise ValueError(f"action must be a floating-point tensor, got {action.dtype}")
-        if not bool(torch.isfinite(action).all()):
+        finite = np.isfinite(action.numpy()).all() if action.device.type == "cpu" else torch.isfinite(action).all()
+        if not bool(finite):
             raise ValueError("action must be finite, got NaN or infinity")
         return action.float()
 
@@ -161,9 +177,6 @@ class CartPole(ClassicControlTask):
         x, theta = new[:, 0], new[:, 2]
         terminated = (abs(x) > self.X_THRESHOLD) | (abs(theta) > self.THETA_THRESHOLD)
         return new, xp.ones_like(x), terminated
-
-    def _observe(self) -> torch.Tensor:
-        return self._emit(self.state)
 
 
 class Acrobot(ClassicControlTask):
@@ -224,10 +237,9 @@ class Acrobot(ClassicControlTask):
         ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
         return _columns(xp, (dtheta1, dtheta2, ddtheta1, ddtheta2, xp.zeros_like(a)))
 
-    def _observe(self) -> torch.Tensor:
-        theta1, theta2, dtheta1, dtheta2 = self.state.unbind(1)
-        obs = torch.stack((torch.cos(theta1), torch.sin(theta1), torch.cos(theta2), torch.sin(theta2), dtheta1, dtheta2), 1)
-        return self._emit(obs)
+    def _observe_arrays(self, xp: Any, state: Any) -> Any:
+        theta1, theta2, dtheta1, dtheta2 = (state[:, i] for i in range(4))
+        return _columns(xp, (xp.cos(theta1), xp.sin(theta1), xp.cos(theta2), xp.sin(theta2), dtheta1, dtheta2))
 
 
 def _wrap(xp: Any, x: Any, low: float, high: float) -> Any:
@@ -266,9 +278,6 @@ class MountainCar(ClassicControlTask):
         velocity = xp.where((position == self.MIN_POSITION) & (velocity < 0), 0.0, velocity)
         terminated = (position >= self.GOAL_POSITION) & (velocity >= 0)
         return _columns(xp, (position, velocity)), xp.full_like(position, -1.0), terminated
-
-    def _observe(self) -> torch.Tensor:
-        return self._emit(self.state)
 
 
 class MountainCarContinuous(ClassicControlTask):
@@ -333,9 +342,6 @@ class MountainCarContinuous(ClassicControlTask):
         self._fresh.zero_()
         return out
 
-    def _observe(self) -> torch.Tensor:
-        return self._emit(self.state)
-
 
 class Pendulum(ClassicControlTask):
     """Pendulum-v1: a torque in [-2, 2] swings a pendulum up and holds it; reward -(angle^2 + 0.1 w^2 + 0.001 u^2), 200 steps."""
@@ -364,6 +370,6 @@ class Pendulum(ClassicControlTask):
         newthdot = xp.clip(newthdot, -self.MAX_SPEED, self.MAX_SPEED)
         return _columns(xp, (th + newthdot * dt, newthdot)), -costs, None
 
-    def _observe(self) -> torch.Tensor:
-        th, thdot = self.state.unbind(1)
-        return self._emit(torch.stack((torch.cos(th), torch.sin(th), thdot), dim=1))
+    def _observe_arrays(self, xp: Any, state: Any) -> Any:
+        th, thdot = state[:, 0], state[:, 1]
+        return _columns(xp, (xp.cos(th), xp.sin(th), thdot))
