@@ -283,8 +283,8 @@ class FusedSteps:
         buffers then hold them still, and a next iteration may step on here instead of packing them again.
         Unmodified means their version counters are unchanged: every in-place torch op bumps them (a write
         through ``.data`` or a NumPy view does not, as it escapes autograd's own check)."""
-        if self._given is None:
-            return False
+        if self._given is None or not np.may_share_memory(self.heads.actor[0], self.buffers.buffer.detach().numpy()):
+            return False  # (a copy of these steps no longer views its own buffers)
         given, state, versions = self._given
         same = list(params) == list(given) and all(params[n] is given[n] for n in given)
         same = same and opt_state.keys() == state.keys()
