@@ -106,15 +106,16 @@ def test_tables_stack_row_wise_with_each_lifetimes_own_size():
 
 def test_meta_gradient_of_eq4_through_two_updates_matches_central_differences():
     trainer = MetaTrainer(_config())
+    (cohort,) = trainer.cohorts
     hp = trainer.hparams()
-    zero = {k: v.detach() for k, v in trainer.params.items()}
-    batches = [trainer.collect(zero) for _ in range(3)]
+    zero = {k: v.detach() for k, v in cohort.params.items()}
+    batches = [trainer.collect(cohort, zero) for _ in range(3)]
     assert any(bool((b.discounts == 0).any()) for b in batches)
 
     def loss(weights):
-        learner = PopulationLearner(trainer.agent, trainer.network, zero)
+        learner = PopulationLearner(cohort.agent, trainer.network, zero)
         out = unroll(learner, batches[:2], hp, {"lpg": weights}, steps=2)
-        return trainer.meta_loss(out, batches[2], hp)[0]
+        return trainer.meta_loss(cohort, out, batches[2])[0].mean()
 
     base = {k: v.detach().clone() for k, v in trainer.weights.items()}
     leaves = {k: v.clone().requires_grad_() for k, v in base.items()}
@@ -138,7 +139,7 @@ def test_the_meta_critic_is_trained_and_its_loss_falls():
 
     trained, t1 = critic_losses(True)
     frozen, t2 = critic_losses(False)
-    assert bool((t2.critic == 0).all()) and bool((t1.critic != 0).any())
+    assert bool((t2.cohorts[0].critic == 0).all()) and bool((t1.cohorts[0].critic != 0).any())
     assert sum(trained[-3:]) < 0.5 * sum(frozen[-3:])
     assert sum(trained[-3:]) / 3 < trained[0]  # falls from its first value
 
@@ -171,18 +172,20 @@ def test_lifetimes_share_their_draws_and_envs_expand():
     share_lifetime(chain, torch.arange(3, 6))
     assert bool((chain.length[3:] == chain.length[3]).all()) and torch.equal(chain.length[:3], before)
     assert expand_envs("tabular,chain_short")[-1] == "chain_short" and len(expand_envs("tabular,chains")) == 9
-    with pytest.raises(ValueError, match="envs: 'lpg_random_dense'"):
-        expand_envs("lpg_random_dense")
+    assert expand_envs("random,chain_distractor")[-2:] == ("lpg_random_very_dense", "chain_distractor")
+    with pytest.raises(ValueError, match="envs: 'cartpole' is not an LPG training environment"):
+        expand_envs("cartpole")
 
 
 def test_lifetime_end_updates_the_bandit_and_entropy_collapse_resets_without_it():
     trainer = MetaTrainer(_config())
-    trainer.params["pi"][trainer.agent.block(1)] += 3.0
+    (cohort,) = trainer.cohorts
+    cohort.params["pi"][cohort.agent.block(1)] += 3.0
     trainer.age[0] = trainer.length[0]
     ended = trainer._end_lifetimes(torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64))
     assert ended == {"ended": 1, "collapsed": 1}
     assert trainer.births.tolist() == [2, 2, 1, 1] and trainer.age.tolist()[:2] == [0, 0]
-    assert bool((trainer.params["pi"][trainer.agent.block(1)] == 0).all())
+    assert bool((cohort.params["pi"][cohort.agent.block(1)] == 0).all())
     assert sum(trainer.bandit.counts[trainer.slot_env[0]]) == 1 and sum(trainer.bandit.counts[trainer.slot_env[1]]) == 0
 
 
@@ -199,14 +202,14 @@ def test_meta_training_is_deterministic_and_resume_equals_uninterrupted(tmp_path
     last = c.step()
     for k in a.weights:
         torch.testing.assert_close(c.weights[k], a.weights[k], rtol=0, atol=0)
-    for k in a.params:
-        torch.testing.assert_close(c.params[k], a.params[k], rtol=0, atol=0)
+    for k in a.cohorts[0].params:
+        torch.testing.assert_close(c.cohorts[0].params[k], a.cohorts[0].params[k], rtol=0, atol=0)
     assert last["iteration"] == 3 and a.iteration == 3 == c.iteration
     assert a.births.sum() > a.config.lifetimes  # lifetimes ended and restarted on the way
     with pytest.raises(ValueError, match="other options"):
         MetaTrainer(_config(seed=4)).load_state_dict(b.state_dict())
     old = {k: v for k, v in b.state_dict().items() if k != "format"}  # written before the row-wise tables
-    with pytest.raises(ValueError, match="state is of format 1, this MetaTrainer reads format 2"):
+    with pytest.raises(ValueError, match="state is of format 1, this MetaTrainer reads format 3"):
         MetaTrainer(_config()).load_state_dict(old)
 
 

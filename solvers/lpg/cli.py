@@ -15,7 +15,14 @@ from solvers.lpg.network import LPGConfig
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = MetaTrainConfig()
-    p.add_argument("--envs", default="tabular,chains", help="training environments: groups (tabular, chains) or task names")
+    p.add_argument(
+        "--envs",
+        default="tabular,chains",
+        help=(
+            "training environments: groups (tabular, chains, random) or task names (chain_distractor, lpg_random_small, "
+            "...); tabular ones get table agents, the others small networks (Table 3)"
+        ),
+    )
     p.add_argument("--lifetimes", type=int, default=d.lifetimes, help="parallel lifetimes (the paper: 960)")
     p.add_argument("--envs-per-lifetime", type=int, default=d.envs_per_lifetime, help="environments per agent (the paper: 64)")
     p.add_argument("--lifetime-updates", type=int, default=d.lifetime_updates, help="agent updates in one lifetime")
@@ -26,7 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--meta-grad-clip", type=float, default=d.meta_grad_clip, help="global-norm clip of the meta-gradient (0: none)"
     )
-    p.add_argument("--no-bandit", action="store_true", help="fixed (lr, kl_coef) = (40, 0.5) instead of the bandit (ablation)")
+    p.add_argument(
+        "--no-bandit",
+        action="store_true",
+        help="fixed (lr, kl_coef): the middle of each list (tables: 40, 0.5) instead of the bandit (ablation)",
+    )
     p.add_argument(
         "--untrained-critic", action="store_true", help="never train the meta-critic (the public port's bug, ablation)"
     )

@@ -40,7 +40,8 @@ class MetaTrainConfig:
     beta3: float = 1e-3
     """L2 cost on y_hat of Eq. 4"""
     lrs: tuple[float, ...] = (20.0, 40.0, 80.0)
-    """the tabular agents' SGD step sizes the bandit chooses from (Table 3)"""
+    """the tabular agents' SGD step sizes the bandit chooses from (Table 3; a network agent's Adam step sizes are
+    its environment's, ``solvers.lpg.lifetimes.NETWORK_AGENTS``)"""
     kl_coefs: tuple[float, ...] = (0.1, 0.5, 1.0)
     """the prediction (KL) costs the bandit chooses from (Table 3)"""
     bandit: bool = True
@@ -55,6 +56,8 @@ class MetaTrainConfig:
     """train the meta-critic (the A2C value table of each lifetime); False repeats the public port's bug"""
     critic_lr: float = 0.5
     """step of the tabular meta-critic towards each visited state's mean TD(lambda) return"""
+    critic_adam_lr: float = 1e-3
+    """Adam step size of the network lifetimes' meta-critics (value networks of the agent's architecture; 1e-4 .. 1e-2)"""
     critic_lambda: float = 0.95
     """lambda of the meta-critic's targets and of the meta-gradient's advantages"""
     entropy_floor: float = 1e-3

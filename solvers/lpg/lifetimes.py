@@ -17,14 +17,33 @@ from typing import Any
 import torch
 
 from hyperenvs.tasks.registration import make_task
+from solvers.lpg.networks import NetSpec
 
 ENV_GROUPS = {
     "tabular": ("lpg_dense", "lpg_sparse", "lpg_long", "lpg_longer", "lpg_long_dense"),
     "chains": ("chain_short", "chain_short_noisy", "chain_long", "chain_long_noisy"),
+    "random": ("lpg_random_dense", "lpg_random_long", "lpg_random_small", "lpg_random_small_sparse", "lpg_random_very_dense"),
 }
-"""``--envs`` shorthands: the paper's tabular grids (A.1) and its tabular delayed chains (A.3)"""
+"""``--envs`` shorthands: the paper's tabular grids (A.1), its random grids (A.2) and its tabular delayed chains (A.3)
+(the fifth chain, ``chain_distractor``, is named on its own: its agents are networks)"""
 
 GRIDS = ENV_GROUPS["tabular"]
+TABULAR = GRIDS + ENV_GROUPS["chains"]
+"""the environments whose agents are tables"""
+
+_TABLE3_LRS = (5e-4, 1e-3, 2e-3, 5e-3)
+NETWORK_AGENTS = {
+    "lpg_random_dense": NetSpec(conv=(16,), hidden=32, lrs=_TABLE3_LRS),
+    "lpg_random_long": NetSpec(conv=(16,), hidden=32, lrs=_TABLE3_LRS),
+    "lpg_random_small": NetSpec(hidden=32, lrs=_TABLE3_LRS),
+    "lpg_random_small_sparse": NetSpec(hidden=32, lrs=_TABLE3_LRS),
+    "lpg_random_very_dense": NetSpec(conv=(32, 16, 16), hidden=256, lrs=_TABLE3_LRS),
+    "chain_distractor": NetSpec(hidden=16, lrs=(2e-3, 5e-3, 1e-2)),
+}
+"""the environments whose agents are networks, with the paper's architecture and Adam step sizes (Table 3)"""
+
+ACTION_SETS = GRIDS + ENV_GROUPS["random"]
+"""the grids whose lifetimes draw the 9- or the 18-action set"""
 
 
 def expand_envs(spec: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -33,9 +52,9 @@ def expand_envs(spec: str | tuple[str, ...]) -> tuple[str, ...]:
     names: list[str] = []
     for w in (w.strip() for w in words if w.strip()):
         for name in ENV_GROUPS.get(w, (w,)):
-            if name not in GRIDS and name not in ENV_GROUPS["chains"]:
-                known = sorted(ENV_GROUPS) + sorted(GRIDS) + sorted(ENV_GROUPS["chains"])
-                raise ValueError(f"envs: {name!r} is not a tabular LPG training environment; known: {known}")
+            if name not in TABULAR and name not in NETWORK_AGENTS:
+                known = sorted(ENV_GROUPS) + sorted(TABULAR) + sorted(NETWORK_AGENTS)
+                raise ValueError(f"envs: {name!r} is not an LPG training environment; known: {known}")
             if name not in names:
                 names.append(name)
     if not names:
@@ -43,11 +62,13 @@ def expand_envs(spec: str | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def task_sizes(name: str) -> tuple[int, int]:
-    """``(states, most actions)`` of a tabular task (grids: with the 18-action set)."""
-    options = {"collect_actions": True} if name in GRIDS else {}
+def task_sizes(name: str) -> tuple[int | tuple[int, ...], int]:
+    """``(states, most actions)`` of a tabular task, ``(observation shape, most actions)`` of another (grids: with
+    the 18-action set)."""
+    options = {"collect_actions": True} if name in ACTION_SETS else {}
     task = make_task(name, 1, **options)
-    return int(task.single_observation_space.n), int(task.single_action_space.n)
+    space = task.single_observation_space
+    return (int(space.n) if name in TABULAR else tuple(space.shape)), int(task.single_action_space.n)
 
 
 def share_lifetime(task: Any, rows: torch.Tensor) -> torch.Tensor:
@@ -76,7 +97,7 @@ def _load_task_state(task: Any, state: dict[str, Any]) -> None:
 class LifetimeEnvs:
     """``N`` slots, slot ``j`` running ``names[j]`` on ``envs_per_lifetime`` instances."""
 
-    def __init__(self, names: list[str], envs_per_lifetime: int) -> None:
+    def __init__(self, names: list[str], envs_per_lifetime: int, obs_shape: tuple[int, ...] = ()) -> None:
         if envs_per_lifetime < 1:
             raise ValueError(f"envs_per_lifetime must be >= 1, got {envs_per_lifetime}")
         self.names, self.e = list(names), int(envs_per_lifetime)
@@ -86,8 +107,8 @@ class LifetimeEnvs:
         """``(name, collect_actions) -> `` the batched task of every slot of ``name`` with that action set"""
         self.group: list[tuple[str, bool] | None] = [None] * len(names)
         """the task slot ``j`` runs in now"""
-        self.obs = torch.zeros(len(names), self.e, dtype=torch.long)
-        """each instance's current observation (a state index)"""
+        self.obs = torch.zeros(len(names), self.e, *obs_shape, dtype=torch.float32 if obs_shape else torch.long)
+        """each instance's current observation (a state index, or the observation tensor when ``obs_shape`` is given)"""
         self.running = torch.zeros(len(names), self.e, dtype=torch.float64)
         """each instance's return so far in its current episode"""
         self._members: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -107,7 +128,7 @@ class LifetimeEnvs:
     def _group_task(self, key: tuple[str, bool]) -> Any:
         if key not in self.groups:
             name, collect = key
-            options = {"collect_actions": collect} if name in GRIDS else {}
+            options = {"collect_actions": collect} if name in ACTION_SETS else {}
             lifetimes = self.names.count(name)
             # every lifetime is reseeded when its slot starts; this first seed only makes the idle rows defined
             self.groups[key] = make_task(name, self.e, lifetimes=lifetimes, seed=[0] * lifetimes, **options)
@@ -115,10 +136,10 @@ class LifetimeEnvs:
 
     def reset_slot(self, j: int, seed: int, collect_actions: bool) -> int:
         """A new environment for slot ``j`` (new lifetime draws); returns its number of actions."""
-        key = (self.names[j], bool(collect_actions and self.names[j] in GRIDS))
+        key = (self.names[j], bool(collect_actions and self.names[j] in ACTION_SETS))
         task, i = self._group_task(key), self.lifetime[j]
         task.restart_lifetimes([i], [seed])
-        self.obs[j] = share_lifetime(task, torch.arange(i * self.e, (i + 1) * self.e)).long()
+        self.obs[j] = share_lifetime(task, torch.arange(i * self.e, (i + 1) * self.e)).to(self.obs.dtype)
         if self.group[j] != key:
             self.group[j] = key
             self._index_members()
@@ -135,7 +156,7 @@ class LifetimeEnvs:
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Act in every instance (``actions [N, E]``): ``(reward, ended, finished_returns)``, all ``[N, E]``;
         ``finished_returns`` is the return of an episode that ended at this step (0 elsewhere)."""
-        rewards, ended = torch.zeros_like(self.running), torch.zeros(self.obs.shape, dtype=torch.bool)
+        rewards, ended = torch.zeros_like(self.running), torch.zeros(self.running.shape, dtype=torch.bool)
         for key, task in self.groups.items():
             slots, index = self._members[key]
             if not slots.numel():
@@ -143,7 +164,7 @@ class LifetimeEnvs:
             act = torch.zeros(task.lifetimes, self.e, dtype=torch.long)
             act[index] = actions[slots]
             obs, reward, terminated, truncated = task.step(act.view(-1))
-            self.obs[slots] = obs.view(task.lifetimes, self.e)[index].long()
+            self.obs[slots] = obs.view(task.lifetimes, self.e, *self.obs.shape[2:])[index].to(self.obs.dtype)
             rewards[slots] = reward.view(task.lifetimes, self.e)[index].double()
             ended[slots] = (terminated | truncated).view(task.lifetimes, self.e)[index]
         self.running += rewards

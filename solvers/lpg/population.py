@@ -124,7 +124,6 @@ class PopulationLearner:
         ``pi_hat_sq`` (mean pi_hat^2), ``y_hat_sq`` (mean ||y_hat||^2)."""
         if meta is None or "lpg" not in meta:
             raise ValueError("PopulationLearner.train_step needs meta={'lpg': weights}")
-        n = self.agent.n
         rows, local = self._visited(batch)
         view = RowsAgent(self.agent, rows)
         with torch.enable_grad():
@@ -132,27 +131,11 @@ class PopulationLearner:
             # Only the rows this batch reads move: the step gathers them, updates them and writes them back,
             # so no op (forward or backward) touches the whole [R, .] tables but one copy per step.
             seen = {k: v[rows] for k, v in params.items()}
-            source = seen if differentiable else {k: v.detach() for k, v in seen.items()}
-            gamma = repeat_per_env(torch.as_tensor(hparams["gamma"], dtype=batch.rewards.dtype), batch.rewards.shape[1])
-            pi_hat, y_hat = self.network.forward(meta["lpg"], lpg_inputs(view, source, local, gamma))
-            # The loss reads theta' (a clone) only: its gradient holds the targets fixed (Eq. 2), the graph stays.
-            read = {k: v.clone() if differentiable else v.detach().requires_grad_() for k, v in seen.items()}
-            terms = self._loss_terms(view, read, local, pi_hat, y_hat)
-            kl_coef = torch.as_tensor(hparams["kl_coef"], dtype=batch.rewards.dtype)
-            loss = (terms["policy"] + kl_coef * terms["prediction"]).sum()
-            grads = torch.autograd.grad(loss, list(read.values()), create_graph=differentiable)
+            grads, metrics = eq2_gradients(self.network, view, seen, local, hparams, meta, self.agent.n, differentiable)
             lr = torch.as_tensor(hparams["lr"], dtype=batch.rewards.dtype)[self.agent.row_lifetime[rows]].unsqueeze(1)
             # the rows are distinct, so a plain index_put writes them (cheaper than index_add, same values)
             new = {k: v.index_put((rows,), seen[k] - lr * g) for (k, v), g in zip(params.items(), grads)}
-        metrics = {
-            **terms,
-            "pi_hat_sq": per_lifetime_mean(pi_hat.square(), n),
-            "y_hat_sq": per_lifetime_mean(y_hat.square().sum(-1), n),
-        }
-        if not differentiable:
-            new = {k: v.detach().requires_grad_() for k, v in new.items()}
-            metrics = {k: v.detach() for k, v in metrics.items()}
-        return new, {}, metrics
+        return finish_step(new, {}, metrics, differentiable)
 
     def _visited(self, batch: Batch) -> tuple[torch.Tensor, Batch]:
         """The rows of the stacked tables ``batch`` reads (sorted, distinct) and the batch re-indexed to them."""
@@ -163,13 +146,52 @@ class PopulationLearner:
         local = dataclasses.replace(batch, obs=inverse[: obs.numel()].view_as(batch.obs), bootstrap_obs=inverse[obs.numel() :])
         return rows, local
 
-    def _loss_terms(
-        self, view: RowsAgent, params: Params, batch: Batch, pi_hat: torch.Tensor, y_hat: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        logp, kl, ent = agent_terms(view, params, batch, y_hat)
-        n = self.agent.n
-        return {
-            "policy": per_lifetime_mean(-pi_hat * logp, n),
-            "prediction": per_lifetime_mean(kl, n),
-            "entropy": per_lifetime_mean(ent.detach(), n),
-        }
+
+def eq2_gradients(
+    network: UpdateTargets,
+    agent: Any,
+    params: Params,
+    batch: Batch,
+    hparams: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    n: int,
+    differentiable: bool,
+) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
+    """Eq. 2's gradient for ``n`` lifetimes at once, in ``params``' order, and the step's ``[n]`` metrics.
+
+    The loss is the sum over lifetimes of each lifetime's mean loss; it reads a clone of ``params`` only, so its
+    gradient holds the LPG's targets fixed while, with ``differentiable``, the graph to the LPG and to
+    ``params`` (through the targets) is kept for the metagradient.
+    """
+    source = params if differentiable else {k: v.detach() for k, v in params.items()}
+    gamma = repeat_per_env(torch.as_tensor(hparams["gamma"], dtype=batch.rewards.dtype), batch.rewards.shape[1])
+    pi_hat, y_hat = network.forward(meta["lpg"], lpg_inputs(agent, source, batch, gamma))
+    read = {k: v.clone() if differentiable else v.detach().requires_grad_() for k, v in params.items()}
+    logp, kl, ent = agent_terms(agent, read, batch, y_hat)
+    terms = {
+        "policy": per_lifetime_mean(-pi_hat * logp, n),
+        "prediction": per_lifetime_mean(kl, n),
+        "entropy": per_lifetime_mean(ent.detach(), n),
+    }
+    kl_coef = torch.as_tensor(hparams["kl_coef"], dtype=batch.rewards.dtype)
+    loss = (terms["policy"] + kl_coef * terms["prediction"]).sum()
+    grads = torch.autograd.grad(loss, list(read.values()), create_graph=differentiable)
+    metrics = {
+        **terms,
+        "pi_hat_sq": per_lifetime_mean(pi_hat.square(), n),
+        "y_hat_sq": per_lifetime_mean(y_hat.square().sum(-1), n),
+    }
+    return grads, metrics
+
+
+def finish_step(
+    new: Params, opt_state: dict[str, Any], metrics: dict[str, torch.Tensor], differentiable: bool
+) -> tuple[Params, dict[str, Any], dict[str, torch.Tensor]]:
+    """A population step's return: outside a metagradient, everything detached (the new parameters leaves again)."""
+    if differentiable:
+        return new, opt_state, metrics
+    return {k: v.detach().requires_grad_() for k, v in new.items()}, _detached(opt_state), _detached(metrics)
+
+
+def _detached(tree: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _detached(v) if isinstance(v, Mapping) else v.detach() for k, v in tree.items()}
