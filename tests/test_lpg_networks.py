@@ -215,3 +215,15 @@ def test_bandit_arms_may_differ_by_environment():
         bandit.update("net", 1, 0.0)
     with pytest.raises(ValueError, match="for each, at least one arm"):
         HyperBandit(["a", "b"], {"a": [(1.0,)]})
+
+
+def test_a_network_cohorts_batch_holds_each_steps_own_observation_in_float32():
+    trainer = MetaTrainer(_config(envs=("chain_distractor",), lifetimes=2, dtype="float32", num_steps=6))
+    (cohort,) = trainer.cohorts
+    first = cohort.policy_obs()
+    batch = trainer.collect(cohort, cohort.params)
+    assert batch.obs.dtype == torch.float32 and torch.equal(batch.obs[0], first)
+    assert not all(torch.equal(batch.obs[t], batch.obs[-1]) for t in range(5))  # not one buffer seen six times
+    assert torch.equal(batch.bootstrap_obs, cohort.policy_obs())
+    trainer.collect(cohort, cohort.params)
+    assert not torch.equal(batch.bootstrap_obs, cohort.policy_obs())  # the next rollout did not overwrite it

@@ -116,7 +116,8 @@ class NetworkCohort:
         self.critic_opt = adam_state(self.critic)
 
     def policy_obs(self) -> torch.Tensor:
-        return self.envs.obs.reshape(-1, *self.envs.obs.shape[2:]).to(self.dtype)
+        # a copy: the environments overwrite their observation buffer in place at every step
+        return self.envs.obs.reshape(-1, *self.envs.obs.shape[2:]).to(self.dtype, copy=True)
 
     def values(self, obs: torch.Tensor) -> torch.Tensor:
         return self.values_of(self.critic, obs)
