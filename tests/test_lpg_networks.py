@@ -227,3 +227,17 @@ def test_a_network_cohorts_batch_holds_each_steps_own_observation_in_float32():
     assert torch.equal(batch.bootstrap_obs, cohort.policy_obs())
     trainer.collect(cohort, cohort.params)
     assert not torch.equal(batch.bootstrap_obs, cohort.policy_obs())  # the next rollout did not overwrite it
+
+
+def test_fresh_network_a2c_lifetimes_learn_the_distractor_chain_and_a_frozen_lpg_trains_them():
+    from solvers.lpg.evaluate import train_lifetimes
+
+    out = train_lifetimes("chain_distractor", [0, 1, 2, 3], rule=None, lr=1e-2, updates=150)
+    assert float(out.final.mean()) > 0.3  # a uniform policy scores about 0 (the first action decides +-1)
+    assert out.curves.shape == (15, 4) and out.params["dense.w"].shape == (4, 22, 16)
+    lpg = LPGNetwork(TINY)
+    rule = (lpg, lpg.init(torch.Generator().manual_seed(0)))
+    still = train_lifetimes("chain_distractor", [0, 1], rule=rule, lr=0.0, updates=10, log_every=5)
+    moved = train_lifetimes("chain_distractor", [0, 1], rule=rule, lr=5e-3, updates=10, log_every=5)
+    assert bool(torch.isfinite(moved.final_rate).all()) and not torch.equal(moved.params["dense.w"], still.params["dense.w"])
+    torch.testing.assert_close(moved.params["dense.w"], still.params["dense.w"], atol=0.1, rtol=0)  # Adam: <= lr a step

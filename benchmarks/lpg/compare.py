@@ -1,7 +1,8 @@
 """Frozen LPG vs tabular A2C on fresh lifetimes (paper Fig. 3 at a CPU budget), IQM + 95% bootstrap CI.
 
 Per environment, each method's SGD step size is chosen on ``--tune-seeds`` lifetimes (LPG from {20, 40, 80},
-the bandit's grid; A2C from {10, 20, 40, 80}), then ``--seeds`` other lifetimes are trained with it.  Score:
+the bandit's grid; A2C from {10, 20, 40, 80}; a network environment's Adam step size from its Table 3 grid), then ``--seeds`` other lifetimes are
+trained with it.  Score:
 the mean return of the episodes finished in the last 20% of a lifetime.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 10 python benchmarks/lpg/compare.py --rule solvers/lpg/default.pt \\
@@ -20,6 +21,7 @@ import torch
 from solvers.aggregate import CI_METHOD, iqm_ci, probability_of_improvement
 from solvers.lpg.evaluate import train_lifetimes
 from solvers.lpg.files import load_rule
+from solvers.lpg.lifetimes import NETWORK_AGENTS
 
 LPG_LRS = (20.0, 40.0, 80.0)
 A2C_LRS = (10.0, 20.0, 40.0, 80.0)
@@ -51,7 +53,9 @@ def _tuned(env: str, rule, lrs, kl: float, args) -> tuple[float, dict]:
 def compare_env(env: str, rule, kl: float, args) -> dict:
     seeds = list(range(args.seeds))
     row = {}
-    for method, r, lrs in (("lpg", rule, LPG_LRS), ("a2c", None, A2C_LRS)):
+    # a network agent's Adam step sizes are its environment's Table 3 grid, for both methods
+    net = NETWORK_AGENTS[env].lrs if env in NETWORK_AGENTS else None
+    for method, r, lrs in (("lpg", rule, net or LPG_LRS), ("a2c", None, net or A2C_LRS)):
         lr, tuning = _tuned(env, r, lrs, kl, args)
         final, curves = _run(env, seeds, r, lr, kl, args)
         iqm, low, high = iqm_ci(final, seed=0)
