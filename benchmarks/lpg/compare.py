@@ -1,9 +1,9 @@
-"""Frozen LPG vs tabular A2C on fresh lifetimes (paper Fig. 3 at a CPU budget), IQM + 95% bootstrap CI.
+"""Frozen LPG vs A2C on fresh lifetimes (paper Fig. 3 at a CPU budget), IQM + 95% bootstrap CI.
 
-Per environment, each method's SGD step size is chosen on ``--tune-seeds`` lifetimes (LPG from {20, 40, 80},
-the bandit's grid; A2C from {10, 20, 40, 80}; a network environment's Adam step size from its Table 3 grid), then ``--seeds`` other lifetimes are
-trained with it.  Score:
-the mean return of the episodes finished in the last 20% of a lifetime.
+Per environment, each method's step size is chosen on ``--tune-seeds`` lifetimes (tables, SGD: LPG from
+{20, 40, 80}, the bandit's grid, A2C from {10, 20, 40, 80}; networks, Adam: both from the environment's
+Table 3 grid), then ``--seeds`` other lifetimes are trained with it.  Score: the mean return of the
+episodes finished in the last 20% of a lifetime.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 10 python benchmarks/lpg/compare.py --rule solvers/lpg/default.pt \\
         --envs lpg_dense,lpg_sparse,... --held-out lpg_long_dense --out benchmarks/lpg/results/compare
