@@ -1,5 +1,6 @@
 """Meta-training curves per environment from ``hyperrl lpg-train``'s ``log.jsonl``: the mean return of the
-episodes the lifetimes finished, smoothed over ``--window`` meta-iterations, plus the meta-critic's loss.
+episodes the lifetimes finished, smoothed over ``--window`` meta-iterations, plus the meta-critic's loss and
+the mean pi_hat^2 (how far the rule's policy target is from doing nothing).
 
     python benchmarks/lpg/plot_meta.py RUN/log.jsonl [MORE/log.jsonl --labels a,b] --out FIG.png
 """
@@ -14,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 
-def curves(path: str) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
+def curves(path: str) -> tuple[list[str], dict[str, np.ndarray], np.ndarray, np.ndarray]:
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     envs = list(rows[0]["envs"])
     ret = {e: np.array([r["envs"][e]["return"] for r in rows], dtype=float) for e in envs}
-    return envs, ret, np.array([r["critic_loss_last"] for r in rows])
+    return envs, ret, np.array([r["critic_loss_last"] for r in rows]), np.array([r["l2_pi_hat"] for r in rows])
 
 
 def smooth(x: np.ndarray, window: int) -> np.ndarray:
@@ -43,25 +44,31 @@ def main() -> None:
 
     labels = args.labels.split(",") if args.labels else [Path(x).parent.name for x in args.logs]
     runs = [curves(x) for x in args.logs]
-    envs = runs[0][0]
+    envs = list(dict.fromkeys(e for run in runs for e in run[0]))  # every run's environments, in order
     cols = 4
-    rows = math.ceil((len(envs) + 1) / cols)
+    rows = math.ceil((len(envs) + 2) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     for k, env in enumerate(envs):
         ax = axes[k // cols][k % cols]
-        for label, (_, ret, _) in zip(labels, runs):
+        for i, (label, (_, ret, _, _)) in enumerate(zip(labels, runs)):
             if env in ret:
-                ax.plot(smooth(ret[env], args.window), label=label)
+                ax.plot(smooth(ret[env], args.window), f"C{i}", label=label)
         ax.set_title(env, fontsize=9)
         ax.set_xlabel("meta-iteration", fontsize=8)
     ax = axes[len(envs) // cols][len(envs) % cols]
-    for label, (_, _, critic) in zip(labels, runs):
-        ax.semilogy(smooth(critic, args.window), label=label)
+    for i, (label, (_, _, critic, _)) in enumerate(zip(labels, runs)):
+        ax.semilogy(smooth(critic, args.window), f"C{i}", label=label)
     ax.set_title("meta-critic loss", fontsize=9)
-    ax.legend(fontsize=7)
-    for k in range(len(envs) + 1, rows * cols):
+    # the size of the LPG's policy target: a rule that stays near 0 here moves no agent
+    ax = axes[(len(envs) + 1) // cols][(len(envs) + 1) % cols]
+    for i, (label, (_, _, _, pi_sq)) in enumerate(zip(labels, runs)):
+        ax.semilogy(smooth(pi_sq, args.window), f"C{i}", label=label)
+    ax.set_title("mean pi_hat^2", fontsize=9)
+    ax.set_xlabel("meta-iteration", fontsize=8)
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=len(runs), fontsize=8)
+    for k in range(len(envs) + 2, rows * cols):
         axes[k // cols][k % cols].axis("off")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
 

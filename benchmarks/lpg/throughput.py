@@ -10,6 +10,8 @@ lifetimes on the 9 tabular environments as one trainer, vs a loop of 64 one-life
 environments.  Rounds alternate the paths so machine noise hits both; the median of the rounds is reported.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 10 python benchmarks/lpg/throughput.py --out benchmarks/lpg/results/throughput.json
+
+``--network lpg_random_small,chain_distractor`` times only the whole meta-iterations, of network lifetimes.
 """
 
 from __future__ import annotations
@@ -72,10 +74,10 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _meta_iterations(n: int, envs: int, hidden: int, rounds: int) -> dict:
-    """Whole meta-iterations (``MetaTrainer.step``: collection, K updates, meta-gradient, Adam), 64 lifetimes as
-    one trainer vs a loop of 64 one-lifetime trainers, lifetime ``j`` of the loop on slot ``j``'s environment."""
-    config = MetaTrainConfig(envs=("tabular", "chains"), lifetimes=n, envs_per_lifetime=envs, lpg=LPGConfig(hidden=hidden))
+def _meta_iterations(n: int, envs: int, hidden: int, rounds: int, training: tuple[str, ...] = ("tabular", "chains")) -> dict:
+    """Whole meta-iterations (``MetaTrainer.step``: collection, K updates, meta-gradient, Adam), n lifetimes as
+    one trainer vs a loop of n one-lifetime trainers, lifetime ``j`` of the loop on slot ``j``'s environment."""
+    config = MetaTrainConfig(envs=training, lifetimes=n, envs_per_lifetime=envs, lpg=LPGConfig(hidden=hidden))
     trainer = MetaTrainer(config)
     singles = [
         MetaTrainer(dataclasses.replace(config, envs=(name,), lifetimes=1, seed=j)) for j, name in enumerate(trainer.slot_env)
@@ -117,9 +119,24 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--meta-envs", type=int, default=16, help="environments per lifetime in the full meta-iteration")
     p.add_argument("--device-note", default="2 shared CPU cores, 1 thread")
+    p.add_argument(
+        "--network",
+        default="",
+        help="instead: whole meta-iterations of --lifetimes network lifetimes on these environments (comma-separated)",
+    )
     p.add_argument("--out", default="benchmarks/lpg/results/throughput.json")
     args = p.parse_args()
     torch.set_num_threads(1)
+    if args.network:
+        training = tuple(args.network.split(","))
+        result = {
+            "machine": args.device_note,
+            **_meta_iterations(args.lifetimes, args.meta_envs, args.hidden, args.rounds, training),
+        }
+        print(json.dumps({k_: v for k_, v in result.items() if "seconds" not in k_}, indent=1))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        return
     n, e, t, k = args.lifetimes, args.envs, 20, 5
     g = torch.Generator().manual_seed(0)
     net = LPGNetwork(LPGConfig(hidden=args.hidden))
