@@ -40,10 +40,10 @@ def test_slots_live_what_lone_tasks_seeded_like_them_live():
         envs.reset_slot(j, 100 + j, collect[j])
         lones.append(_lone(name, 100 + j, collect[j]))
         assert torch.equal(envs.obs[j], lones[-1][1])
-    assert len(envs.groups) == 3 and envs.collect_actions == collect  # two grid action sets, one chain task
+    assert len(envs.groups) == 2 and envs.collect_actions == collect  # one grid task for both action sets, one chain task
     g = torch.Generator().manual_seed(0)
     _step_both(envs, lones, 60, g)
-    # a new lifetime in the other action set moves the slot to the other task; the rest go on undisturbed
+    # a new lifetime in the other action set switches the slot's rows to its rules; the rest go on undisturbed
     assert envs.reset_slot(0, 7, False) == 9
     lones[0] = _lone("lpg_sparse", 7, False)
     assert torch.equal(envs.obs[0], lones[0][1])
@@ -56,7 +56,9 @@ def test_state_dict_round_trip_continues_bit_for_bit():
     for j in range(len(NAMES)):
         envs.reset_slot(j, j, j % 2 == 0)
     g = torch.Generator().manual_seed(1)
-    act = lambda: torch.stack([torch.randint(envs.task(j).single_action_space.n, (E,), generator=g) for j in range(5)])  # noqa: E731
+    sizes = [18 if envs.collect[j] else int(envs.task(j).single_action_space.n) for j in range(5)]
+    sizes = [9 if NAMES[j].startswith("lpg") and not envs.collect[j] else n for j, n in enumerate(sizes)]
+    act = lambda: torch.stack([torch.randint(n, (E,), generator=g) for n in sizes])  # noqa: E731
     for _ in range(10):
         envs.step(act())
     state, g_state = envs.state_dict(), g.get_state()

@@ -136,6 +136,17 @@ def test_collect_action_set():
     assert env.present[:, 0].tolist() == [True, False]
 
 
+def test_rows_of_an_18_action_grid_can_follow_the_9_action_rules():
+    env = room([(1.0, 0.0, 0.0)], num_envs=2, collect_actions=True)
+    env.set_action_set(torch.tensor([0]), False)  # row 0: walking onto an object collects it, as with 9 actions
+    assert env.collect_rows.tolist() == [False, True]
+    place(env, cell(1, 1), [cell(1, 2)], [True])
+    _, reward, _, _ = env.step(torch.tensor([4, 4]))  # both walk right onto it
+    assert reward.tolist() == [1.0, 0.0] and env.present[:, 0].tolist() == [False, True]
+    with pytest.raises(ValueError, match="built with the 9-action set"):
+        room([(1.0, 0.0, 0.0)], num_envs=1).set_action_set(torch.tensor([0]), True)
+
+
 def test_lifetime_positions_index_observation():
     env = room([(1.0, 1.0, 0.0), (-1.0, 0.0, 0.5)], num_envs=64, positions="lifetime", observation="index", seed=3)
     assert env.single_observation_space.n == 8 * 4

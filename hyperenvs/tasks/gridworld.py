@@ -14,7 +14,10 @@ which may hold the agent or another object) and ``"lifetime"`` (LPG's tabular
 grids: object cells drawn once per lifetime, an object reappears at its own
 cell, the agent starts at a random cell free of objects).  With the 18-action
 set (LPG), actions 9..17 collect at the cell in direction ``a - 9`` without
-moving, and walking onto an object does not collect it.
+moving, and walking onto an object does not collect it.  A task built with the
+18-action set holds the rule per row (``collect_rows``): rows set back to the
+9-action rules take actions 0..8 only (their agent masks the rest), so the
+lifetimes of both action sets step as one task.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ class GridWorld(BatchedTask):
     """``num_envs`` instances of one :class:`GridSpec` in one tensor state."""
 
     groups_lifetimes = True
-    row_state = ("agent", "obj_pos", "present", "layout", "t")
+    row_state = ("agent", "obj_pos", "present", "layout", "t", "collect_rows")
 
     def __init__(
         self,
@@ -108,6 +111,15 @@ class GridWorld(BatchedTask):
         self.single_action_space = gym.spaces.Discrete(18 if collect_actions else 9)
         self._init_observation(walls)
         self._init_state()
+        self.collect_rows = torch.full((self.num_envs,), self.collect_actions, dtype=torch.bool, device=self.device)
+        """per row: the 18-action rules (True) or the 9-action ones; only a task built with ``collect_actions`` may
+        hold True (``set_action_set``)"""
+
+    def set_action_set(self, rows: torch.Tensor, collect_actions: bool) -> None:
+        """Give ``rows`` the 18-action rules (``True``) or the 9-action ones; a 9-action task has only the latter."""
+        if collect_actions and not self.collect_actions:
+            raise ValueError("this GridWorld was built with the 9-action set: build it with collect_actions=True")
+        self.collect_rows[torch.as_tensor(rows, dtype=torch.long, device=self.device)] = bool(collect_actions)
 
     def _init_state(self) -> None:
         b, k, dev = self.num_envs, self.num_objects, self.device
@@ -192,15 +204,18 @@ class GridWorld(BatchedTask):
         direction = action % 9
         delta = self.deltas[direction]
         if self.collect_actions:
-            collecting = action >= 9
+            collecting = action >= 9  # never on a 9-action row: its actions are 0..8
             step_to = torch.where(collecting, self.agent, self.agent + delta)
         else:
             step_to = self.agent + delta
         self.agent = torch.where(self.walls[step_to], self.agent, step_to)
-        target = self.agent + delta if self.collect_actions else self.agent
-        collected = self.present & (self.obj_pos == target.unsqueeze(1))
         if self.collect_actions:
-            collected &= collecting.unsqueeze(1)
+            # 18-action rows collect only by a collect action, at the cell ahead; 9-action rows by walking on
+            rule = self.collect_rows
+            target = torch.where(rule, self.agent + delta, self.agent)
+            collected = self.present & (self.obj_pos == target.unsqueeze(1)) & (collecting | ~rule).unsqueeze(1)
+        else:
+            collected = self.present & (self.obj_pos == self.agent.unsqueeze(1))
         u = self._uniform(None, 2, self.num_objects)
         reward = (collected * self.obj_reward).sum(1)
         terminated = (collected & (u[:, 0] < self.obj_p_term)).any(1)

@@ -2,12 +2,11 @@
 
 A lifetime's E instances share what the task draws once per lifetime (a tabular grid's object cells, a
 chain's length: the paper's agent sees 64 copies of *its* environment), so after a lifetime starts its first
-instance's draws are copied to all E (``share_lifetime``).  The slots that run one task with one action set
-are the lifetimes of one batched task (``make_task(name, E, lifetimes=L)``, issue 11): each has its own
-generator, so slot ``j`` draws exactly what a lone task seeded like it would, yet all of them move in one
-``step`` call.  A grid slot may switch action sets between lifetimes, so a grid has a task per action set,
-holding every slot of the grid; the rows of the set a slot is not using idle (stepped with action 0, their
-draws are their own generators' and reach nobody).
+instance's draws are copied to all E (``share_lifetime``).  The slots that run one environment are the
+lifetimes of one batched task (``make_task(name, E, lifetimes=L)``, issue 11): each has its own generator, so
+slot ``j`` draws exactly what a lone task seeded like it would, yet all of them move in one ``step`` call.  A
+grid's task is built with the 18-action set and each slot's rows get the action set its lifetime drew
+(``GridWorld.set_action_set``), so the lifetimes of both sets step together.
 """
 
 from __future__ import annotations
@@ -103,55 +102,60 @@ class LifetimeEnvs:
         self.names, self.e = list(names), int(envs_per_lifetime)
         self.lifetime = [self.names[:j].count(name) for j, name in enumerate(self.names)]
         """slot ``j``'s lifetime index in the tasks of its environment"""
-        self.groups: dict[tuple[str, bool], Any] = {}
-        """``(name, collect_actions) -> `` the batched task of every slot of ``name`` with that action set"""
-        self.group: list[tuple[str, bool] | None] = [None] * len(names)
-        """the task slot ``j`` runs in now"""
+        self.groups: dict[str, Any] = {}
+        """``name -> `` the batched task of every slot of ``name`` (built when its first slot starts)"""
+        self.started = [False] * len(names)
+        self.collect = [False] * len(names)
+        """whether each slot's lifetime has the 18-action set"""
         self.obs = torch.zeros(len(names), self.e, *obs_shape, dtype=torch.float32 if obs_shape else torch.long)
         """each instance's current observation (a state index, or the observation tensor when ``obs_shape`` is given)"""
         self.running = torch.zeros(len(names), self.e, dtype=torch.float64)
         """each instance's return so far in its current episode"""
-        self._members: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._members: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def collect_actions(self) -> list[bool]:
         """Whether each slot's grid has the 18-action set."""
-        return [bool(g is not None and g[1]) for g in self.group]
+        return list(self.collect)
 
     def task(self, j: int) -> Any:
         """The batched task slot ``j`` runs in (its rows ``lifetime[j] * E ...``)."""
-        group = self.group[j]
-        if group is None:
+        if not self.started[j]:
             raise RuntimeError(f"slot {j} has not started: call reset_slot({j}, ...)")
-        return self.groups[group]
+        return self.groups[self.names[j]]
 
-    def _group_task(self, key: tuple[str, bool]) -> Any:
-        if key not in self.groups:
-            name, collect = key
-            options = {"collect_actions": collect} if name in ACTION_SETS else {}
+    def _group_task(self, name: str) -> Any:
+        if name not in self.groups:
+            options = {"collect_actions": True} if name in ACTION_SETS else {}
             lifetimes = self.names.count(name)
-            # every lifetime is reseeded when its slot starts; this first seed only makes the idle rows defined
-            self.groups[key] = make_task(name, self.e, lifetimes=lifetimes, seed=[0] * lifetimes, **options)
-        return self.groups[key]
+            # every lifetime is reseeded when its slot starts; this first seed only makes the unstarted rows defined
+            self.groups[name] = make_task(name, self.e, lifetimes=lifetimes, seed=[0] * lifetimes, **options)
+        return self.groups[name]
 
     def reset_slot(self, j: int, seed: int, collect_actions: bool) -> int:
         """A new environment for slot ``j`` (new lifetime draws); returns its number of actions."""
-        key = (self.names[j], bool(collect_actions and self.names[j] in ACTION_SETS))
-        task, i = self._group_task(key), self.lifetime[j]
+        name = self.names[j]
+        task, i = self._group_task(name), self.lifetime[j]
+        rows = torch.arange(i * self.e, (i + 1) * self.e)
+        actions = int(task.single_action_space.n)
+        if name in ACTION_SETS:
+            self.collect[j] = bool(collect_actions)
+            task.set_action_set(rows, self.collect[j])
+            actions = 18 if self.collect[j] else 9
         task.restart_lifetimes([i], [seed])
-        self.obs[j] = share_lifetime(task, torch.arange(i * self.e, (i + 1) * self.e)).to(self.obs.dtype)
-        if self.group[j] != key:
-            self.group[j] = key
+        self.obs[j] = share_lifetime(task, rows).to(self.obs.dtype)
+        if not self.started[j]:
+            self.started[j] = True
             self._index_members()
         self.running[j] = 0.0
-        return int(task.single_action_space.n)
+        return actions
 
     def _index_members(self) -> None:
-        """Per task: its slots and their lifetime indices (what ``step`` scatters and gathers by)."""
+        """Per task: its started slots and their lifetime indices (what ``step`` scatters and gathers by)."""
         self._members = {}
-        for key in self.groups:
-            slots = [j for j, g in enumerate(self.group) if g == key]
-            self._members[key] = (torch.tensor(slots, dtype=torch.long), torch.tensor([self.lifetime[j] for j in slots]))
+        for name in self.groups:
+            slots = [j for j, nm in enumerate(self.names) if nm == name and self.started[j]]
+            self._members[name] = (torch.tensor(slots, dtype=torch.long), torch.tensor([self.lifetime[j] for j in slots]))
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Act in every instance (``actions [N, E]``): ``(reward, ended, finished_returns)``, all ``[N, E]``;
@@ -173,21 +177,21 @@ class LifetimeEnvs:
         return rewards, ended, finished
 
     def state_dict(self) -> dict[str, Any]:
-        keys = list(self.groups)
+        names = list(self.groups)
         return {
-            "groups": [[name, collect] for name, collect in keys],
-            "tasks": [_task_state(self.groups[k]) for k in keys],
-            "slots": [keys.index(g) if g is not None else -1 for g in self.group],
+            "groups": names,
+            "tasks": [_task_state(self.groups[k]) for k in names],
+            "started": list(self.started),
+            "collect": list(self.collect),
             "obs": self.obs.clone(),
             "running": self.running.clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Rebuild the saved tasks and put every slot back where it was."""
-        keys = [(str(name), bool(collect)) for name, collect in state["groups"]]
         self.groups = {}
-        for key, snap in zip(keys, state["tasks"]):
-            _load_task_state(self._group_task(key), snap)
-        self.group = [keys[i] if i >= 0 else None for i in state["slots"]]
+        for name, snap in zip(state["groups"], state["tasks"]):
+            _load_task_state(self._group_task(str(name)), snap)
+        self.started, self.collect = [bool(x) for x in state["started"]], [bool(x) for x in state["collect"]]
         self._index_members()
         self.obs, self.running = state["obs"].clone(), state["running"].clone()
