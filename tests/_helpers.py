@@ -82,3 +82,21 @@ def assert_close(a: dict, b: dict, tol: float = 1e-5, rtol: float = 0.0) -> None
     assert set(a) == set(b)
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=tol, rtol=rtol, msg=name)
+
+
+def assert_matches_central_differences(
+    loss: Any, weights: dict[str, torch.Tensor], names: tuple[str, ...], *, eps: float = 1e-6, smallest: float = 1e-8
+) -> None:
+    """``loss(weights)``'s autograd gradient equals a central difference at each named tensor's largest entry (float64)."""
+    base = {k: v.detach().clone() for k, v in weights.items()}
+    leaves = {k: v.clone().requires_grad_() for k, v in base.items()}
+    grads = dict(zip(leaves, torch.autograd.grad(loss(leaves), list(leaves.values()))))
+    for name in names:
+        index = int(grads[name].abs().flatten().argmax())
+        plus = {k: v.clone() for k, v in base.items()}
+        minus = {k: v.clone() for k, v in base.items()}
+        plus[name].view(-1)[index] += eps
+        minus[name].view(-1)[index] -= eps
+        fd = (loss(plus) - loss(minus)) / (2 * eps)
+        assert abs(grads[name].view(-1)[index]) > smallest, name  # a zero gradient would pass trivially
+        torch.testing.assert_close(grads[name].view(-1)[index], fd.detach(), rtol=1e-4, atol=1e-10)
