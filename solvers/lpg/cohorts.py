@@ -7,7 +7,7 @@ one observation shape and architecture).  A cohort owns what differs by kind -- 
 optimizer state, the meta-critic, the environments -- behind one face:
 
 - ``policy_obs()``: what the agents read now, ``[n * E, ...]``;
-- ``values(obs)`` and ``train_critic(obs, targets)``: the meta-critic (a table, or a value network per lifetime
+- ``values(obs)`` and ``train_critic(obs, error)``: the meta-critic (a table, or a value network per lifetime
   trained by Adam);
 - ``learner(lpg)``: what ``agents.unroll.unroll`` steps;
 - ``start(j, ...)``: local lifetime ``j`` starts again.
@@ -42,8 +42,11 @@ class TabularCohort:
 
     kind = "tabular"
 
-    def __init__(self, slots: list[int], names: list[str], envs_per_lifetime: int, m: int, dtype: torch.dtype) -> None:
+    def __init__(
+        self, slots: list[int], names: list[str], envs_per_lifetime: int, m: int, dtype: torch.dtype, critic_lr: float
+    ) -> None:
         self.slots, self.names, self.e = torch.tensor(slots, dtype=torch.long), list(names), envs_per_lifetime
+        self.critic_lr = critic_lr
         sizes = {name: task_sizes(name) for name in names}
         self.agent = PopulationAgent(len(slots), [sizes[nm][0] for nm in names], max(a for _, a in sizes.values()), m)
         self.envs = LifetimeEnvs(self.names, envs_per_lifetime)
@@ -59,12 +62,12 @@ class TabularCohort:
     def values(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic[obs]
 
-    def train_critic(self, obs: torch.Tensor, error: torch.Tensor, lr: float) -> None:
-        """Move each visited state's value ``lr`` of the way to its mean TD(lambda) return (``error = target - v``)."""
+    def train_critic(self, obs: torch.Tensor, error: torch.Tensor) -> None:
+        """Move each visited state's value ``critic_lr`` of the way to its mean TD(lambda) return (``error = target - v``)."""
         flat = self.critic
         total = torch.zeros_like(flat).index_add_(0, obs.reshape(-1), error.reshape(-1))
         visits = torch.zeros_like(flat).index_add_(0, obs.reshape(-1), torch.ones_like(error).reshape(-1))
-        flat += lr * total / visits.clamp(min=1)
+        flat += self.critic_lr * total / visits.clamp(min=1)
 
     def learner(self, lpg: Any) -> PopulationLearner:
         return PopulationLearner(self.agent, lpg, self.params)
@@ -122,10 +125,8 @@ class NetworkCohort:
     def values(self, obs: torch.Tensor) -> torch.Tensor:
         return self.values_of(self.critic, obs)
 
-    def train_critic(self, obs: torch.Tensor, error: torch.Tensor, lr: float) -> None:
-        """One Adam step of every value network on ``0.5 (target - v)^2`` (``error`` fixes the target); ``lr`` is
-        the tabular critic's and unused here (the networks step at ``critic_lr``)."""
-        del lr
+    def train_critic(self, obs: torch.Tensor, error: torch.Tensor) -> None:
+        """One Adam step (``critic_lr``) of every value network on ``0.5 (target - v)^2`` (``error`` fixes the target)."""
         n = self.agent.n
         with torch.enable_grad():
             params = {k: v.detach().requires_grad_() for k, v in self.critic.items()}

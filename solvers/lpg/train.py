@@ -70,7 +70,8 @@ class MetaTrainer:
         tabular = [j for j, name in enumerate(self.slot_env) if name in TABULAR]
         cohorts: list[TabularCohort | NetworkCohort] = []
         if tabular:
-            cohorts.append(TabularCohort(tabular, [self.slot_env[j] for j in tabular], c.envs_per_lifetime, c.lpg.m, self.dtype))
+            names = [self.slot_env[j] for j in tabular]
+            cohorts.append(TabularCohort(tabular, names, c.envs_per_lifetime, c.lpg.m, self.dtype, c.critic_lr))
         for name in (nm for nm in self.env_names if nm in NETWORK_AGENTS):
             slots = [j for j, nm in enumerate(self.slot_env) if nm == name]
             if slots:
@@ -153,7 +154,7 @@ class MetaTrainer:
         error = self._critic_targets(cohort, batch) - batch.values
         self.critic_losses.setdefault(cohort.kind + ":" + cohort.names[0], []).append(float(0.5 * error.square().mean()))
         if self.config.train_critic:
-            cohort.train_critic(batch.obs, error, self.config.critic_lr)
+            cohort.train_critic(batch.obs, error)
 
     # -- the meta-objective (Eq. 4) -----------------------------------------------------------------
     def meta_loss(
