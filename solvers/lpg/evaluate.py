@@ -23,7 +23,7 @@ from agents.seeding import derive
 from solvers.lpg.lifetimes import NETWORK_AGENTS, LifetimeEnvs, task_sizes
 from solvers.lpg.network import LPGNetwork, Weights
 from solvers.lpg.networks import NetworkPopulationAgent, NetworkPopulationLearner, adam_state, lifetime_adam
-from solvers.lpg.population import PopulationAgent, PopulationLearner, per_lifetime_mean
+from solvers.lpg.population import PopulationAgent, PopulationLearner, detach_tree, per_lifetime_mean
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,9 +80,7 @@ def a2c_network_step(
         per_step = -logp * (returns - values).detach() - ent_coef * ent + 0.5 * (returns - values).square()
         grads = torch.autograd.grad(per_lifetime_mean(per_step, agent.n).sum(), list(p.values()))
     new, opt = lifetime_adam(p, grads, opt, lr)
-    return {k: v.detach() for k, v in new.items()}, {
-        k: v if k == "step" else {n: x.detach() for n, x in v.items()} for k, v in opt.items()
-    }
+    return detach_tree(new), detach_tree(opt)
 
 
 def _observe(agent: PopulationAgent | NetworkPopulationAgent, envs: LifetimeEnvs) -> torch.Tensor:
@@ -157,7 +155,8 @@ def train_lifetimes(
         opt = adam_state(params)
     else:
         params = agent.init()
-    hp = {k: torch.full((n,), float(v), dtype=dtype) for k, v in (("lr", lr), ("kl_coef", kl_coef), ("gamma", gamma))}
+    # float32 as before the network agents came, so the tabular numbers in benchmarks/lpg/README.md rerun exactly
+    hp = {k: torch.full((n,), float(v)) for k, v in (("lr", lr), ("kl_coef", kl_coef), ("gamma", gamma))}
     if rule is None and not network:
         params["v"] = torch.zeros(agent.num_rows, dtype=torch.float64)
     elif rule is not None:

@@ -190,8 +190,11 @@ def finish_step(
     """A population step's return: outside a metagradient, everything detached (the new parameters leaves again)."""
     if differentiable:
         return new, opt_state, metrics
-    return {k: v.detach().requires_grad_() for k, v in new.items()}, _detached(opt_state), _detached(metrics)
+    return {k: v.detach().requires_grad_() for k, v in new.items()}, detach_tree(opt_state), detach_tree(metrics)
 
 
-def _detached(tree: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _detached(v) if isinstance(v, Mapping) else v.detach() for k, v in tree.items()}
+def detach_tree(tree: Any) -> Any:
+    """Nested dicts with every tensor detached (other leaves as they are)."""
+    if isinstance(tree, Mapping):
+        return {k: detach_tree(v) for k, v in tree.items()}
+    return tree.detach() if isinstance(tree, torch.Tensor) else tree

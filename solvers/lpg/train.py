@@ -27,7 +27,7 @@ from solvers.lpg.cohorts import NetworkCohort, TabularCohort
 from solvers.lpg.config import MetaTrainConfig
 from solvers.lpg.lifetimes import ACTION_SETS, NETWORK_AGENTS, TABULAR, expand_envs
 from solvers.lpg.network import LPGNetwork, Weights
-from solvers.lpg.population import per_lifetime_mean, repeat_per_env
+from solvers.lpg.population import detach_tree, per_lifetime_mean, repeat_per_env
 
 
 class MetaTrainer:
@@ -211,7 +211,7 @@ class MetaTrainer:
         entropy = torch.zeros(c.lifetimes, dtype=self.dtype)
         for cohort, out in zip(self.cohorts, outs):
             cohort.params = {k: v.detach() for k, v in out.params.items()}
-            cohort.opt_state = _detached(out.opt_state)
+            cohort.opt_state = detach_tree(out.opt_state)
             entropy[cohort.slots] = out.metrics[-1]["entropy"].detach()
         self.age += c.unroll
         ended = self._end_lifetimes(entropy)
@@ -310,9 +310,3 @@ STATE_FORMAT = 3
 
 _SLOT_TENSORS = ("age", "length", "gamma", "beta0", "arm", "births", "final_sum", "final_count", "final_reward")
 """per-lifetime bookkeeping a snapshot keeps"""
-
-
-def _detached(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {k: _detached(v) for k, v in tree.items()}
-    return tree.detach() if isinstance(tree, torch.Tensor) else tree
