@@ -1,5 +1,6 @@
-"""LPG's meta-training environments: the slots of one task kind are lifetimes of one batched task, yet each
-slot lives exactly what a lone task seeded like it lives (the per-lifetime generators of issue 11)."""
+"""LPG's meta-training environments: the slots of all tabular grids are lifetimes of one batched task, those of
+all tabular chains of another, yet each slot lives exactly what a lone task of its environment seeded like it
+lives (the per-lifetime generators of issue 11)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from hyperenvs.tasks.registration import make_task
 from solvers.lpg.lifetimes import LifetimeEnvs
 
-NAMES = ["lpg_sparse", "chain_long", "lpg_sparse", "chain_long", "lpg_sparse"]
+NAMES = ["lpg_sparse", "chain_long", "lpg_longer", "chain_short_noisy", "lpg_sparse", "lpg_dense"]
 E = 3
 
 
@@ -34,7 +35,7 @@ def _step_both(envs: LifetimeEnvs, lones: list, steps: int, g: torch.Generator) 
 
 def test_slots_live_what_lone_tasks_seeded_like_them_live():
     envs = LifetimeEnvs(NAMES, E)
-    collect = [True, False, False, False, True]
+    collect = [True, False, False, False, True, False]
     lones = []
     for j, name in enumerate(NAMES):
         envs.reset_slot(j, 100 + j, collect[j])
@@ -48,7 +49,7 @@ def test_slots_live_what_lone_tasks_seeded_like_them_live():
     lones[0] = _lone("lpg_sparse", 7, False)
     assert torch.equal(envs.obs[0], lones[0][1])
     _step_both(envs, lones, 40, g)
-    assert envs.task(0) is envs.task(2) and envs.task(1) is envs.task(3)
+    assert envs.task(0) is envs.task(2) is envs.task(5) and envs.task(1) is envs.task(3)
 
 
 def test_state_dict_round_trip_continues_bit_for_bit():
@@ -56,7 +57,7 @@ def test_state_dict_round_trip_continues_bit_for_bit():
     for j in range(len(NAMES)):
         envs.reset_slot(j, j, j % 2 == 0)
     g = torch.Generator().manual_seed(1)
-    sizes = [18 if envs.collect[j] else int(envs.task(j).single_action_space.n) for j in range(5)]
+    sizes = [18 if envs.collect[j] else int(envs.task(j).single_action_space.n) for j in range(len(NAMES))]
     sizes = [9 if NAMES[j].startswith("lpg") and not envs.collect[j] else n for j, n in enumerate(sizes)]
     act = lambda: torch.stack([torch.randint(n, (E,), generator=g) for n in sizes])  # noqa: E731
     for _ in range(10):

@@ -198,7 +198,7 @@ def test_meta_training_is_deterministic_and_resume_equals_uninterrupted(tmp_path
     with pytest.raises(ValueError, match="other options"):
         MetaTrainer(_config(seed=4)).load_state_dict(b.state_dict())
     old = {k: v for k, v in b.state_dict().items() if k != "format"}  # written before the row-wise tables
-    with pytest.raises(ValueError, match="state is of format 1, this MetaTrainer reads format 3"):
+    with pytest.raises(ValueError, match="state is of format 1, this MetaTrainer reads format 4"):
         MetaTrainer(_config()).load_state_dict(old)
 
 

@@ -48,6 +48,12 @@ def check_num_envs(num_envs: int, field: str = "num_envs") -> int:
     return int(num_envs)
 
 
+def _leading(lone: torch.Tensor) -> tuple[slice, ...]:
+    """The index of a lone task's row tensor inside a grouped one's rows: a task of several specs pads per-row
+    columns (a grid's objects) to its widest lifetime."""
+    return (slice(None), *(slice(0, n) for n in lone.shape[1:]))
+
+
 def _random_seed() -> int:
     return int(np.random.SeedSequence().entropy % 2**63)
 
@@ -146,7 +152,8 @@ class BatchedTask(ABC):
         self._check_lone(j, lone)
         rows = slice(j * self.envs_per_lifetime, (j + 1) * self.envs_per_lifetime)
         for name in self.row_state:
-            getattr(self, name)[rows] = getattr(lone, name)
+            theirs = getattr(lone, name)
+            getattr(self, name)[rows][_leading(theirs)] = self._from_lone(name, j, theirs)
         self.generators[j].set_state(lone.generator.get_state())
         self._seeded = True
 
@@ -155,13 +162,14 @@ class BatchedTask(ABC):
         self._check_lone(j, lone)
         rows = slice(j * self.envs_per_lifetime, (j + 1) * self.envs_per_lifetime)
         for name in self.row_state:
-            getattr(lone, name).copy_(getattr(self, name)[rows])
+            theirs = getattr(lone, name)
+            theirs.copy_(self._from_lone(name, j, getattr(self, name)[rows][_leading(theirs)], back=True))
         lone.generator.set_state(self.generators[j].get_state())
 
     def _check_lone(self, j: int, lone: BatchedTask) -> None:
         if not 0 <= j < self.lifetimes:
             raise ValueError(f"lifetime must lie in [0, {self.lifetimes}), got {j}")
-        same = type(lone) is type(self) and getattr(lone, "spec", None) == getattr(self, "spec", None)
+        same = type(lone) is type(self) and getattr(lone, "spec", None) == self.lifetime_spec(j)
         if not same or lone.lifetimes != 1 or lone.envs_per_lifetime != self.envs_per_lifetime or not lone._seeded:
             raise ValueError(f"lone must be a seeded {type(self).__name__} of one lifetime of {self.envs_per_lifetime} instances")
 
@@ -187,6 +195,15 @@ class BatchedTask(ABC):
         return (terminated | truncated).nonzero().squeeze(1)
 
     # ----------------------------------------------------------------- hooks
+    def _from_lone(self, name: str, j: int, value: torch.Tensor, back: bool = False) -> torch.Tensor:
+        """Row state ``name`` of a lone task as lifetime ``j`` holds it (``back``: the other way); the same values
+        unless the task numbers things per lifetime (a ``GridWorld`` of several maps numbers its cells globally)."""
+        return value
+
+    def lifetime_spec(self, j: int) -> Any:
+        """What lifetime ``j`` runs (a task of several specs gives each lifetime its own; else the task's ``spec``)."""
+        return getattr(self, "spec", None)
+
     def _new_lifetimes(self, rows: torch.Tensor) -> None:  # noqa: B027  (optional hook: most tasks fix nothing per lifetime)
         """Draw what stays fixed for a lifetime in the instances ``rows`` (nothing by default)."""
 
@@ -290,6 +307,48 @@ class BatchedTask(ABC):
                 out[start : start + count].uniform_(generator=g)
                 start += count
         return out
+
+    def _uniform_each(self, rows: torch.Tensor | None, shapes: Sequence[tuple[int, ...]], fill: float) -> torch.Tensor:
+        """``_uniform`` where lifetime ``j`` draws ``shapes[j]`` a row (what a lone task of its own sizes draws, from its
+        generator), laid into the elementwise largest shape, ``fill`` where a lifetime's shape ends: the draws of a
+        task whose lifetimes differ in size (``GridWorld`` or ``DelayedChain`` of several specs)."""
+        if len(set(shapes)) == 1:
+            return self._uniform(rows, *shapes[0])
+        if rows is None:  # every step's draw: each lifetime into its own stretch of one buffer, then one gather
+            blocks, flat, index = self._each_buffers(tuple(shapes), fill)
+            for block, g in zip(blocks, self.generators):
+                if block is not None:
+                    block.uniform_(generator=g)
+            return flat[index]
+        widest = tuple(max(sizes) for sizes in zip(*shapes))
+        b = self.envs_per_lifetime
+        counts = [b] * self.lifetimes if rows is None else torch.bincount(rows // b, minlength=self.lifetimes).tolist()
+        out = torch.full((sum(counts), *widest), fill, device=self.device)
+        start = 0
+        for count, shape, g in zip(counts, shapes, self.generators):
+            if count and math.prod(shape):  # an empty draw leaves a generator as it is, so lone and grouped tasks agree
+                block = out[(slice(start, start + count), *(slice(0, n) for n in shape))]
+                block.copy_(torch.empty((count, *shape), device=self.device).uniform_(generator=g))
+            start += count
+        return out
+
+    def _each_buffers(self, shapes: tuple[tuple[int, ...], ...], fill: float) -> tuple[list, torch.Tensor, torch.Tensor]:
+        """For ``_uniform_each`` of all rows: a flat buffer holding each lifetime's draw in turn and then ``fill``,
+        a view of it per lifetime (None where it draws nothing), and the index that lays it out padded."""
+        key = ("each", shapes, fill)
+        if key not in self._buffers:
+            b, widest = self.envs_per_lifetime, tuple(max(sizes) for sizes in zip(*shapes))
+            sizes = [b * math.prod(shape) for shape in shapes]
+            flat = torch.full((sum(sizes) + 1,), fill, device=self.device)
+            index = torch.full((self.num_envs, *widest), sum(sizes), dtype=torch.long, device=self.device)
+            blocks, start = [], 0
+            for j, (shape, size) in enumerate(zip(shapes, sizes)):
+                cells = torch.arange(start, start + size, device=self.device).view(b, *shape)
+                index[(slice(j * b, (j + 1) * b), *(slice(0, n) for n in shape))] = cells
+                blocks.append(flat[start : start + size] if size else None)
+                start += size
+            self._buffers[key] = (blocks, flat, index)
+        return self._buffers[key]
 
     def _integers(self, high: int, rows: torch.Tensor | None, *shape: int) -> torch.Tensor:
         """Uniform integers in ``[0, high)`` from ``_uniform`` (floor of ``u * high``)."""

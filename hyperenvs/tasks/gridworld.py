@@ -23,6 +23,7 @@ lifetimes of both action sets step as one task.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -72,14 +73,20 @@ class GridSpec:
 
 
 class GridWorld(BatchedTask):
-    """``num_envs`` instances of one :class:`GridSpec` in one tensor state."""
+    """``num_envs`` instances of one :class:`GridSpec` in one tensor state (``lifetimes`` groups of them).
+
+    ``spec`` may also be one spec per lifetime (index observations): the maps then lie side by side in one
+    flat cell space, each lifetime with its own moves, free cells, objects (padded to the most objects, the
+    padding never present) and horizon, and lifetime ``j`` steps and draws exactly as a lone task of
+    ``spec[j]`` seeded like it would; tasks of several grids then step as one.
+    """
 
     groups_lifetimes = True
     row_state = ("agent", "obj_pos", "present", "layout", "t", "collect_rows")
 
     def __init__(
         self,
-        spec: GridSpec,
+        spec: GridSpec | Sequence[GridSpec],
         num_envs: int,
         *,
         device: str | torch.device = "cpu",
@@ -90,10 +97,36 @@ class GridWorld(BatchedTask):
         lifetimes: int = 1,
     ) -> None:
         super().__init__(num_envs, device=device, record_final=record_final, reuse_obs=reuse_obs, lifetimes=lifetimes)
-        _check_spec(spec)
+        self.specs = _lifetime_specs(spec, self.lifetimes)
+        """each lifetime's spec"""
         if not np.isfinite(reward_scale):
             raise ValueError(f"reward_scale must be finite, got {reward_scale!r}")
-        self.spec = spec
+        self.collect_actions = bool(collect_actions)
+        self.single_action_space = gym.spaces.Discrete(18 if collect_actions else 9)
+        self.mixed = len(set(self.specs)) > 1
+        """whether the lifetimes run different specs (then ``spec`` is None)"""
+        self.spec = None if self.mixed else self.specs[0]
+        """the spec every lifetime runs (None for a task of several)"""
+        self.positions, self.observation = self.specs[0].positions, self.specs[0].observation
+        if self.mixed:
+            self._init_mix(float(reward_scale))
+        else:
+            self._init_one(self.specs[0], float(reward_scale))
+        self._init_state()
+        self.collect_rows = torch.full((self.num_envs,), self.collect_actions, dtype=torch.bool, device=self.device)
+        """per row: the 18-action rules (True) or the 9-action ones; only a task built with ``collect_actions`` may
+        hold True (``set_action_set``)"""
+
+    def lifetime_spec(self, j: int) -> GridSpec:
+        return self.specs[j]
+
+    def _from_lone(self, name: str, j: int, value: torch.Tensor, back: bool = False) -> torch.Tensor:
+        if not self.mixed or name not in ("agent", "obj_pos", "layout"):
+            return value
+        shift = -self._map_start[j] if back else self._map_start[j]
+        return torch.where(value >= 0, value + shift, value)  # cells move; a padding object's -2 stays
+
+    def _init_one(self, spec: GridSpec, reward_scale: float) -> None:
         walls = spec.wall_map()
         self.map_shape = walls.shape
         cols, dev = walls.shape[1], self.device
@@ -104,16 +137,54 @@ class GridWorld(BatchedTask):
         if self.num_free < self.num_objects + 1:
             raise ValueError(f"the map has {self.num_free} free cells, too few for {self.num_objects} objects and the agent")
         table = torch.tensor(spec.objects, dtype=torch.float32, device=dev)
-        self.obj_reward = table[:, 0] * float(reward_scale)
+        self.obj_reward = table[:, 0] * reward_scale
         self.obj_p_term, self.obj_p_respawn = table[:, 1], table[:, 2]
         self.deltas = torch.tensor([dr * cols + dc for dr, dc in MOVES], device=dev)
-        self.collect_actions = bool(collect_actions)
-        self.single_action_space = gym.spaces.Discrete(18 if collect_actions else 9)
+        self.max_steps: int | torch.Tensor = spec.max_steps
+        """the horizon (per row in a task of several specs)"""
         self._init_observation(walls)
-        self._init_state()
-        self.collect_rows = torch.full((self.num_envs,), self.collect_actions, dtype=torch.bool, device=self.device)
-        """per row: the 18-action rules (True) or the 9-action ones; only a task built with ``collect_actions`` may
-        hold True (``set_action_set``)"""
+
+    def _init_mix(self, reward_scale: float) -> None:
+        """Per-row tables for lifetimes of different specs: maps side by side in one flat cell space."""
+        dev, e = self.device, self.envs_per_lifetime
+        maps = list(dict.fromkeys(self.specs))
+        walls = [m.wall_map() for m in maps]
+        offsets = np.cumsum([0] + [w.size for w in walls])[:-1]
+        free = [offset + np.flatnonzero(~w.ravel()) for offset, w in zip(offsets, walls)]
+        k = self.num_objects = max(len(m.objects) for m in maps)
+        for cells in free:
+            if len(cells) < k + 1:  # a draw of k + 1 distinct cells in every map (the padding's cells are never used)
+                raise ValueError(f"a grid of {len(cells)} free cells cannot share a task with grids of {k} objects")
+        self.walls = torch.as_tensor(np.concatenate([w.ravel() for w in walls]), device=dev)
+        self.free = torch.as_tensor(np.concatenate(free), device=dev)
+        self.cell_index = torch.full((self.walls.numel(),), -1, dtype=torch.long, device=dev)
+        for cells in free:
+            self.cell_index[torch.as_tensor(cells)] = torch.arange(len(cells), device=dev)
+        self.bits = 2 ** torch.arange(k, device=dev)
+        self.deltas = torch.tensor([dr * w.shape[1] + dc for w in walls for dr, dc in MOVES], device=dev)
+
+        def rows(values: list) -> torch.Tensor:  # one value per lifetime -> one per row
+            return torch.as_tensor(np.repeat(np.array(values), e, axis=0), device=dev)
+
+        index = [maps.index(s) for s in self.specs]
+        self._map_start = [int(offsets[i]) for i in index]
+        """each lifetime's first cell in the flat cell space"""
+        self._free_sizes = [len(free[i]) for i in index]
+        self._objects = [len(s.objects) for s in self.specs]
+        widest = max(self._free_sizes)
+        self._free_rows = rows([np.pad(free[i], (0, widest - len(free[i])), constant_values=-1) for i in index])
+        """each row's free cells (flat), padded with -1 to the largest map's count"""
+        self._free_count = rows(self._free_sizes)
+        self._move_start = rows([9 * i for i in index])
+        self._stride = rows([2 ** len(s.objects) for s in self.specs])
+        self.max_steps = rows([s.max_steps for s in self.specs])
+        padded = [list(s.objects) + [(0.0, 0.0, 0.0)] * (k - len(s.objects)) for s in self.specs]
+        table = rows(padded).float()
+        self.obj_reward = table[..., 0] * reward_scale
+        self.obj_p_term, self.obj_p_respawn = table[..., 1], table[..., 2]
+        self._real = rows([[i < len(s.objects) for i in range(k)] for s in self.specs])
+        """which object columns each row really has (the rest never appear)"""
+        self.single_observation_space = gym.spaces.Discrete(max(len(f) * 2 ** len(m.objects) for f, m in zip(free, maps)))
 
     def set_action_set(self, rows: torch.Tensor, collect_actions: bool) -> None:
         """Give ``rows`` the 18-action rules (``True``) or the 9-action ones; a 9-action task has only the latter."""
@@ -142,6 +213,7 @@ class GridWorld(BatchedTask):
             self.cell_index = torch.full((walls.size,), -1, dtype=torch.long, device=dev)
             self.cell_index[self.free] = torch.arange(self.num_free, device=dev)
             self.bits = 2 ** torch.arange(self.num_objects, device=dev)
+            self._stride = 2**self.num_objects
             self.single_observation_space = gym.spaces.Discrete(self.num_free * 2**self.num_objects)
             return
         if spec.channels == "type":
@@ -166,8 +238,8 @@ class GridWorld(BatchedTask):
         self.single_observation_space = gym.spaces.Box(0.0, 1.0, shape, dtype=np.float32)
 
     def _observe(self) -> torch.Tensor:
-        if self.spec.observation == "index":
-            return self.cell_index[self.agent] * 2**self.num_objects + (self.present.long() * self.bits).sum(1)
+        if self.observation == "index":
+            return self.cell_index[self.agent] * self._stride + (self.present.long() * self.bits).sum(1)
         # an absent object marks the agent's pixel, which is 1 anyway: no masking, no spare column to copy out
         agent_px, obj_px = self.agent, self.obj_pos
         if self.pixel is not None:
@@ -177,32 +249,50 @@ class GridWorld(BatchedTask):
         return self._binary(ones + self._row_offset, (self.num_planes, *self.obs_hw))
 
     # ------------------------------------------------------------- dynamics
+    def _scores(self, rows: torch.Tensor | None, fill: float) -> torch.Tensor:
+        """A uniform per free cell of each row's map, ``[n, free cells]`` (``fill`` past a smaller map's cells)."""
+        if not self.mixed:
+            return self._uniform(rows, self.num_free)
+        return self._uniform_each(rows, [(n,) for n in self._free_sizes], fill)
+
+    def _cells(self, rows: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
+        """Free-cell numbers ``[n, k]`` within each row's map -> flat cells."""
+        if not self.mixed:
+            return self.free[index]
+        return torch.gather(self._free_rows if rows is None else self._free_rows[rows], 1, index)
+
     def _new_lifetimes(self, rows: torch.Tensor) -> None:
-        if self.spec.positions == "lifetime":
-            self.layout[rows] = self.free[self._distinct_cells(rows, self.num_objects)]
+        if self.positions == "lifetime":
+            cells = self._cells(rows, self._distinct_cells(rows, self.num_objects))
+            # a padding object gets no cell (-2 matches none), so the agent's start ignores it, as a lone task's does
+            self.layout[rows] = cells.masked_fill(~self._real[rows], -2) if self.mixed else cells
 
     def _reset_rows(self, rows: torch.Tensor) -> None:
+        if not rows.numel():  # most steps end no episode: skip the writes (an empty draw takes nothing from a generator)
+            return
         k = self.num_objects
-        if self.spec.positions == "lifetime":
+        if self.positions == "lifetime":
             # the agent starts on a random free cell that holds no object
-            score = self._uniform(rows, self.num_free)
-            taken = (self.free.view(1, 1, -1) == self.layout[rows].unsqueeze(2)).any(1)
-            self.agent[rows] = self.free[score.masked_fill(taken, 2.0).argmin(1)]
-            self.obj_pos[rows] = self.layout[rows]
+            score, layout = self._scores(rows, 3.0), self.layout[rows]
+            free = self._free_rows[rows].unsqueeze(1) if self.mixed else self.free.view(1, 1, -1)
+            taken = (free == layout.unsqueeze(2)).any(1)
+            self.agent[rows] = self._cells(rows, score.masked_fill(taken, 2.0).argmin(1, keepdim=True))[:, 0]
+            self.obj_pos[rows] = layout
         else:
-            cells = self.free[self._distinct_cells(rows, k + 1)]
+            cells = self._cells(rows, self._distinct_cells(rows, k + 1))
             self.agent[rows] = cells[:, 0]
             self.obj_pos[rows] = cells[:, 1:]
-        self.present[rows] = True
+        self.present[rows] = self._real[rows] if self.mixed else True
         self.t[rows] = 0
 
     def _distinct_cells(self, rows: torch.Tensor, k: int) -> torch.Tensor:
-        # the k largest of iid uniforms: a uniformly random k-subset in random order (topk is ~15x cheaper than argsort here)
-        return self._uniform(rows, self.num_free).topk(k, dim=1).indices
+        # the k largest of iid uniforms: a uniformly random k-subset in random order (topk is ~15x cheaper than argsort
+        # here); a smaller map's padding scores -1, below every cell's
+        return self._scores(rows, -1.0).topk(k, dim=1).indices
 
     def _advance(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         direction = action % 9
-        delta = self.deltas[direction]
+        delta = self.deltas[self._move_start + direction if self.mixed else direction]
         if self.collect_actions:
             collecting = action >= 9  # never on a 9-action row: its actions are 0..8
             step_to = torch.where(collecting, self.agent, self.agent + delta)
@@ -216,19 +306,43 @@ class GridWorld(BatchedTask):
             collected = self.present & (self.obj_pos == target.unsqueeze(1)) & (collecting | ~rule).unsqueeze(1)
         else:
             collected = self.present & (self.obj_pos == self.agent.unsqueeze(1))
-        u = self._uniform(None, 2, self.num_objects)
+        k = self.num_objects
+        # a padding object draws nothing and never terminates nor respawns (probability 0 against a fill of 1)
+        u = self._uniform_each(None, [(2, n) for n in self._objects], 1.0) if self.mixed else self._uniform(None, 2, k)
         reward = (collected * self.obj_reward).sum(1)
         terminated = (collected & (u[:, 0] < self.obj_p_term)).any(1)
         respawn = ~(self.present & ~collected) & (u[:, 1] < self.obj_p_respawn)
-        if self.spec.positions == "lifetime":
+        if self.positions == "lifetime":
             new_pos = self.layout
+        elif self.mixed:
+            count = self._free_count.unsqueeze(1)
+            draw = (self._uniform_each(None, [(n,) for n in self._objects], 0.0) * count).long()
+            new_pos = self._cells(None, torch.minimum(draw, count - 1))
         else:
-            new_pos = self.free[self._integers(self.num_free, None, self.num_objects)]
+            new_pos = self.free[self._integers(self.num_free, None, k)]
         self.obj_pos = torch.where(respawn, new_pos, self.obj_pos)
         self.present = (self.present & ~collected) | respawn
         self.t = self.t + 1
-        truncated = (self.t >= self.spec.max_steps) & ~terminated
+        truncated = (self.t >= self.max_steps) & ~terminated
         return reward, terminated, truncated
+
+
+def _lifetime_specs(spec: GridSpec | Sequence[GridSpec], lifetimes: int) -> tuple[GridSpec, ...]:
+    """One checked spec per lifetime; several different ones must share index observations and a position mode."""
+    specs = (spec,) * lifetimes if isinstance(spec, GridSpec) else tuple(spec)
+    if len(specs) != lifetimes:
+        raise ValueError(f"spec must be one GridSpec or one per lifetime ({lifetimes}), got {len(specs)}")
+    for one in specs:
+        if not isinstance(one, GridSpec):
+            raise TypeError(f"spec must hold GridSpecs, got {type(one).__name__}")
+        _check_spec(one)
+    if len(set(specs)) > 1:
+        if any(one.observation != "index" for one in specs):
+            raise ValueError("lifetimes of different grids share a task only with index observations (planes differ in shape)")
+        if len({one.positions for one in specs}) > 1:
+            modes = sorted({one.positions for one in specs})
+            raise ValueError(f"lifetimes of different grids must share a position mode, got {modes}")
+    return specs
 
 
 def _check_spec(spec: GridSpec) -> None:

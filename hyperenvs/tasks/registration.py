@@ -10,6 +10,7 @@ ids build :class:`~hyperenvs.tasks.gym_adapters.TaskEnv` (one instance) or, via
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -62,19 +63,30 @@ def groups_lifetimes(task_id: str) -> bool:
     return task_id in GYM_IDS and GYM_IDS[task_id][0] not in _CLASSIC
 
 
-def make_task(task: str, num_envs: int, *, device: str = "cpu", seed: int | None = None, **options: Any) -> Any:
+def _target(task: str) -> Any:
+    """The class or spec table ``TASKS[task]`` names."""
+    module, _, attr = TASKS[task].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def make_task(
+    task: str | Sequence[str], num_envs: int, *, device: str = "cpu", seed: int | list[int] | None = None, **options: Any
+) -> Any:
     """The batched form of ``task``: ``num_envs`` instances on ``device``, reset with ``seed`` when given.
 
     Options: ``reward_scale`` (gridworlds), ``collect_actions`` (LPG grids), ``record_final``, ``reuse_obs``,
     ``lifetimes`` (that many groups of ``num_envs`` instances, one generator each; not for the classic twins).
+    ``task`` may be a list of task names, one per lifetime (``lifetimes`` defaults to its length): gridworlds with
+    index observations (LPG's tabular grids), or chains of one observation kind, stepped as one task.
     """
+    if not isinstance(task, str):
+        return _make_mixed(list(task), num_envs, device=device, seed=seed, **options)
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
     from hyperenvs.tasks.base import check_num_envs
 
     check_num_envs(num_envs)
-    module, _, attr = TASKS[task].partition(":")
-    target = getattr(importlib.import_module(module), attr)
+    target = _target(task)
     if task in _CLASSIC and options.get("lifetimes", 1) != 1:
         raise ValueError(f"lifetimes must be 1 for {task!r}: the classic twins hold one lifetime, got {options['lifetimes']!r}")
     if task == "catch" or task in _CLASSIC:
@@ -87,6 +99,30 @@ def make_task(task: str, num_envs: int, *, device: str = "cpu", seed: int | None
         from hyperenvs.tasks.gridworld import GridWorld
 
         env = GridWorld(target[task], num_envs, device=device, **options)
+    if seed is not None:
+        env.reset(seed)
+    return env
+
+
+def _make_mixed(names: list[str], num_envs: int, *, device: str, seed: int | list[int] | None, **options: Any) -> Any:
+    """One task whose lifetime ``j`` runs ``names[j]``."""
+    unknown = [n for n in names if n not in TASKS]
+    if not names or unknown:
+        raise ValueError(f"task must name known tasks, got {names!r}" + (f" ({unknown} unknown)" if unknown else ""))
+    lifetimes = options.pop("lifetimes", len(names))
+    if lifetimes != len(names):
+        raise ValueError(f"lifetimes must match the {len(names)} task names, got {lifetimes!r}")
+    kinds = {"chains" if n in _CHAINS else "grids" if n in _LPG_TABULAR + _LPG_RANDOM + _OPTIM4RL else n for n in names}
+    if len(kinds) != 1 or kinds - {"chains", "grids"}:
+        raise ValueError(f"one task holds lifetimes of several gridworlds or of several chains, not {sorted(kinds)}")
+    if kinds == {"chains"}:
+        from hyperenvs.tasks.chains import CHAINS, DelayedChain
+
+        env = DelayedChain([CHAINS[n] for n in names], num_envs, device=device, lifetimes=lifetimes, **options)
+    else:
+        from hyperenvs.tasks.gridworld import GridWorld
+
+        env = GridWorld([_target(n)[n] for n in names], num_envs, device=device, lifetimes=lifetimes, **options)
     if seed is not None:
         env.reset(seed)
     return env

@@ -23,6 +23,7 @@ from agents.seeding import derive
 from solvers.lpg.lifetimes import NETWORK_AGENTS, LifetimeEnvs, task_sizes
 from solvers.lpg.network import LPGNetwork, Weights
 from solvers.lpg.networks import NetworkPopulationAgent, NetworkPopulationLearner, adam_state, lifetime_adam
+from solvers.lpg.objective import probs
 from solvers.lpg.population import PopulationAgent, PopulationLearner, detach_tree, per_lifetime_mean
 
 
@@ -56,7 +57,7 @@ def a2c_step(agent: PopulationAgent, params: Params, batch: Batch, lr: float, ga
         logits, _ = agent.forward(p, batch.obs.flatten(0, 1))
         log_pi = torch.log_softmax(logits, -1)
         logp = log_pi.gather(-1, batch.actions.reshape(-1, 1).long()).view(t, b)
-        ent = -(log_pi.exp() * log_pi).sum(-1).view(t, b)
+        ent = -(probs(log_pi) * log_pi).sum(-1).view(t, b)
         per_step = -logp * (returns - values).detach() - ent_coef * ent + 0.5 * (returns - values).square()
         loss = per_lifetime_mean(per_step, agent.n).sum()
         grads = torch.autograd.grad(loss, [p["pi"], p["v"]])
@@ -76,7 +77,7 @@ def a2c_network_step(
         returns = lambda_returns(batch.rewards, batch.discounts * gamma, values.detach(), boot.detach(), 1.0)
         log_pi = torch.log_softmax(logits[: t * b], -1)
         logp = log_pi.gather(-1, batch.actions.reshape(-1, 1).long()).view(t, b)
-        ent = -(log_pi.exp() * log_pi).sum(-1).view(t, b)
+        ent = -(probs(log_pi) * log_pi).sum(-1).view(t, b)
         per_step = -logp * (returns - values).detach() - ent_coef * ent + 0.5 * (returns - values).square()
         grads = torch.autograd.grad(per_lifetime_mean(per_step, agent.n).sum(), list(p.values()))
     new, opt = lifetime_adam(p, grads, opt, lr)

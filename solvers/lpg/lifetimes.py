@@ -4,9 +4,11 @@ A lifetime's E instances share what the task draws once per lifetime (a tabular 
 chain's length: the paper's agent sees 64 copies of *its* environment), so after a lifetime starts its first
 instance's draws are copied to all E (``share_lifetime``).  The slots that run one environment are the
 lifetimes of one batched task (``make_task(name, E, lifetimes=L)``, issue 11): each has its own generator, so
-slot ``j`` draws exactly what a lone task seeded like it would, yet all of them move in one ``step`` call.  A
-grid's task is built with the 18-action set and each slot's rows get the action set its lifetime drew
-(``GridWorld.set_action_set``), so the lifetimes of both sets step together.
+slot ``j`` draws exactly what a lone task seeded like it would, yet all of them move in one ``step`` call.  The
+tabular grids share one task (``make_task([names], E)``: each lifetime its own map, objects and horizon), and so
+do the tabular chains, since a task step costs about the same at 8 rows as at 300: the slots of all nine
+tabular environments step as two tasks.  A grid's task is built with the 18-action set and each slot's rows
+get the action set its lifetime drew (``GridWorld.set_action_set``), so the lifetimes of both sets step together.
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ def task_sizes(name: str) -> tuple[int | tuple[int, ...], int]:
     return (int(space.n) if name in TABULAR else tuple(space.shape)), int(task.single_action_space.n)
 
 
+def task_group(name: str) -> str:
+    """The task a slot of ``name`` steps in: one for the tabular grids, one for the tabular chains, else its own."""
+    return "grids" if name in GRIDS else "chains" if name in ENV_GROUPS["chains"] else name
+
+
 def share_lifetime(task: Any, rows: torch.Tensor) -> torch.Tensor:
     """Give the instances ``rows`` of ``task`` (one lifetime's) the lifetime draws of the first of them, then start
     new episodes there; returns their first observations."""
@@ -100,10 +107,12 @@ class LifetimeEnvs:
         if envs_per_lifetime < 1:
             raise ValueError(f"envs_per_lifetime must be >= 1, got {envs_per_lifetime}")
         self.names, self.e = list(names), int(envs_per_lifetime)
-        self.lifetime = [self.names[:j].count(name) for j, name in enumerate(self.names)]
-        """slot ``j``'s lifetime index in the tasks of its environment"""
+        self.group = [task_group(name) for name in self.names]
+        """slot ``j``'s task (``task_group``)"""
+        self.lifetime = [self.group[:j].count(group) for j, group in enumerate(self.group)]
+        """slot ``j``'s lifetime index in its task"""
         self.groups: dict[str, Any] = {}
-        """``name -> `` the batched task of every slot of ``name`` (built when its first slot starts)"""
+        """``task_group -> `` the batched task of its slots (built when its first slot starts)"""
         self.started = [False] * len(names)
         self.collect = [False] * len(names)
         """whether each slot's lifetime has the 18-action set"""
@@ -122,20 +131,20 @@ class LifetimeEnvs:
         """The batched task slot ``j`` runs in (its rows ``lifetime[j] * E ...``)."""
         if not self.started[j]:
             raise RuntimeError(f"slot {j} has not started: call reset_slot({j}, ...)")
-        return self.groups[self.names[j]]
+        return self.groups[self.group[j]]
 
-    def _group_task(self, name: str) -> Any:
-        if name not in self.groups:
-            options = {"collect_actions": True} if name in ACTION_SETS else {}
-            lifetimes = self.names.count(name)
+    def _group_task(self, group: str) -> Any:
+        if group not in self.groups:
+            names = [name for name, g in zip(self.names, self.group) if g == group]  # lifetime i runs names[i]
+            options = {"collect_actions": True} if names[0] in ACTION_SETS else {}
             # every lifetime is reseeded when its slot starts; this first seed only makes the unstarted rows defined
-            self.groups[name] = make_task(name, self.e, lifetimes=lifetimes, seed=[0] * lifetimes, **options)
-        return self.groups[name]
+            self.groups[group] = make_task(names, self.e, seed=[0] * len(names), **options)
+        return self.groups[group]
 
     def reset_slot(self, j: int, seed: int, collect_actions: bool) -> int:
         """A new environment for slot ``j`` (new lifetime draws); returns its number of actions."""
         name = self.names[j]
-        task, i = self._group_task(name), self.lifetime[j]
+        task, i = self._group_task(self.group[j]), self.lifetime[j]
         rows = torch.arange(i * self.e, (i + 1) * self.e)
         actions = int(task.single_action_space.n)
         if name in ACTION_SETS:
@@ -153,9 +162,9 @@ class LifetimeEnvs:
     def _index_members(self) -> None:
         """Per task: its started slots and their lifetime indices (what ``step`` scatters and gathers by)."""
         self._members = {}
-        for name in self.groups:
-            slots = [j for j, nm in enumerate(self.names) if nm == name and self.started[j]]
-            self._members[name] = (torch.tensor(slots, dtype=torch.long), torch.tensor([self.lifetime[j] for j in slots]))
+        for group in self.groups:
+            slots = [j for j, g in enumerate(self.group) if g == group and self.started[j]]
+            self._members[group] = (torch.tensor(slots, dtype=torch.long), torch.tensor([self.lifetime[j] for j in slots]))
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Act in every instance (``actions [N, E]``): ``(reward, ended, finished_returns)``, all ``[N, E]``;
@@ -190,8 +199,8 @@ class LifetimeEnvs:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Rebuild the saved tasks and put every slot back where it was."""
         self.groups = {}
-        for name, snap in zip(state["groups"], state["tasks"]):
-            _load_task_state(self._group_task(str(name)), snap)
+        for group, snap in zip(state["groups"], state["tasks"]):
+            _load_task_state(self._group_task(str(group)), snap)
         self.started, self.collect = [bool(x) for x in state["started"]], [bool(x) for x in state["collect"]]
         self._index_members()
         self.obs, self.running = state["obs"].clone(), state["running"].clone()

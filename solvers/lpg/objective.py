@@ -55,6 +55,17 @@ class TabularAgent:
         return params["pi"][idx], params["y"][idx]
 
 
+_SMALLEST_EXP = -87.0
+"""exp of anything below is subnormal or 0 in float32"""
+
+
+def probs(log_p: torch.Tensor) -> torch.Tensor:
+    """``log_p.exp()``, with 0 where that would be subnormal (below about 1.6e-38): torch's vectorised exp takes a
+    slow path for every lane that underflows, about 40x slower on the masked actions' -1e4 log-probabilities
+    (for the policy's log-probabilities; the predictions' are never masked)."""
+    return torch.where(log_p < _SMALLEST_EXP, 0.0, log_p.clamp(min=_SMALLEST_EXP).exp())
+
+
 def lpg_inputs(agent: Agent, params: Params, batch: Batch, gamma: float | torch.Tensor) -> LPGInputs:
     """What the LPG reads from ``batch`` under the agent's current ``params`` (graph to ``params`` kept)."""
     if batch.bootstrap_obs is None:
@@ -78,7 +89,7 @@ def agent_terms(
     logp = log_pi.gather(-1, batch.actions.flatten(0, 1).long().view(-1, 1)).view(t, b)
     log_y = torch.log_softmax(y_logits, -1).view(t, b, -1)
     kl = (log_y.exp() * (log_y - torch.log(y_hat))).sum(-1)
-    entropy = -(log_pi.exp() * log_pi).sum(-1).view(t, b)
+    entropy = -(probs(log_pi) * log_pi).sum(-1).view(t, b)
     return logp, kl, entropy
 
 

@@ -27,6 +27,7 @@ from solvers.lpg.cohorts import NetworkCohort, TabularCohort
 from solvers.lpg.config import MetaTrainConfig
 from solvers.lpg.lifetimes import ACTION_SETS, NETWORK_AGENTS, TABULAR, expand_envs
 from solvers.lpg.network import LPGNetwork, Weights
+from solvers.lpg.objective import probs
 from solvers.lpg.population import detach_tree, per_lifetime_mean, repeat_per_env
 
 
@@ -171,7 +172,7 @@ class MetaTrainer:
         log_y = torch.log_softmax(y_logits, -1)
         terms = {
             "pg": per_lifetime_mean(-logp * advantages, n),
-            "entropy_pi": per_lifetime_mean(-(log_pi.exp() * log_pi).sum(-1).view(t, b), n),
+            "entropy_pi": per_lifetime_mean(-(probs(log_pi) * log_pi).sum(-1).view(t, b), n),
             "entropy_y": per_lifetime_mean(-(log_y.exp() * log_y).sum(-1).view(t, b), n),
             "l2_pi_hat": torch.stack([m["pi_hat_sq"] for m in out.metrics]).mean(0),
             "l2_y_hat": torch.stack([m["y_hat_sq"] for m in out.metrics]).mean(0),
@@ -288,7 +289,7 @@ class MetaTrainer:
         if state.get("format") != STATE_FORMAT:
             raise ValueError(
                 f"the state is of format {state.get('format', 1)}, this MetaTrainer reads format {STATE_FORMAT} "
-                "(lifetimes in cohorts by agent kind): start the run afresh"
+                "(the tabular grids in one task, the tabular chains in another): start the run afresh"
             )
         if state.get("config") != self.describe():
             raise ValueError("the state was written by a meta-training run with other options: give the same ones")
@@ -305,8 +306,9 @@ class MetaTrainer:
         self.iteration = int(state["iteration"])
 
 
-STATE_FORMAT = 3
-"""the layout ``state_dict`` writes (1: tables padded to [N, S, .], a task per slot; 2: one tabular population)"""
+STATE_FORMAT = 4
+"""the layout ``state_dict`` writes (1: tables padded to [N, S, .], a task per slot; 2: one tabular population;
+3: lifetimes in cohorts by agent kind, a task per environment)"""
 
 _SLOT_TENSORS = ("age", "length", "gamma", "beta0", "arm", "births", "final_sum", "final_count", "final_reward")
 """per-lifetime bookkeeping a snapshot keeps"""
