@@ -17,6 +17,7 @@ environments.  Rounds alternate the paths so machine noise hits both; the median
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import statistics
@@ -28,6 +29,7 @@ import torch
 from agents.base import Batch
 from agents.unroll import unroll
 from solvers.lpg.config import MetaTrainConfig
+from solvers.lpg.lifetimes import LifetimeEnvs
 from solvers.lpg.meta import LPGAgentLearner
 from solvers.lpg.network import LPGConfig, LPGNetwork
 from solvers.lpg.objective import LPGObjective, TabularAgent
@@ -74,6 +76,24 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+@contextlib.contextmanager
+def _env_clock():
+    """Time spent in ``LifetimeEnvs.step`` while inside, summed into the yielded list's one entry."""
+    spent, step = [0.0], LifetimeEnvs.step
+
+    def timed(self, actions):
+        start = time.perf_counter()
+        out = step(self, actions)
+        spent[0] += time.perf_counter() - start
+        return out
+
+    LifetimeEnvs.step = timed
+    try:
+        yield spent
+    finally:
+        LifetimeEnvs.step = step
+
+
 def _meta_iterations(n: int, envs: int, hidden: int, rounds: int, training: tuple[str, ...] = ("tabular", "chains")) -> dict:
     """Whole meta-iterations (``MetaTrainer.step``: collection, K updates, meta-gradient, Adam), n lifetimes as
     one trainer vs a loop of n one-lifetime trainers, lifetime ``j`` of the loop on slot ``j``'s environment."""
@@ -89,10 +109,13 @@ def _meta_iterations(n: int, envs: int, hidden: int, rounds: int, training: tupl
 
     trainer.step()  # warm-up
     loop()
-    vec, looped = [], []
-    for _ in range(rounds):
-        vec.append(_timed(trainer.step))
-        looped.append(_timed(loop))
+    vec, looped, envs_s = [], [], {"vectorised": [], "loop": []}
+    with _env_clock() as clock:  # the part spent stepping environments (LifetimeEnvs.step), per path
+        for _ in range(rounds):
+            for name, fn, out in (("vectorised", trainer.step, vec), ("loop", loop, looped)):
+                clock[0] = 0.0
+                out.append(_timed(fn))
+                envs_s[name].append(clock[0])
     updates, t_vec, t_loop = n * config.unroll, statistics.median(vec), statistics.median(looped)
     return {
         "meta_iteration_s": t_vec,
@@ -100,6 +123,7 @@ def _meta_iterations(n: int, envs: int, hidden: int, rounds: int, training: tupl
         "meta_iteration_updates_per_s": {"vectorised": updates / t_vec, "loop": updates / t_loop},
         "speedup_meta_iteration": t_loop / t_vec,
         "meta_iteration_seconds": {"vectorised": vec, "loop": looped},
+        "env_step_seconds": envs_s,
         "meta_iteration_setup": {
             "lifetimes": n,
             "envs_per_lifetime": envs,
