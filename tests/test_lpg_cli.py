@@ -44,6 +44,9 @@ def test_lpg_train_writes_a_rule_and_resume_equals_uninterrupted(tmp_path, capsy
     rows = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2, 3] and set(rows[0]["envs"]) == {"chain_short", "lpg_sparse"}
     _fails([*TRAIN, "--seed", "9", "--iterations", "4", "--out", str(tmp_path / "b"), "--resume"], capsys, "other options")
+    _fails([*TRAIN, "--iterations", "4", "--out", str(tmp_path / "none"), "--resume"], capsys, "checkpoint.pt does not exist")
+    (tmp_path / "b" / "checkpoint.pt").write_bytes(b"junk")
+    _fails([*TRAIN, "--iterations", "4", "--out", str(tmp_path / "b"), "--resume"], capsys, "is not a readable torch state_dict")
 
 
 def test_run_lpg_with_a_rule_file_and_a_bad_one(tmp_path, capsys):

@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from solvers.checkpoint import read_state
 from solvers.lpg.config import MetaTrainConfig
 from solvers.lpg.network import LPGConfig
 
@@ -73,17 +74,6 @@ def config_from_args(args: argparse.Namespace) -> MetaTrainConfig:
     )
 
 
-def _read_checkpoint(path: Path) -> dict:
-    import torch
-
-    if not path.is_file():
-        raise ValueError(f"--resume: no checkpoint {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a damaged or foreign file
-        raise ValueError(f"checkpoint {path} is not readable: {type(err).__name__}: {err}") from err
-
-
 def _summary(metrics: dict) -> str:
     parts = []
     for name, m in metrics["envs"].items():
@@ -104,7 +94,7 @@ def command(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     trainer = MetaTrainer(config)
     if args.resume:
-        trainer.load_state_dict(_read_checkpoint(out / "checkpoint.pt"))
+        trainer.load_state_dict(read_state(out / "checkpoint.pt", "--resume: checkpoint"))
     columns = (
         TextColumn("[bold]meta-iteration"),
         BarColumn(),
