@@ -48,6 +48,17 @@ def check_num_envs(num_envs: int, field: str = "num_envs") -> int:
     return int(num_envs)
 
 
+def lifetime_specs(spec: Any, lifetimes: int, kind: type) -> tuple[Any, ...]:
+    """``spec`` -- one ``kind`` for every lifetime, or a sequence of one per lifetime -- as one per lifetime."""
+    specs = (spec,) * lifetimes if isinstance(spec, kind) else tuple(spec)
+    if len(specs) != lifetimes:
+        raise ValueError(f"spec must be one {kind.__name__} or one per lifetime ({lifetimes}), got {len(specs)}")
+    for one in specs:
+        if not isinstance(one, kind):
+            raise TypeError(f"spec must hold {kind.__name__}s, got {type(one).__name__}")
+    return specs
+
+
 def _leading(lone: torch.Tensor) -> tuple[slice, ...]:
     """The index of a lone task's row tensor inside a grouped one's rows: a task of several specs pads per-row
     columns (a grid's objects) to its widest lifetime."""

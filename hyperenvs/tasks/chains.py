@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from hyperenvs.tasks.base import BatchedTask
+from hyperenvs.tasks.base import BatchedTask, lifetime_specs
 
 NOISE_BITS = 20
 
@@ -146,12 +146,8 @@ class DelayedChain(BatchedTask):
 
 def _lifetime_specs(spec: ChainSpec | Sequence[ChainSpec], lifetimes: int) -> tuple[ChainSpec, ...]:
     """One checked spec per lifetime, all observed alike."""
-    specs = (spec,) * lifetimes if isinstance(spec, ChainSpec) else tuple(spec)
-    if len(specs) != lifetimes:
-        raise ValueError(f"spec must be one ChainSpec or one per lifetime ({lifetimes}), got {len(specs)}")
+    specs = lifetime_specs(spec, lifetimes, ChainSpec)
     for one in specs:
-        if not isinstance(one, ChainSpec):
-            raise TypeError(f"spec must hold ChainSpecs, got {type(one).__name__}")
         if not 2 <= one.low <= one.high:
             raise ValueError(f"chain lengths need 2 <= low <= high, got low={one.low}, high={one.high}")
         if one.observation not in ("index", "distractor"):

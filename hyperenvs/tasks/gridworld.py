@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from hyperenvs.tasks.base import BatchedTask
+from hyperenvs.tasks.base import BatchedTask, lifetime_specs
 
 # (row, col) offsets: stay, 4 straight, 4 diagonal
 MOVES = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
@@ -329,12 +329,8 @@ class GridWorld(BatchedTask):
 
 def _lifetime_specs(spec: GridSpec | Sequence[GridSpec], lifetimes: int) -> tuple[GridSpec, ...]:
     """One checked spec per lifetime; several different ones must share index observations and a position mode."""
-    specs = (spec,) * lifetimes if isinstance(spec, GridSpec) else tuple(spec)
-    if len(specs) != lifetimes:
-        raise ValueError(f"spec must be one GridSpec or one per lifetime ({lifetimes}), got {len(specs)}")
+    specs = lifetime_specs(spec, lifetimes, GridSpec)
     for one in specs:
-        if not isinstance(one, GridSpec):
-            raise TypeError(f"spec must hold GridSpecs, got {type(one).__name__}")
         _check_spec(one)
     if len(set(specs)) > 1:
         if any(one.observation != "index" for one in specs):
