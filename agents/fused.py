@@ -27,6 +27,7 @@ costs nothing and nothing is compiled.  The step returns the eager path's metric
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -175,6 +176,64 @@ def _versions(params: Params, state: OptState) -> list[int]:
     return [t._version for t in tensors]
 
 
+_RECORDS = ("ratio", "log_ratio", "unclipped", "clipped", "surrogate", "error", "probs", "logp_all")
+"""the records ``fused_step.c`` fills, in its order (a kind's absent ones as null pointers)"""
+_NATIVE_FIELDS = tuple((name, np.int64 if name == "actions" else np.float32) for name in _BATCH_FIELDS)
+"""the minibatch fields ``fused_step.c`` reads, in its order, with their dtypes"""
+
+
+class NativeGradient:
+    """``agents/native/fused_step.c`` for one ``FusedSteps`` (a categorical policy): the gradient of a step in one
+    call, the same numbers as the NumPy step to float rounding."""
+
+    def __init__(self, lib: Any, steps: FusedSteps) -> None:
+        hidden = [shape[0] for name, shape in steps._shapes.items() if name.startswith("actor.") and name.endswith(".weight")]
+        obs_dim = next(iter(steps._shapes.values()))[1]
+        self.lib, self.params = lib, steps.buffers.buffer.data_ptr()
+        self.head = [obs_dim, steps.actions, len(hidden) - 1, int(steps.kind == "ppo"), int(steps.tanh), *hidden[:-1]]
+        self.dims: dict[int, np.ndarray] = {}  # per minibatch size
+        self.hp = np.zeros(3)
+        self.rec = (ctypes.c_void_p * len(_RECORDS))()
+
+    @classmethod
+    def build(cls, steps: FusedSteps) -> NativeGradient | None:
+        from agents import native
+
+        lib = native.fused_step()
+        return None if lib is None or steps._depth > 32 else cls(lib, steps)
+
+    def prepare(self, minibatches: list[dict[str, np.ndarray]], hp: Mapping[str, Any], rec: dict[str, np.ndarray]) -> None:
+        """Every step's arguments of one epoch at once (the minibatches are consecutive rows of one array per
+        field, so each field's pointers step by a fixed stride; checked, else each minibatch is laid out alone)."""
+        m, k = minibatches[0]["log_probs"].shape[0], len(minibatches)
+        if m not in self.dims:
+            self.dims[m] = np.array([m, *self.head], dtype=np.int64)
+        self.hp[:] = (float(hp.get("clip", 0.0)), float(hp["ent_coef"]), float(hp["vf_coef"]))
+        self.held = []  # arrays whose memory the pointers name, alive until the next epoch
+        columns = []
+        for name, dtype in _NATIVE_FIELDS:
+            first, last = minibatches[0][name], minibatches[-1][name]
+            stride = (minibatches[1][name].ctypes.data - first.ctypes.data) if k > 1 else 0
+            even = first.dtype == dtype and first.flags.c_contiguous and last.ctypes.data == first.ctypes.data + (k - 1) * stride
+            if even:
+                columns.append([first.ctypes.data + i * stride for i in range(k)])
+            else:
+                self.held += [np.ascontiguousarray(rows[name], dtype=dtype) for rows in minibatches]
+                columns.append([a.ctypes.data for a in self.held[-k:]])
+        tables = [(rec[name].ctypes.data, rec[name][0].nbytes) if name in rec else None for name in _RECORDS]
+        fixed = (self.dims[m].ctypes.data, self.params)
+        self.steps = []
+        for i in range(k):
+            pointers = (ctypes.c_void_p * len(_RECORDS))(*(t[0] + i * t[1] if t else None for t in tables))
+            self.steps.append((fixed, tuple(c[i] for c in columns), pointers))
+
+    def gradient(self, i: int, grad: int) -> float:
+        """Step ``i`` of the prepared epoch: its gradient into the flat buffer at ``grad``, its records into the
+        epoch's; returns the gradient's norm."""
+        (dims, params), fields, records = self.steps[i]
+        return self.lib.fused_step(dims, params, grad, *fields, self.hp.ctypes.data, records)
+
+
 class FusedSteps:
     """The fused gradient steps of one ``train_step`` (the interface of ``agents.compiled.CompiledSteps``).
 
@@ -185,7 +244,17 @@ class FusedSteps:
 
     seconds_compiling = 0.0
 
-    def __init__(self, kind: str, objective: Any, rule: UpdateRule, params: Params, opt_state: OptState, grads_kept: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        objective: Any,
+        rule: UpdateRule,
+        params: Params,
+        opt_state: OptState,
+        grads_kept: int,
+        *,
+        native: bool = True,
+    ) -> None:
         self.kind, self.rule, self.grads_kept = kind, rule, grads_kept
         self.normalize = bool(getattr(objective, "normalize_advantages", False))
         network = objective.network
@@ -200,6 +269,8 @@ class FusedSteps:
         self._grads: dict[int, tuple[np.ndarray, Heads]] = {}  # per ring slot used: its flat NumPy view, per layer
         self._given: tuple | None = None  # what result() last returned, and its tensors' version counters
         self._adam_step = torch.tensor([float(opt_state["step"])])  # the fused Adam kernel's counter
+        self._native = NativeGradient.build(self) if native and self.discrete else None
+        """the gradient in one compiled call (``agents.native``), or None: the NumPy step"""
         self._adam_count = self._adam_step.numpy()
 
     def _apply(self, grad: torch.Tensor, hp: Mapping[str, Any]) -> None:
@@ -220,19 +291,22 @@ class FusedSteps:
     def _update(self, arrays: Mapping[str, np.ndarray], hp: Mapping[str, Any], rec: dict[str, np.ndarray], i: int) -> float:
         """One clipped update; returns the gradient norm before clipping, and records what the metrics need in
         row ``i`` of ``rec`` (``agents.fused_loss.records``)."""
-        m = arrays["log_probs"].shape[0]
-        heads = self.heads
-        policy_out, value, inputs = heads_forward(arrays["obs"], heads, self.tanh)
-        g_policy, g_log_std = policy_gradient(self.kind, policy_out, heads.log_std, arrays, hp, rec, i)
-        error = np.subtract(value[:, 0], arrays["returns"], out=rec["error"][i])
         grad = self.buffers.grad_slot()
         if grad.data_ptr() not in self._grads:
             self._grads[grad.data_ptr()] = (grad.numpy(), Heads(grad.numpy(), self._shapes, self._depth))
         flat, grads = self._grads[grad.data_ptr()]
-        heads_backward(g_policy, (error * (float(hp["vf_coef"]) / m))[:, None], inputs, heads, grads, self.tanh)
-        if grads.log_std is not None:
-            grads.log_std[:] = g_log_std
-        norm = math.sqrt(float(np.dot(flat, flat)))
+        if self._native is not None:
+            norm = self._native.gradient(i, grad.data_ptr())
+        else:
+            m = arrays["log_probs"].shape[0]
+            heads = self.heads
+            policy_out, value, inputs = heads_forward(arrays["obs"], heads, self.tanh)
+            g_policy, g_log_std = policy_gradient(self.kind, policy_out, heads.log_std, arrays, hp, rec, i)
+            error = np.subtract(value[:, 0], arrays["returns"], out=rec["error"][i])
+            heads_backward(g_policy, (error * (float(hp["vf_coef"]) / m))[:, None], inputs, heads, grads, self.tanh)
+            if grads.log_std is not None:
+                grads.log_std[:] = g_log_std
+            norm = math.sqrt(float(np.dot(flat, flat)))
         max_norm = float(hp["max_grad_norm"])
         if 0 < max_norm < float("inf"):  # clip_grad_norm's rule: otherwise the gradient is left alone
             flat *= min(1.0, max_norm / (norm + 1e-6))
@@ -263,6 +337,8 @@ class FusedSteps:
     def _steps(self, minibatches: list[dict[str, np.ndarray]], hp: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """A step on each minibatch in turn; the metrics of all of them at the end, from the steps' records."""
         rec = records(self.kind, self.actions or 0, self.discrete, len(minibatches), minibatches[0]["log_probs"].shape[0])
+        if self._native is not None:
+            self._native.prepare(minibatches, hp, rec)
         norms = torch.tensor([self._update(rows, hp, rec, i) for i, rows in enumerate(minibatches)], dtype=torch.float32)
         return torch.from_numpy(metrics(self.kind, rec, hp).astype(np.float32)), norms
 
