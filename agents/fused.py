@@ -197,9 +197,7 @@ class NativeGradient:
 
     @classmethod
     def build(cls, steps: FusedSteps) -> NativeGradient | None:
-        from agents import native
-
-        lib = native.fused_step()
+        lib = _native_lib()
         return None if lib is None or steps._depth > 32 else cls(lib, steps)
 
     def prepare(self, minibatches: list[dict[str, np.ndarray]], hp: Mapping[str, Any], rec: dict[str, np.ndarray]) -> None:
@@ -402,12 +400,21 @@ class FusedPolicy:
         flat = np.concatenate([params[n].detach().numpy().reshape(-1) for n in shapes])  # once a collection
         self.heads = Heads(flat, shapes, len(network.hidden))
         self.tanh = network.activation == "tanh"
+        self._flat = flat
+        self._native = _native_lib() if network.discrete and len(network.hidden) <= 32 else None
+        """``policy_act`` of ``agents/native/fused_step.c`` (categorical policies), or None: the NumPy step"""
+        if self._native is not None:
+            head = [shapes[next(iter(shapes))][1], network.action_dim, len(network.hidden), 0, int(self.tanh)]
+            self._head = [*head, *network.hidden]
+            self._dims: dict[int, np.ndarray] = {}
 
     def act(
         self, obs: np.ndarray, obs_out: np.ndarray, act_out: np.ndarray, value_out: np.ndarray, logp_out: np.ndarray
     ) -> np.ndarray:
         """Act on ``obs`` ``[B, obs_dim]``; writes it, the action, the value and the log-probability into the ``*_out``
         arrays (a step's rows of the collector's buffers) and returns the action array (``act_out``)."""
+        if self._native is not None and obs.dtype == np.float32 and obs.flags.c_contiguous:
+            return self._act_native(obs, obs_out, act_out, value_out, logp_out)
         obs_out[...] = obs
         policy_out, value, _ = heads_forward(obs, self.heads, self.tanh)
         value_out[...] = value[:, 0]
@@ -424,3 +431,24 @@ class FusedPolicy:
             act_out[...] = policy_out + noise * np.exp(log_std)
             logp_out[...] = (-0.5 * noise * noise - log_std).sum(axis=1) - a * _LOG_SQRT_2PI
         return act_out
+
+    def _act_native(
+        self, obs: np.ndarray, obs_out: np.ndarray, act_out: np.ndarray, value_out: np.ndarray, logp_out: np.ndarray
+    ) -> np.ndarray:
+        """``act`` in one compiled call: the same forward and inverse-CDF draw from the same ``torch.rand`` row."""
+        b = obs.shape[0]
+        if b not in self._dims:
+            self._dims[b] = np.array([b, *self._head], dtype=np.int64)
+        u = torch.rand(b, generator=self.generator).numpy()
+        outs = (obs_out, act_out, value_out, logp_out)
+        if not all(o.flags.c_contiguous for o in outs) or act_out.dtype != np.int64:
+            raise ValueError("FusedPolicy.act writes into C-contiguous rows (int64 actions)")
+        self._native.policy_act(self._dims[b].ctypes.data, self._flat.ctypes.data, obs.ctypes.data, u.ctypes.data,
+                                *(o.ctypes.data for o in outs))  # fmt: skip
+        return act_out
+
+
+def _native_lib() -> Any:
+    from agents import native
+
+    return native.fused_step()

@@ -100,3 +100,26 @@ def test_no_compiler_or_asked_off_means_the_numpy_step(monkeypatch, tmp_path):
         assert learner._fused._native is None  # and the step ran in NumPy
     finally:
         native.fused_step.cache_clear()
+
+
+@needs_native
+@pytest.mark.parametrize("hidden, activation", [((64, 64), "tanh"), ((8, 6, 4), "relu"), ((), "tanh")])
+def test_the_compiled_policy_step_draws_what_the_numpy_one_draws(hidden, activation):
+    from agents.networks import ActorCritic
+
+    net = ActorCritic(obs_dim=4, action_dim=3, discrete=True, hidden=hidden, activation=activation)
+    params = {k: v * 3 for k, v in net.init(torch.Generator().manual_seed(0)).items()}  # sharper than at init
+    obs = np.random.default_rng(1).standard_normal((64, 4)).astype(np.float32)
+    outs = []
+    for compiled in (True, False):
+        policy = fused.FusedPolicy(net, params, torch.Generator().manual_seed(5))
+        assert policy._native is not None  # the compiled step is there to compare
+        if not compiled:
+            policy._native = None
+        rows = (np.empty_like(obs), np.empty(64, np.int64), np.empty(64, np.float32), np.empty(64, np.float32))
+        policy.act(obs, *rows)
+        outs.append(rows)
+    (o1, a1, v1, l1), (o2, a2, v2, l2) = outs
+    assert np.array_equal(o1, o2) and np.array_equal(a1, a2) and len(set(a1.tolist())) == 3
+    np.testing.assert_allclose(v1, v2, atol=1e-5)
+    np.testing.assert_allclose(l1, l2, atol=1e-5)

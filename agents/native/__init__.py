@@ -1,7 +1,7 @@
 """Native kernels, compiled on first use with the machine's C compiler and cached; None where that cannot be done.
 
-``fused_step()`` is ``fused_step.c`` (one PPO / A2C gradient of a categorical MLP actor-critic, the
-matrix products through the BLAS NumPy already loaded), built with ``cc -O3 -march=native`` into
+``fused_step()`` is ``fused_step.c`` (one PPO / A2C gradient of a categorical MLP actor-critic, and the
+collector's policy step, the matrix products through the BLAS NumPy already loaded), built with ``cc -O3 -march=native`` into
 ``$HYPERRL_CACHE`` (default ``~/.cache/hyperrl``) under a name that hashes the source, the compiler and the
 machine, so a change of any builds afresh; a build takes about a second, once per machine.  Without a C
 compiler, or with a NumPy whose BLAS is not the 64-bit-integer OpenBLAS of its wheels, it returns None and
@@ -81,4 +81,6 @@ def fused_step() -> ctypes.CDLL | None:
     lib.set_sgemm(sgemm)
     lib.fused_step.restype = ctypes.c_double
     lib.fused_step.argtypes = [ctypes.c_void_p] * 10
+    lib.policy_act.restype = None
+    lib.policy_act.argtypes = [ctypes.c_void_p] * 8
     return lib

@@ -66,6 +66,73 @@ static void column_sums(const float *g, float *out, int64_t m, int64_t n) {
         for (int64_t j = 0; j < n; j++) out[j] += g[r * n + j];
 }
 
+/* Both heads' hidden layers on obs [M, D] (dims as fused_step's), activations into acts [2, M, h_i] per layer;
+ * returns the first parameter after them (the actor's output layer), the top inputs in top[2] and the hidden
+ * layers' weights in weights[]. */
+static const float *hidden_forward(const int64_t *dims, const float *params, const float *obs, float *acts,
+                                   const float **top, const float **weights) {
+    const int64_t m = dims[0], d = dims[1], depth = dims[3], tanh_act = dims[5];
+    const int64_t *hidden = dims + 6;
+    const float *p = params;
+    top[0] = obs, top[1] = obs;
+    int64_t in = d, offset = 0;
+    for (int64_t i = 0; i < depth; i++) {
+        const int64_t h = hidden[i];
+        weights[i] = p;
+        for (int k = 0; k < 2; k++) {
+            float *out = acts + offset + k * m * h;
+            dense(top[k], p + k * h * in, p + 2 * h * in + k * h, out, m, h, in, (int)tanh_act);
+            top[k] = out;
+        }
+        p += 2 * h * in + 2 * h;
+        offset += 2 * m * h;
+        in = h;
+    }
+    return p;
+}
+
+static int64_t activation_floats(const int64_t *dims) {
+    int64_t total = 0;
+    for (int64_t i = 0; i < dims[3]; i++) total += 2 * dims[0] * dims[6 + i];
+    return total;
+}
+
+/* The collector's step for M = B rows: copies obs into obs_out, and for each row draws the action by inverse CDF
+ * from u (uniforms in [0, 1)), as agents.fused.FusedPolicy does, with its log-probability and the value. */
+void policy_act(const int64_t *dims, const float *params, const float *obs, const float *u, float *obs_out,
+                int64_t *action, float *value, float *logp) {
+    const int64_t m = dims[0], d = dims[1], na = dims[2], depth = dims[3];
+    const int64_t in = depth ? dims[6 + depth - 1] : d;
+    float *acts = malloc(sizeof(float) * (activation_floats(dims) + m * na + 1));
+    float *logits = acts + activation_floats(dims);
+    const float *top[2], *weights[64];
+    memcpy(obs_out, obs, sizeof(float) * m * d);
+    const float *wa = hidden_forward(dims, params, obs, acts, top, weights);
+    const float *ba = wa + na * in, *wc = ba + na, *bc = wc + in;
+    sgemm(ROW_MAJOR, NO_TRANS, TRANS, m, na, in, 1.0f, top[0], in, wa, in, 0.0f, logits, na);
+    for (int64_t r = 0; r < m; r++) {
+        float *l = logits + r * na, highest = -INFINITY, cdf = 0.0f, v = bc[0];
+        for (int64_t j = 0; j < na; j++) {
+            l[j] += ba[j];
+            highest = l[j] > highest ? l[j] : highest;
+        }
+        for (int64_t j = 0; j < na; j++) cdf += expf(l[j] - highest);
+        const float target = u[r] * cdf;
+        float below = 0.0f;
+        int64_t a = 0;
+        for (int64_t j = 0; j < na; j++) {  /* the count of cumulative sums below the target */
+            below += expf(l[j] - highest);
+            a += below < target;
+        }
+        a = a < na - 1 ? a : na - 1;
+        action[r] = a;
+        logp[r] = (l[a] - highest) - logf(cdf);
+        for (int64_t j = 0; j < in; j++) v += top[1][r * in + j] * wc[j];
+        value[r] = v;
+    }
+    free(acts);
+}
+
 /* dims: M, D, A, L, kind (1 PPO, 0 A2C), tanh (1) or relu (0), then h_0 .. h_{L-1}.
  * hp: clip, ent_coef, vf_coef.  rec: ratio, log_ratio, unclipped, clipped (PPO) or surrogate (A2C; the others
  * NULL), error, probs [M, A], logp_all [M, A] -- the rows agents.fused_loss.records keeps for one step.
@@ -75,31 +142,16 @@ double fused_step(const int64_t *dims, const float *params, float *grads, const 
     const int64_t m = dims[0], d = dims[1], na = dims[2], depth = dims[3], ppo = dims[4], tanh_act = dims[5];
     const int64_t *hidden = dims + 6;
     const float clip = (float)hp[0], ent_coef = (float)hp[1], vf_coef = (float)hp[2];
-    int64_t widest = d, total = 0;
-    for (int64_t i = 0; i < depth; i++) {
-        widest = hidden[i] > widest ? hidden[i] : widest;
-        total += 2 * m * hidden[i];
-    }
+    int64_t widest = d, total = activation_floats(dims);
+    for (int64_t i = 0; i < depth; i++) widest = hidden[i] > widest ? hidden[i] : widest;
     /* activations of both heads per layer, then two gradient scratch areas */
     float *acts = malloc(sizeof(float) * (total + 4 * m * widest + 2 * m * (na + 1)));
     float *g = acts + total, *g_next = g + 2 * m * widest, *g_policy = g_next + 2 * m * widest, *g_value = g_policy + m * na;
-    const float *p = params;
     float *gp = grads;
-    const float *layer_in[2] = {obs, obs};
-    int64_t in = d, offset = 0;
-    const float *weights[64];
-    for (int64_t i = 0; i < depth; i++) {
-        const int64_t h = hidden[i];
-        weights[i] = p;
-        for (int k = 0; k < 2; k++) {
-            float *out = acts + offset + k * m * h;
-            dense(layer_in[k], p + k * h * in, p + 2 * h * in + k * h, out, m, h, in, (int)tanh_act);
-            layer_in[k] = out;
-        }
-        p += 2 * h * in + 2 * h;
-        offset += 2 * m * h;
-        in = h;
-    }
+    const float *layer_in[2], *weights[64];
+    const float *p = hidden_forward(dims, params, obs, acts, layer_in, weights);
+    const int64_t in = depth ? hidden[depth - 1] : d;
+    int64_t offset = total;
     const float *wa = p, *ba = p + na * in, *wc = ba + na, *bc = wc + in;
     /* the policy head's logits into logp_all, shifted and normalised; the value into g_value for now */
     float *probs = rec[6], *logp_all = rec[7];
