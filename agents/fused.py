@@ -23,6 +23,10 @@ over ten updates).  Every hyperparameter is a plain number read at each step, so
 costs nothing and nothing is compiled.  The step returns the eager path's metrics and norm.
 ``FusedPolicy`` is the collector's side: the policy's forward and sampling in NumPy
 (``agents.tensor_rollout.TensorCollector`` with ``fused_policy``, set by the learner with these steps).
+
+For categorical policies both sides go one step further where ``agents.native`` can build its C kernel:
+``NativeGradient`` computes a step's gradient (and its records) in one call, ``FusedPolicy`` acts in one
+call; the same maths as the NumPy code here, which stays the fall-back (``tests/test_native.py``).
 """
 
 from __future__ import annotations

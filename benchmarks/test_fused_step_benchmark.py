@@ -1,4 +1,5 @@
-"""pytest-benchmark: one PPO minibatch step, eager autograd (``FlatSteps``) against fused (``agents.fused``).
+"""pytest-benchmark: one PPO minibatch step, eager autograd (``FlatSteps``) against fused (``agents.fused``), in NumPy
+and with the compiled gradient (``agents.native``; skipped where it cannot be built).
 
     pytest benchmarks/test_fused_step_benchmark.py --benchmark-only
 
@@ -45,8 +46,12 @@ def test_eager_step(benchmark, setup):
 
 
 @pytest.mark.benchmark(group="ppo-minibatch-step")
-def test_fused_step(benchmark, setup):
+@pytest.mark.parametrize("compiled", [False, True], ids=["numpy", "compiled-gradient"])
+def test_fused_step(benchmark, setup, compiled):
     learner, minibatch, hp = setup
-    steps = FusedSteps("ppo", learner.objective, learner.update_rule, learner.params, learner.opt_state, 2)
+    args = ("ppo", learner.objective, learner.update_rule, learner.params, learner.opt_state, 2)
+    steps = FusedSteps(*args, native=compiled)
+    if compiled and steps._native is None:
+        pytest.skip("the native kernel cannot be built here")
     metrics, norm = benchmark(steps.step, minibatch, hp)
     assert torch.isfinite(norm) and metrics.shape == (5,)
