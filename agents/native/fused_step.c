@@ -147,7 +147,6 @@ double fused_step(const int64_t *dims, const float *params, float *grads, const 
     /* activations of both heads per layer, then two gradient scratch areas */
     float *acts = malloc(sizeof(float) * (total + 4 * m * widest + 2 * m * (na + 1)));
     float *g = acts + total, *g_next = g + 2 * m * widest, *g_policy = g_next + 2 * m * widest, *g_value = g_policy + m * na;
-    float *gp = grads;
     const float *layer_in[2], *weights[64];
     const float *p = hidden_forward(dims, params, obs, acts, layer_in, weights);
     const int64_t in = depth ? hidden[depth - 1] : d;
@@ -230,7 +229,7 @@ double fused_step(const int64_t *dims, const float *params, float *grads, const 
     for (int64_t i = depth - 1; i >= 0; i--) {
         const int64_t h = hidden[i], lin = i ? hidden[i - 1] : d;
         offset -= 2 * m * h;
-        float *gw = gp + starts[i], *gb = gw + 2 * h * lin;
+        float *gw = grads + starts[i], *gb = gw + 2 * h * lin;
         for (int k = 0; k < 2; k++) {
             const float *act = acts + offset + k * m * h;
             float *gk = g + k * m * h;

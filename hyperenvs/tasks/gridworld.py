@@ -156,7 +156,6 @@ class GridWorld(BatchedTask):
             if len(cells) < k + 1:  # a draw of k + 1 distinct cells in every map (the padding's cells are never used)
                 raise ValueError(f"a grid of {len(cells)} free cells cannot share a task with grids of {k} objects")
         self.walls = torch.as_tensor(np.concatenate([w.ravel() for w in walls]), device=dev)
-        self.free = torch.as_tensor(np.concatenate(free), device=dev)
         self.cell_index = torch.full((self.walls.numel(),), -1, dtype=torch.long, device=dev)
         for cells in free:
             self.cell_index[torch.as_tensor(cells)] = torch.arange(len(cells), device=dev)
