@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0
 	# distributed: Ray, PB2's scikit-learn, tensorboard; CI runs the Ray paths on a local 2-CPU Ray.
 	$(PY) -m pip install --quiet -e '.[dev,distributed]'
-	# the fused steps' C kernel, built once per machine here rather than inside the first training run
+	# the C kernels (fused steps, Optim4RL's optimizer), built once per machine here rather than inside the first run
 	$(PY) -c "from agents import native; print('native kernel:', 'built' if native.fused_step() else 'not built: the NumPy steps serve')"
+	$(PY) -c "from solvers.optim4rl import kernel; print('optim4rl kernel:', 'built' if kernel.library() else 'not built: the torch maths serve')"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -97,7 +97,7 @@ class TaskActorCritic:
         ``[N, B, A]`` and values ``[N, B]``, by batched matmuls (~3x faster than ``vmap(forward)`` for small
         B on a CPU, and the same per-lifetime bits as ``forward``: the same matmul kernel per lifetime)."""
         n = obs.shape[0]
-        x = obs.float().reshape(n, -1, *self.obs_shape)
+        x = obs.to(params["torso.dense.weight"].dtype).reshape(n, -1, *self.obs_shape)
         b = x.shape[1]
         if self.conv_channels:
             w, bias = params["torso.conv.weight"], params["torso.conv.bias"]

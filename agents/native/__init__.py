@@ -5,7 +5,8 @@ collector's policy step, the matrix products through the BLAS NumPy already load
 ``$HYPERRL_CACHE`` (default ``~/.cache/hyperrl``) under a name that hashes the source, the compiler and the
 machine, so a change of any builds afresh; a build takes about a second, once per machine.  Without a C
 compiler, or with a NumPy whose BLAS is not the 64-bit-integer OpenBLAS of its wheels, it returns None and
-``agents.fused`` keeps its NumPy step (``HYPERRL_NATIVE=0`` asks for that too).
+``agents.fused`` keeps its NumPy step (``HYPERRL_NATIVE=0`` asks for that too).  ``compiled(source)`` builds
+and loads any other kernel the same way (``solvers.optim4rl.kernel``'s).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("fused_step.c")
+HEADERS = Path(__file__).parent
+"""where the kernels' shared header (``fast_math.h``) lives: on every build's include path"""
 _SGEMM_NAMES = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")
 """the 64-bit-integer cblas_sgemm of NumPy's OpenBLAS (its wheels' names), which fused_step.c calls"""
 
@@ -42,15 +45,18 @@ def _numpy_sgemm() -> int | None:
     return None
 
 
-def _build(compiler: str) -> Path:
+def _build(compiler: str, source: Path) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256(SOURCE.read_bytes() + version.encode() + platform.processor().encode() + _cpu_flags()).hexdigest()
-    target = _cache_dir() / f"fused_step-{key[:16]}.so"
+    headers = b"".join(h.read_bytes() for h in sorted(HEADERS.glob("*.h")))
+    flags = ["-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared", f"-I{HEADERS}"]
+    identity = source.read_bytes() + headers + " ".join(flags).encode() + version.encode() + platform.processor().encode()
+    key = hashlib.sha256(identity + _cpu_flags()).hexdigest()
+    target = _cache_dir() / f"{source.stem}-{key[:16]}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # built aside, then moved in whole
             built = Path(tmp) / target.name
-            cmd = [compiler, "-O3", "-march=native", "-fPIC", "-shared", "-o", str(built), str(SOURCE), "-lm"]
+            cmd = [compiler, *flags, "-o", str(built), str(source), "-lm"]
             subprocess.run(cmd, capture_output=True, check=True)
             os.replace(built, target)
     return target
@@ -64,18 +70,27 @@ def _cpu_flags() -> bytes:
     return next((line.encode() for line in lines if line.startswith("flags")), b"")
 
 
-@functools.cache
-def fused_step() -> ctypes.CDLL | None:
-    """The compiled ``fused_step`` kernel with NumPy's sgemm set, or None (then the NumPy step serves)."""
+def compiled(source: Path) -> ctypes.CDLL | None:
+    """The C file ``source`` built (once per machine, cached as above) and loaded, or None: no compiler, not
+    Linux, ``HYPERRL_NATIVE=0``, or the build failed.  Callers keep a pure-Python path for None (and cache
+    the library they set up: this looks the compiler up and hashes the source on every call)."""
     if os.environ.get("HYPERRL_NATIVE", "1") == "0" or platform.system() != "Linux":
         return None
     compiler = shutil.which(os.environ.get("CC", "cc"))
-    sgemm = _numpy_sgemm()
-    if compiler is None or sgemm is None:
+    if compiler is None:
         return None
     try:
-        lib = ctypes.CDLL(str(_build(compiler)))
+        return ctypes.CDLL(str(_build(compiler, Path(source))))
     except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+@functools.cache
+def fused_step() -> ctypes.CDLL | None:
+    """The compiled ``fused_step`` kernel with NumPy's sgemm set, or None (then the NumPy step serves)."""
+    sgemm = _numpy_sgemm()
+    lib = compiled(SOURCE) if sgemm is not None else None
+    if lib is None:
         return None
     lib.set_sgemm.argtypes = [ctypes.c_void_p]
     lib.set_sgemm(sgemm)

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fast_math.h"
+
 typedef void (*sgemm_fn)(int order, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                          const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
@@ -23,26 +25,6 @@ enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
 static sgemm_fn sgemm = NULL;
 
 void set_sgemm(void *fn) { sgemm = (sgemm_fn)fn; }
-
-static float fast_tanh(float x) {
-    /* Eigen's generic_fast_tanh_float: a 13/6 rational fit on [-7.9, 7.9] (saturated outside) */
-    const float clamp = 7.90531110763549805f;
-    x = x < -clamp ? -clamp : (x > clamp ? clamp : x);
-    const float x2 = x * x;
-    float p = -2.76076847742355e-16f;
-    p = p * x2 + 2.00018790482477e-13f;
-    p = p * x2 + -8.60467152213735e-11f;
-    p = p * x2 + 5.12229709037114e-08f;
-    p = p * x2 + 1.48572235717979e-05f;
-    p = p * x2 + 6.37261928875436e-04f;
-    p = p * x2 + 4.89352455891786e-03f;
-    p = p * x;
-    float q = 1.19825839466702e-06f;
-    q = q * x2 + 1.18534705686654e-04f;
-    q = q * x2 + 2.26843463243900e-03f;
-    q = q * x2 + 4.89352518554385e-03f;
-    return p / q;
-}
 
 /* out[M, n] = act(in[M, k] @ w[n, k]^T + b) */
 static void dense(const float *in, const float *w, const float *b, float *out, int64_t m, int64_t n, int64_t k, int tanh_act) {

@@ -7,6 +7,9 @@ Dense256 agents, the same learned optimizer) and run whole meta-iterations: 4 in
 per unit, the meta-loss on a fifth rollout and its gradient in the optimizer's weights.  They
 alternate, one meta-iteration each per repeat, after one warm-up each, so machine noise hits both.
 Unit-updates/s = units x 4 / seconds per meta-iteration.  Writes a JSON summary.
+
+``--torch-too`` also times both populations with the optimizer's compiled kernel off (the torch maths,
+``solvers.optim4rl.kernel``), interleaved with the rest: what the kernel buys each of them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from solvers.optim4rl import kernel
 from solvers.optim4rl.config import A2C_HPARAMS, Optim4RLConfig
 from solvers.optim4rl.optimizer import Optim4RL, weight_shapes
 from solvers.optim4rl.vectorised import VectorPopulation
@@ -36,6 +40,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--units", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--torch-too", action="store_true", help="also time both with the compiled kernel off")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "throughput.json"))
     args = p.parse_args()
     torch.manual_seed(0)
@@ -47,16 +52,22 @@ def main() -> None:
     hparams = {**A2C_HPARAMS, "lr": 1e-3}
     vectorised = VectorPopulation(rule, "catch", units=args.units, seed=0)
     loop = vectorised.loop_twin()
-    times: dict[str, list[float]] = {"vectorised": [], "loop": []}
-    parts: dict[str, list[tuple[float, float]]] = {"vectorised": [], "loop": []}
-    for population in (vectorised, loop):
+    library = kernel.library  # the kernel on; a stand-in returning None turns it off
+    cases = [("vectorised", vectorised, library), ("loop", loop, library)]
+    if args.torch_too:
+        cases += [("vectorised_torch", vectorised, lambda: None), ("loop_torch", loop, lambda: None)]
+    times: dict[str, list[float]] = {name: [] for name, *_ in cases}
+    parts: dict[str, list[tuple[float, float]]] = {name: [] for name, *_ in cases}
+    for _, population, lib in cases:
+        kernel.library = lib
         meta_iteration(population, rule, hparams)  # warm-up
     for r in range(args.repeats):
-        for name, population in (("vectorised", vectorised), ("loop", loop)):
+        for name, population, lib in cases:
+            kernel.library = lib
             parts[name].append(meta_iteration(population, rule, hparams))
             times[name].append(sum(parts[name][-1]))
             loss_s, grad_s = parts[name][-1]
-            print(f"repeat {r}: {name:10s} {times[name][-1]:.2f} s (loss {loss_s:.2f}, gradient {grad_s:.2f})", flush=True)
+            print(f"repeat {r}: {name:16s} {times[name][-1]:.2f} s (loss {loss_s:.2f}, gradient {grad_s:.2f})", flush=True)
     median = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     summary = {
         "units": args.units,
@@ -67,11 +78,15 @@ def main() -> None:
         "median_seconds": median,
         "unit_updates_per_s": {k: args.units * 4 / v for k, v in median.items()},
         "speedup": median["loop"] / median["vectorised"],
+        "speedup_per_repeat": [a / b for a, b in zip(times["loop"], times["vectorised"])],
+        "compiled_kernel": library() is not None,
         "torch_threads": torch.get_num_threads(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps({k: summary[k] for k in ("unit_updates_per_s", "speedup")}, indent=2))
+    if args.torch_too:
+        summary["speedup_torch_maths"] = median["loop_torch"] / median["vectorised_torch"]
+    print(json.dumps({k: v for k, v in summary.items() if k.startswith(("unit_updates", "speedup"))}, indent=2))
     loop.close()
 
 

@@ -3,8 +3,9 @@
 The ``HyperRL/A2C-CartPole-v0`` learner (64-64 tanh, 16 envs x 5 steps: 9k parameters); the same
 collected batches are trained on with ``train_step`` under each rule, interleaved in every
 repetition so that a shared machine's slow spells hit both alike.  Also timed: the rule's own
-``update`` alone (no loss, no backward), on the same gradients.  Printed: median milliseconds and
-the ratio learned / Adam.
+``update`` alone (no loss, no backward), on the same gradients; the learned rule both with its
+compiled kernel (``solvers.optim4rl.kernel``, the default where it builds) and with the torch maths.
+Printed: median milliseconds and the ratios learned / Adam.
 
     OMP_NUM_THREADS=1 python benchmarks/optim4rl/update_cost.py           # ~20 s
     OMP_NUM_THREADS=1 python benchmarks/optim4rl/update_cost.py --quick
@@ -28,6 +29,7 @@ def measure(reps: int, k: int = 8) -> dict[str, dict[str, float]]:
 
     from agents.a2c import A2CConfig, A2CLearner
     from agents.optim import get_update_rule
+    from solvers.optim4rl import kernel
 
     learners = {name: A2CLearner(A2CConfig(task="CartPole-v1", update_rule=name), seed=0) for name in ("adam", "optim4rl")}
     source = learners["adam"]
@@ -35,20 +37,29 @@ def measure(reps: int, k: int = 8) -> dict[str, dict[str, float]]:
     grads = {n: torch.randn_like(v) for n, v in source.params.items()}
     rules = {name: get_update_rule(name) for name in learners}
 
+    library = kernel.library
+
+    def maths(name: str) -> str:
+        """The rule's name; a ``_torch`` suffix turns the compiled kernel off for the call."""
+        kernel.library = (lambda: None) if name.endswith("_torch") else library
+        return name.removesuffix("_torch")
+
     def steps(name: str) -> None:
-        learner = learners[name]
+        learner = learners[maths(name)]
         params, state = learner.params, learner.opt_state
         for batch in batches:
             params, state, _ = learner.train_step(params, state, batch)
 
     def rule_only(name: str) -> None:
+        name = maths(name)
         params = {n: v.detach() for n, v in source.params.items()}
         state = rules[name].init(params)
         with torch.no_grad():
             for _ in range(k):
                 params, state = rules[name].update(grads, state, params, {"lr": 1e-3})
 
-    runs = {f"{kind} {name}": (fn, name) for kind, fn in (("train_step", steps), ("update only", rule_only)) for name in learners}
+    names = (*learners, "optim4rl_torch")
+    runs = {f"{kind} {name}": (fn, name) for kind, fn in (("train_step", steps), ("update only", rule_only)) for name in names}
     times: dict[str, list[float]] = {label: [] for label in runs}
     for rep in range(reps + 1):
         for label, (fn, name) in runs.items():
@@ -56,6 +67,7 @@ def measure(reps: int, k: int = 8) -> dict[str, dict[str, float]]:
             fn(name)
             if rep:  # the first round is warm-up
                 times[label].append((time.perf_counter() - start) / k)
+    kernel.library = library
     for learner in learners.values():
         learner.close()
     n_params = sum(v.numel() for v in source.params.values())
@@ -73,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     ms = result["ms"]
     threads = torch.get_num_threads()
     print(f"A2C CartPole 64-64 ({result['params']} parameters), 16 envs x 5 steps; torch threads {threads}; {reps} reps")
-    print(f"{'what':<12} {'adam ms':>9} {'optim4rl ms':>12} {'ratio':>7}")
+    print(f"{'what':<12} {'adam ms':>9} {'optim4rl ms':>12} {'ratio':>7} {'torch maths ms':>15} {'ratio':>7}")
     for kind in ("train_step", "update only"):
-        a, b = ms[f"{kind} adam"], ms[f"{kind} optim4rl"]
-        print(f"{kind:<12} {a:>9.3f} {b:>12.3f} {b / a:>7.2f}")
+        a, b, c = ms[f"{kind} adam"], ms[f"{kind} optim4rl"], ms[f"{kind} optim4rl_torch"]
+        print(f"{kind:<12} {a:>9.3f} {b:>12.3f} {b / a:>7.2f} {c:>15.3f} {c / a:>7.2f}")
     return 0
 
 

@@ -29,6 +29,7 @@ import torch
 
 from agents.base import Params
 from agents.optim import Hparams, OptState
+from solvers.optim4rl import kernel
 from solvers.optim4rl.config import Optim4RLConfig
 
 
@@ -129,8 +130,15 @@ class Optim4RL:
 
     def flat_step(self, g: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The maths on flat tensors: gradients ``g`` ``[N]``, hidden states ``[N, H]`` -> the step per unit of
-        learning rate, ``-sign(g) exp(o1) / sqrt(exp(o2) + eps)`` ``[N]``, and the new hidden states."""
+        learning rate, ``-sign(g) exp(o1) / sqrt(exp(o2) + eps)`` ``[N]``, and the new hidden states.
+
+        Where ``kernel.applies`` (float32 on the CPU, linear heads, hidden 8) the compiled kernel computes it,
+        differentiably; the torch maths below are the reference it is tested against."""
         w = self.weights
+        if kernel.applies(self.config, w, g, h1, h2):  # compiled: the same numbers, a fraction of the time
+            if torch.is_grad_enabled() and any(t.requires_grad for t in (*w.values(), h1, h2)):
+                return kernel.Step.apply(self.config, tuple(w), g, h1, h2, *w.values())
+            return kernel.step(self.config, w, g, h1, h2)
         first = next(iter(w.values()))
         g = g.detach().to(first.dtype)  # stop-gradient: the meta-gradient does not flow through the agent-gradient
         if first.device != g.device:  # an agent on another device: the weights follow it (differentiably)

@@ -3,14 +3,15 @@
 ``n`` units, each one A2C agent with its own parameters, learned-optimizer state and environment
 rows, live as stacked tensors: parameters ``[n, *shape]``, the two GRUs' hidden states ``[n, P, H]``
 (``P`` parameter elements per agent) and one batched task of ``n * envs_per_unit`` rows, unit ``j``
-owning rows ``j * E .. (j + 1) * E - 1``.  A collection step is one vmapped forward of the task
-network (``torch.func.vmap``) and one task step for every unit; an inner update is one vmapped A2C
-loss, one backward for the ``n`` unit gradients (unit losses are independent, so the gradient of
-their sum is each unit's own), a per-unit global-norm clip and the learned optimizer on all ``n * P``
-elements together (it is coordinate-wise; in cache-sized blocks).  The meta-loss is the mean over
-units of the A2C loss of the 4th parameters on a fresh rollout; its gradient in the optimizer's
-weights is the one a graph through the 4 updates and the recurrent states gives (``LoopPopulation``'s,
-unit by unit), computed by replaying the recurrent steps block by block (``_Replay``).
+owning rows ``j * E .. (j + 1) * E - 1``.  A collection step is one forward of the task network for
+every unit by batched matmuls (``TaskActorCritic.stacked_forward``) and one task step; an inner update
+is one vmapped A2C loss (``torch.func.vmap``), one backward for the ``n`` unit gradients (unit losses
+are independent, so the gradient of their sum is each unit's own), a per-unit global-norm clip and the
+learned optimizer on all ``n * P`` elements together (it is coordinate-wise; the compiled kernel,
+``solvers.optim4rl.kernel``, where it applies).  The meta-loss is the mean over units of the A2C loss
+of the 4th parameters on a fresh rollout; its gradient in the optimizer's weights is the one a graph
+through the 4 updates and the recurrent states gives (``LoopPopulation``'s, unit by unit), computed by
+replaying the recurrent steps block by block (``_Replay``; in one compiled pass where the kernel applies).
 
 A unit's life ``L`` starts from ``network.init(Generator().manual_seed(derive(derive(seed, "unit",
 j), "life", L)))``, the parameters ``TaskA2CLearner(seed=...)`` would draw with that seed, so a
@@ -31,6 +32,7 @@ from agents.base import Batch, Params
 from agents.seeding import derive
 from agents.task_networks import TaskActorCritic
 from hyperenvs.tasks import make_task
+from solvers.optim4rl import kernel
 from solvers.optim4rl.config import TASK_SETTINGS
 from solvers.optim4rl.meta import PopulationLoss
 from solvers.optim4rl.optimizer import Optim4RL
@@ -89,8 +91,7 @@ class VectorPopulation:
         """GRU1's hidden state of every parameter element of every unit"""
         self.h2 = torch.zeros_like(self.h1)
         self.ep_return = torch.zeros(n * self.envs_per_unit, dtype=torch.float64, device=self.device)
-        self._forward = vmap(self.network.forward)
-        self._value = vmap(self.network.value)
+        self._forward = self.network.stacked_forward  # batched matmuls: ~3x vmap(forward) here, the same bits
         self._losses = vmap(self._unit_loss, in_dims=(0, 0, None))
         self.record = False
         """keep ``last_start`` and ``last_batches`` of each ``meta_loss`` (for checks against the loop)"""
@@ -154,7 +155,7 @@ class VectorPopulation:
             reward = reward.to(self.dtype)
             bootstrap = truncated & ~terminated  # a time limit, not an end: bootstrap from its last observation
             if bool(bootstrap.any()):
-                final = self._value(params, self.task.final_obs.view(n, e, *shape)).reshape(n * e)
+                final = self._forward(params, self.task.final_obs.view(n, e, *shape))[1].reshape(n * e)
                 reward = reward + gamma * torch.where(bootstrap, final, 0.0)
             for k, v in zip(steps, (obs, action, logp, value.reshape(n * e), reward, done)):
                 steps[k].append(v)
@@ -163,7 +164,7 @@ class VectorPopulation:
         stacked = {k: torch.stack(v).view(self.rollout, n, e, *v[0].shape[1:]).transpose(0, 1) for k, v in steps.items()}
         dones = stacked.pop("dones")
         stacked["discounts"] = (~dones).to(self.dtype)
-        stacked["bootstrap_value"] = self._value(params, obs.view(n, e, *shape))
+        stacked["bootstrap_value"] = self._forward(params, obs.view(n, e, *shape))[1]
         stacked["obs"] = stacked["obs"].to(self.dtype)
         return stacked, torch.cat(ended).tolist()
 
@@ -186,12 +187,17 @@ class VectorPopulation:
     def _optimizer_step(
         self, grad: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The learned optimizer on every element of every unit, ``CHUNK`` elements at a time (it is
-        coordinate-wise): the step per unit of lr ``[n, P]`` and the new hidden states."""
+        """The learned optimizer on every element of every unit (the compiled kernel in one call, else the torch
+        maths ``CHUNK`` elements at a time: it is coordinate-wise): the step per unit of lr ``[n, P]`` and the
+        new hidden states."""
         hidden = self.rule.config.hidden
         g, a, b = grad.reshape(-1), h1.reshape(-1, hidden), h2.reshape(-1, hidden)
-        parts = [self.rule.flat_step(g[i : i + CHUNK], a[i : i + CHUNK], b[i : i + CHUNK]) for i in range(0, g.numel(), CHUNK)]
-        step, a, b = (torch.cat([part[k] for part in parts]) for k in range(3))
+        if kernel.applies(self.rule.config, self.rule.weights, g, a, b):  # compiled: blocks of its own, in cache
+            step, a, b = kernel.step(self.rule.config, self.rule.weights, g, a, b)
+        else:
+            blocks = range(0, g.numel(), CHUNK)
+            parts = [self.rule.flat_step(g[i : i + CHUNK], a[i : i + CHUNK], b[i : i + CHUNK]) for i in blocks]
+            step, a, b = (torch.cat([part[k] for part in parts]) for k in range(3))
         return step.view_as(grad).to(self.dtype), a.view_as(h1).to(self.dtype), b.view_as(h2).to(self.dtype)
 
     def meta_loss(self, hparams: Mapping[str, Any], steps: int) -> PopulationLoss:
@@ -302,6 +308,9 @@ class _Replay:
 
     def __call__(self) -> list[torch.Tensor]:
         rule, dtype = self.population.rule, self.population.dtype
+        if kernel.applies(rule.config, rule.weights, self.h1, *self.grads) and len(self.grads) <= kernel.MAX_STEPS:
+            every = kernel.replay(rule.config, rule.weights, self.h1, self.h2, self.grads, self.adjoint)
+            return [part for name, part in zip(rule.weights, every) if rule.weights[name].requires_grad]
         hidden = rule.config.hidden
         h1, h2, adjoint = self.h1.reshape(-1, hidden), self.h2.reshape(-1, hidden), self.adjoint.reshape(-1)
         grads = [g.reshape(-1) for g in self.grads]
