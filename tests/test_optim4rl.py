@@ -124,6 +124,20 @@ def test_element_clipping_bounds_what_the_gru_reads():
         assert torch.sign(new["p"]).tolist() == [-1.0, -1.0, 1.0, 1.0]  # the sign is the raw gradient's
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # the compiled kernel and the torch maths
+def test_input_scale_is_what_the_grus_read_and_leaves_the_sign(dtype):
+    config = Optim4RLConfig(input_scale=1e4, clip_inputs=True)
+    weights = {k: v.to(dtype) for k, v in random_weights(config).items()}
+    scaled, plain = Optim4RL(config=config, weights=weights), Optim4RL(config=Optim4RLConfig(clip_inputs=True), weights=weights)
+    g = torch.tensor([3e-5, -2e-5, 5e-4, -1e-6, 0.0], dtype=dtype)
+    h = torch.zeros(5, 8, dtype=dtype)
+    step, h1, h2 = scaled.flat_step(g, h, h)
+    step_ref, h1_ref, h2_ref = plain.flat_step(g * 1e4, h, h)  # 5e-4 x 1e4 = 5 reads as 1 (clipped)
+    torch.testing.assert_close((step, h1, h2), (step_ref, h1_ref, h2_ref))
+    assert torch.sign(step).tolist() == [-1.0, 1.0, -1.0, 1.0, 0.0]
+    assert not torch.allclose(h1[0], plain.flat_step(g, h, h)[1][0])  # unscaled, 3e-5 barely moves the state
+
+
 def test_gradient_inputs_are_stop_gradient_but_weights_are_not():
     rule = Optim4RL(weights=random_weights(Optim4RLConfig()))
     for v in rule.weights.values():
@@ -220,6 +234,8 @@ def test_config_checks_name_the_field():
         Optim4RLConfig(hidden=0)
     with pytest.raises(ValueError, match="Optim4RLConfig.head widths must be >= 1"):
         Optim4RLConfig(head=(16, 0))
+    with pytest.raises(ValueError, match="Optim4RLConfig.input_scale must be a finite number > 0, got 0"):
+        Optim4RLConfig(input_scale=0)
     with pytest.raises(ValueError, match="Optim4RL.weights: weight gru1.bias_ih is"):
         Optim4RL(weights={**init_weights(Optim4RLConfig()), "gru1.bias_ih": torch.zeros(3)})
 

@@ -14,8 +14,9 @@ needs_kernel = pytest.mark.skipif(kernel.library() is None, reason="no C compile
 
 
 def _rule(clip: bool, seed: int = 0, scale: float = 1.0, config: Optim4RLConfig | None = None) -> Optim4RL:
-    """An optimizer with every weight non-zero (a fresh one's zero heads would hide the GRUs' gradients)."""
-    config = config or Optim4RLConfig(clip_inputs=clip)
+    """An optimizer with every weight non-zero (a fresh one's zero heads would hide the GRUs' gradients); with
+    clipping it also reads the gradients scaled by 1e4 (so that the clip bites)."""
+    config = config or Optim4RLConfig(clip_inputs=clip, input_scale=1e4 if clip else 1.0)
     gen = torch.Generator().manual_seed(seed)
     weights = {k: ((torch.rand(s, generator=gen) - 0.5) * scale).requires_grad_() for k, s in weight_shapes(config).items()}
     return Optim4RL(config=config, weights=weights)

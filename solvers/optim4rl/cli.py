@@ -40,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--head", default="", help="head widths: '' linear (default), '16,16' the paper's MLP")
     p.add_argument("--clip-inputs", action="store_true", help="clip gradient elements to [-1, 1] before the GRUs")
+    p.add_argument(
+        "--input-scale",
+        type=float,
+        default=1.0,
+        help="the GRUs read input-scale x g (1: the paper; 1e3-1e5 lets them see Catch's gradients)",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument(
         "--out",
@@ -71,7 +77,7 @@ def config_from_args(args: argparse.Namespace) -> MetaTrainConfig:
         meta_lr=args.meta_lr,
         agent_hparams={**MetaTrainConfig().agent_hparams, "lr": default_lr if args.lr is None else args.lr},
         lr=args.lr or 0.0,
-        optimizer=Optim4RLConfig(head=_ints(args.head), clip_inputs=args.clip_inputs),
+        optimizer=Optim4RLConfig(head=_ints(args.head), clip_inputs=args.clip_inputs, input_scale=args.input_scale),
         seed=args.seed,
     )
     if args.steps is not None:

@@ -19,6 +19,10 @@ class Optim4RLConfig:
     """clip each gradient element to [-1, 1] before it enters the GRUs (the paper's gridworlds: True; Catch: False)"""
     eps: float = 1e-8
     """added to ``exp(o2)`` under the square root"""
+    input_scale: float = 1.0
+    """the GRUs read ``input_scale * g`` (then clipped, with ``clip_inputs``): 1 is the paper's rule.  A GRU
+    input weight of order 1 cannot see gradients of 1e-6..1e-4 (Catch's) next to its biases, so the state
+    cannot carry their size; 1e3-1e5 brings them into view (not in the paper; see benchmarks/optim4rl)"""
 
     def __post_init__(self) -> None:
         if self.hidden < 1:
@@ -27,6 +31,8 @@ class Optim4RLConfig:
             raise ValueError(f"Optim4RLConfig.head widths must be >= 1, got {self.head}")
         if not self.eps > 0:
             raise ValueError(f"Optim4RLConfig.eps must be > 0, got {self.eps}")
+        if not 0 < self.input_scale < float("inf"):
+            raise ValueError(f"Optim4RLConfig.input_scale must be a finite number > 0, got {self.input_scale}")
         object.__setattr__(self, "head", tuple(int(w) for w in self.head))
 
 

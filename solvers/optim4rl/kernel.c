@@ -7,6 +7,9 @@
  * outside (the layout the rule's state and checkpoints use).  A partial last block is padded with zeros,
  * which contribute nothing.
  *
+ * A gradient g is read as x = scale g, clipped to [-1, 1] with clip (Optim4RLConfig's input_scale and
+ * clip_inputs); the sign comes from g.
+ *
  * Weights: one flat buffer, both GRUs in weight_shapes order, each W_ih [24], W_hh [24, 8], b_ih [24], b_hh
  * [24], the head's weight [8] and bias [1]; gates r, z, n as torch's GRUCell.  Weight gradients are summed
  * over the elements lane by lane in float for SUPER blocks at a time, then into the caller's double buffer.
@@ -55,12 +58,12 @@ static Gru gru_at(const float *w) {
 
 static int64_t lanes(int64_t n, int64_t e0) { return n - e0 < B ? n - e0 : B; }
 
-/* One block's GRU inputs, clip(g) and clip(g)^2, and sign(g) (of g itself); missing lanes are 0. */
-static void load_inputs(int64_t n, int64_t e0, const float *g, int clip, Inputs *in) {
+/* One block's GRU inputs, x = clip(scale g) and x^2, and sign(g) (of g itself); missing lanes are 0. */
+static void load_inputs(int64_t n, int64_t e0, const float *g, float scale, int clip, Inputs *in) {
     in->x[0] = in->x[1] = in->sign = (vf){0};
     for (int64_t b = 0; b < lanes(n, e0); b++) {
-        const float v = g[e0 + b];
-        const float x = clip ? (v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v)) : v;
+        const float v = g[e0 + b], u = v * scale;
+        const float x = clip ? (u < -1.0f ? -1.0f : (u > 1.0f ? 1.0f : u)) : u;
         in->x[0][b] = x, in->x[1][b] = x * x;
         in->sign[b] = (float)((v > 0.0f) - (v < 0.0f));
     }
@@ -87,8 +90,9 @@ static void store_rows(int64_t n, int64_t e0, const vf h[H], float *out) {
         for (int k = 0; k < H; k++) out[(e0 + b) * H + k] = h[k][b];
 }
 
-static void load(int64_t n, int64_t e0, const float *g, const float *h1, const float *h2, int clip, Inputs *in) {
-    load_inputs(n, e0, g, clip, in);
+static void load(int64_t n, int64_t e0, const float *g, const float *h1, const float *h2, float scale, int clip,
+                 Inputs *in) {
+    load_inputs(n, e0, g, scale, clip, in);
     load_rows(n, e0, h1, in->h[0]);
     load_rows(n, e0, h2, in->h[1]);
 }
@@ -178,13 +182,13 @@ static void flush(Acc *acc, double *dw) {
 }
 
 /* The rule on n elements: step [n] per unit of learning rate and the new hidden states [n, 8]. */
-void o4rl_step(int64_t n, const float *g, const float *h1, const float *h2, const float *w, float eps, int clip, float *step,
-               float *h1_out, float *h2_out) {
+void o4rl_step(int64_t n, const float *g, const float *h1, const float *h2, const float *w, float eps, float scale, int clip,
+               float *step, float *h1_out, float *h2_out) {
     const Gru w1 = gru_at(w), w2 = gru_at(w + PER_GRU);
     Inputs in;
     Gates s1, s2;
     for (int64_t e0 = 0; e0 < n; e0 += B) {
-        load(n, e0, g, h1, h2, clip, &in);
+        load(n, e0, g, h1, h2, scale, clip, &in);
         gru_forward(&w1, in.x[0], in.h[0], &s1);
         gru_forward(&w2, in.x[1], in.h[1], &s2);
         const vf v = step_vector(&in, &s1, &s2, eps, NULL, NULL);
@@ -197,8 +201,9 @@ void o4rl_step(int64_t n, const float *g, const float *h1, const float *h2, cons
 /* The backward of one o4rl_step from its inputs: the gradients of the step (dstep [n]) and of the new hidden
  * states (dh1, dh2 [n, 8]; NULL: zero) give those of the old hidden states (dh1_out, dh2_out; NULL: not
  * wanted) and add the weights' into dw [2 * PER_GRU] (double). */
-void o4rl_step_backward(int64_t n, const float *g, const float *h1, const float *h2, const float *w, float eps, int clip,
-                        const float *dstep, const float *dh1, const float *dh2, float *dh1_out, float *dh2_out, double *dw) {
+void o4rl_step_backward(int64_t n, const float *g, const float *h1, const float *h2, const float *w, float eps, float scale,
+                        int clip, const float *dstep, const float *dh1, const float *dh2, float *dh1_out, float *dh2_out,
+                        double *dw) {
     const Gru w1 = gru_at(w), w2 = gru_at(w + PER_GRU);
     Acc acc[2];
     memset(acc, 0, sizeof acc);
@@ -207,7 +212,7 @@ void o4rl_step_backward(int64_t n, const float *g, const float *h1, const float 
     vf d1, d2, dn1[H], dn2[H], dp1[H], dp2[H];
     int64_t blocks = 0;
     for (int64_t e0 = 0; e0 < n; e0 += B, blocks++) {
-        load(n, e0, g, h1, h2, clip, &in);
+        load(n, e0, g, h1, h2, scale, clip, &in);
         gru_forward(&w1, in.x[0], in.h[0], &s1);
         gru_forward(&w2, in.x[1], in.h[1], &s2);
         step_vector(&in, &s1, &s2, eps, &d1, &d2);
@@ -227,7 +232,7 @@ void o4rl_step_backward(int64_t n, const float *g, const float *h1, const float 
  * gradients g[k] [n] and the hidden states the k-1 steps before left, from h1, h2 [n, 8] at the start.
  * Block by block: m steps forward keeping every gate (in cache), then m back; added into dw. */
 void o4rl_replay(int64_t n, int64_t m, const float *const *g, const float *h1, const float *h2, const float *w, float eps,
-                 int clip, const float *adjoint, double *dw) {
+                 float scale, int clip, const float *adjoint, double *dw) {
     if (m > MAX_STEPS) return; /* kernel.py refuses more */
     const Gru w1 = gru_at(w), w2 = gru_at(w + PER_GRU);
     Acc acc[2];
@@ -237,10 +242,10 @@ void o4rl_replay(int64_t n, int64_t m, const float *const *g, const float *h1, c
     vf d1, d2, dn[2][H], dp[2][H];
     int64_t blocks = 0;
     for (int64_t e0 = 0; e0 < n; e0 += B, blocks++) {
-        load(n, e0, g[0], h1, h2, clip, &in[0]);
+        load(n, e0, g[0], h1, h2, scale, clip, &in[0]);
         for (int64_t k = 0; k < m; k++) {
             if (k > 0) { /* this step's gradient, the hidden states the last step left */
-                load_inputs(n, e0, g[k], clip, &in[k]);
+                load_inputs(n, e0, g[k], scale, clip, &in[k]);
                 memcpy(in[k].h[0], s[k - 1][0].hn, sizeof in[k].h[0]);
                 memcpy(in[k].h[1], s[k - 1][1].hn, sizeof in[k].h[1]);
             }

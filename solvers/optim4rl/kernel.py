@@ -35,9 +35,10 @@ def library() -> ctypes.CDLL | None:
     if lib is None:
         return None
     lib.o4rl_step.restype = lib.o4rl_step_backward.restype = lib.o4rl_replay.restype = None
-    lib.o4rl_step.argtypes = [ctypes.c_int64, _P, _P, _P, _P, ctypes.c_float, ctypes.c_int, _P, _P, _P]
-    lib.o4rl_step_backward.argtypes = [ctypes.c_int64, _P, _P, _P, _P, ctypes.c_float, ctypes.c_int, _P, _P, _P, _P, _P, _P]
-    lib.o4rl_replay.argtypes = [ctypes.c_int64, ctypes.c_int64, _P, _P, _P, _P, ctypes.c_float, ctypes.c_int, _P, _P]
+    reading = [ctypes.c_float, ctypes.c_float, ctypes.c_int]  # eps, input_scale, clip_inputs
+    lib.o4rl_step.argtypes = [ctypes.c_int64, _P, _P, _P, _P, *reading, _P, _P, _P]
+    lib.o4rl_step_backward.argtypes = [ctypes.c_int64, _P, _P, _P, _P, *reading, _P, _P, _P, _P, _P, _P]
+    lib.o4rl_replay.argtypes = [ctypes.c_int64, ctypes.c_int64, _P, _P, _P, _P, *reading, _P, _P]
     return lib
 
 
@@ -48,6 +49,11 @@ def applies(config: Optim4RLConfig, weights: Mapping[str, torch.Tensor], *tensor
     if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in (*weights.values(), *tensors)):
         return False
     return library() is not None
+
+
+def _reading(config: Optim4RLConfig) -> tuple[float, float, int]:
+    """How the kernel reads a gradient: eps, input_scale, clip_inputs (kernel.c's argument order)."""
+    return config.eps, config.input_scale, int(config.clip_inputs)
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -71,7 +77,7 @@ def step(
     g, h1, h2 = g.detach().contiguous(), h1.detach().contiguous(), h2.detach().contiguous()
     out, a, b = torch.empty_like(g), torch.empty_like(h1), torch.empty_like(h2)
     flat = _flat(weights)
-    library().o4rl_step(g.numel(), *map(_ptr, (g, h1, h2, flat)), config.eps, int(config.clip_inputs), *map(_ptr, (out, a, b)))
+    library().o4rl_step(g.numel(), *map(_ptr, (g, h1, h2, flat)), *_reading(config), *map(_ptr, (out, a, b)))
     return out, a, b
 
 
@@ -97,7 +103,7 @@ class Step(torch.autograd.Function):
         out1, out2 = (torch.empty_like(h) if want else None for h, want in zip((h1, h2), wants))
         inputs = map(_ptr, (g, h1, h2, flat))
         outputs = map(_ptr, (*upstream, out1, out2, dw))
-        library().o4rl_step_backward(g.numel(), *inputs, ctx.config.eps, int(ctx.config.clip_inputs), *outputs)
+        library().o4rl_step_backward(g.numel(), *inputs, *_reading(ctx.config), *outputs)
         return (None, None, None, out1, out2, *_split(dw.to(torch.float32), named))
 
 
@@ -119,7 +125,7 @@ def replay(
     pointers = (ctypes.c_void_p * len(grads))(*[g.data_ptr() for g in grads])
     flat, dw = _flat(weights), torch.zeros(flat_size(weights), dtype=torch.float64)
     states, out = map(_ptr, (h1, h2, flat)), map(_ptr, (adjoint, dw))
-    library().o4rl_replay(n, len(grads), pointers, *states, config.eps, int(config.clip_inputs), *out)
+    library().o4rl_replay(n, len(grads), pointers, *states, *_reading(config), *out)
     return _split(dw.to(torch.float32), weights)
 
 

@@ -143,7 +143,8 @@ class Optim4RL:
         g = g.detach().to(first.dtype)  # stop-gradient: the meta-gradient does not flow through the agent-gradient
         if first.device != g.device:  # an agent on another device: the weights follow it (differentiably)
             w = {k: v.to(g.device) for k, v in w.items()}
-        x = g.clamp(-1.0, 1.0) if self.config.clip_inputs else g
+        x = g * self.config.input_scale if self.config.input_scale != 1.0 else g
+        x = x.clamp(-1.0, 1.0) if self.config.clip_inputs else x
         h1 = gru_cell(x.unsqueeze(1), h1.to(first.dtype), w, "gru1")
         h2 = gru_cell(x.square().unsqueeze(1), h2.to(first.dtype), w, "gru2")
         depth = len(self.config.head)
