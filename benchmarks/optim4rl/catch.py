@@ -52,6 +52,17 @@ def train_curve(learner, steps: int) -> dict:
     return {"final": final, "curve": curve[::5], "diverged": learner.diverged, "seconds": time.perf_counter() - start}
 
 
+def scaled_signsgd(k: float):
+    """sign-SGD with k x the step: a fresh Optim4RL (zero heads: o1 = o2 = 0) with o1's bias set to ln k."""
+    import math
+
+    from solvers.optim4rl import Optim4RL
+
+    rule = Optim4RL()
+    rule.weights["head1.0.bias"].fill_(math.log(k))
+    return rule
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -59,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optimizer", help="the learned optimizer file (default: the shipped one)")
     parser.add_argument("--rules", default="optim4rl,signsgd,adam,rmsprop")
     parser.add_argument("--also", action="append", default=[], metavar="NAME=FILE", help="another learned optimizer as a row")
+    parser.add_argument(
+        "--signsgd-times",
+        action="append",
+        type=float,
+        default=[],
+        metavar="K",
+        help="a row 'signsgd_xK': sign-SGD with K x the step (an untrained Optim4RL whose first head's bias is ln K)",
+    )
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "catch_eval.json"))
     args = parser.parse_args(argv)
     import numpy as np
@@ -71,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     rules = {"optim4rl": learned, "signsgd": Optim4RL, "adam": "adam", "rmsprop": "rmsprop"}
     extra = dict(item.split("=", 1) for item in args.also)
     rules |= {name: f"optim4rl:{path}" for name, path in extra.items()}
+    for k in args.signsgd_times:
+        extra[f"signsgd_x{k:g}"] = f"sign-SGD x {k:g}"
+        rules[f"signsgd_x{k:g}"] = lambda k=k: scaled_signsgd(k)
     hparams = {k: str(v) for k, v in HPARAMS.items()}
     setup = {"task": "Catch", "steps": args.steps, "hparams": hparams, "optimizer": learned, "also": extra}
     results, summary = {}, {}

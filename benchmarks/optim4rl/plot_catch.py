@@ -1,6 +1,7 @@
 """Return curves of ``catch.py``'s agents (learned optimizer vs sign-SGD, Adam, RMSProp) and their final IQM.
 
 python benchmarks/optim4rl/plot_catch.py benchmarks/optim4rl/results/catch_eval.json
+python benchmarks/optim4rl/plot_catch.py a.json b.json:optim4rl=b_rule,signsgd=-   # rename rows of b; '-' drops one
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def write_table(data: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="+", help="catch.py's JSON files (rows of later files are added)")
+    parser.add_argument(
+        "results",
+        nargs="+",
+        help="catch.py's JSON files (rows of later files are added); FILE:ROW=NAME,... renames rows, NAME - drops",
+    )
     parser.add_argument("--out", help="the PNG (default: the first file's, .png)")
     args = parser.parse_args(argv)
     import matplotlib
@@ -54,12 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     data = {"results": {}, "summary": {}}
-    for path in args.results:
+    for spec in args.results:
+        path, _, renames = spec.partition(":")
         part = json.loads(Path(path).read_text())
-        data["results"] |= part["results"]
-        data["summary"] |= part["summary"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2, 1]})
+        names = {row: row for row in part["results"]} | dict(item.split("=", 1) for item in renames.split(",") if item)
+        for row, name in names.items():
+            if name != "-":
+                data["results"][name], data["summary"][name] = part["results"][row], part["summary"][row]
     names = list(data["results"])
+    wide = len(names) > 5  # many rows: a taller figure, the legend beside the curves
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8) if wide else (10, 3.6), gridspec_kw={"width_ratios": [2, 1]})
     for name in names:
         curves = np.array([r["curve"] for r in data["results"][name]], dtype=float)
         mean, sem = np.nanmean(curves, 0), np.nanstd(curves, 0) / np.sqrt(len(curves))
@@ -69,13 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     a.set_xlabel("env steps")
     a.set_ylabel("episode return (mean over seeds, 95% CI)")
     a.set_title("A2C on Catch, lr 1e-3")
-    a.legend()
+    a.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5)) if wide else a.legend()
     for i, name in enumerate(names):
         s = data["summary"][name]
         b.errorbar([i], [s["iqm"]], yerr=[[s["iqm"] - s["ci95"][0]], [s["ci95"][1] - s["iqm"]]], fmt="o", capsize=4)
         b.scatter(np.full(len(s["finals"]), i + 0.15), s["finals"], s=8, alpha=0.5)
         b.annotate(f"n={len(s['finals'])}", (i, s["ci95"][0]), textcoords="offset points", xytext=(-8, -12), fontsize=7)
-    b.set_xticks(range(len(names)), names, rotation=20)
+    b.set_xticks(range(len(names)), names, rotation=45 if wide else 20, ha="right" if wide else "center", fontsize=8)
     b.set_ylabel("final return: IQM, 95% bootstrap CI")
     fig.tight_layout()
     out = Path(args.out or Path(args.results[0]).with_suffix(".png"))
