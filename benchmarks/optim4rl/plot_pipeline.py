@@ -30,7 +30,9 @@ def windows(log: str, width: int) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arm", action="append", default=[], metavar="NAME=GLOB", help="an arm's meta.jsonl logs")
-    parser.add_argument("--eval", required=True, help="pipeline_ablation.py's JSON")
+    parser.add_argument(
+        "--eval", required=True, action="append", help="pipeline_ablation.py's JSON (repeat: the arms of several runs together)"
+    )
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -42,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
 
     arms = dict(a.split("=", 1) for a in args.arm)
     meta = {name: {log: windows(log, args.window) for log in sorted(glob.glob(pattern))} for name, pattern in arms.items()}
-    evaluation = json.loads(Path(args.eval).read_text())
+    evaluation = {"results": {}, "summary": {}}
+    for path in args.eval:
+        part = json.loads(Path(path).read_text())
+        evaluation["setup"] = evaluation.get("setup", part["setup"])
+        evaluation["results"] |= part["results"]
+        evaluation["summary"] |= part["summary"]
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 3.8), gridspec_kw={"width_ratios": [3, 3, 2]})
     for name, runs in meta.items():
         curves = np.array(list(runs.values()))
