@@ -149,3 +149,43 @@ def test_asked_off_means_the_torch_maths(monkeypatch):
     finally:
         monkeypatch.delenv("HYPERRL_NATIVE")
         kernel.library.cache_clear()
+
+
+def _every_entry_point(rule: Optim4RL, n: int) -> list[torch.Tensor]:
+    """The step, a step's backward (autograd through ``Step``) and the replay on n elements."""
+    g, h1, h2 = _inputs(n)
+    gen = torch.Generator().manual_seed(5)
+    grads = [g * torch.rand(n, generator=gen) for _ in range(3)]
+    adjoint = torch.randn(n, generator=gen) * 1e-3
+    with torch.no_grad():
+        forward = list(rule.flat_step(g, h1, h2))
+    a = h1.clone().requires_grad_()
+    step, x, _ = rule.flat_step(g, a, h2)
+    backward = torch.autograd.grad((adjoint * step).sum() + x.sum(), [a, *rule.weights.values()])
+    return [*forward, *backward, *kernel.replay(rule.config, rule.weights, h1, h2, grads, adjoint)]
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_threads_give_the_same_bits(threads, monkeypatch):
+    """Work split over threads (chunks of 1024 elements a thread, weight gradients summed chunk by chunk in
+    order) gives exactly one thread's numbers; 7 threads over 6 chunks: as many as there is work for."""
+    rule = _rule(True)
+    n = 5 * kernel.CHUNK + 333
+    monkeypatch.setattr(kernel, "threads", lambda n: 1)
+    one = _every_entry_point(rule, n)
+    monkeypatch.setattr(kernel, "threads", lambda n: threads)
+    many = _every_entry_point(rule, n)
+    assert len(one) == 3 + 1 + len(rule.weights) + len(rule.weights)
+    for i, (a, b) in enumerate(zip(one, many)):
+        assert torch.equal(a, b), f"output {i} differs at {threads} threads"
+
+
+def test_the_thread_count_follows_torch_and_the_work(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    per_thread = kernel.CHUNK * kernel.CHUNKS_PER_THREAD
+    assert kernel.threads(100) == 1  # too little to share
+    assert kernel.threads(2 * per_thread) == 2
+    assert kernel.threads(100 * per_thread) == 4  # no more than torch may use
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert kernel.threads(100 * per_thread) == 1

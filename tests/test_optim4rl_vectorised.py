@@ -70,7 +70,7 @@ def test_meta_gradient_equals_the_loop_over_the_same_units(max_grad_norm):
         assert torch.allclose(after, population.params[j], rtol=1e-10, atol=1e-12)
         assert torch.allclose(torch.cat([one.opt_state["h1"][k].reshape(-1, 3) for k in population.shapes]), population.h1[j])
     loop = torch.autograd.grad(torch.stack(losses).mean(), [rule.weights[k] for k in names])
-    assert float(out.loss.detach()) == pytest.approx(float(torch.stack(losses).mean()), rel=1e-10)
+    assert float(out.loss.detach()) == pytest.approx(float(torch.stack(losses).mean().detach()), rel=1e-10)
     for name, a, b in zip(names, vectorised, loop):
         assert b.abs().max() > 0, name
         assert torch.allclose(a, b, rtol=1e-8, atol=1e-12), name

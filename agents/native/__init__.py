@@ -48,7 +48,7 @@ def _numpy_sgemm() -> int | None:
 def _build(compiler: str, source: Path) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
     headers = b"".join(h.read_bytes() for h in sorted(HEADERS.glob("*.h")))
-    flags = ["-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared", f"-I{HEADERS}"]
+    flags = ["-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared", "-pthread", f"-I{HEADERS}"]
     identity = source.read_bytes() + headers + " ".join(flags).encode() + version.encode() + platform.processor().encode()
     key = hashlib.sha256(identity + _cpu_flags()).hexdigest()
     target = _cache_dir() / f"{source.stem}-{key[:16]}.so"

@@ -12,14 +12,21 @@
  *
  * Weights: one flat buffer, both GRUs in weight_shapes order, each W_ih [24], W_hh [24, 8], b_ih [24], b_hh
  * [24], the head's weight [8] and bias [1]; gates r, z, n as torch's GRUCell.  Weight gradients are summed
- * over the elements lane by lane in float for SUPER blocks at a time, then into the caller's double buffer.
+ * over the elements lane by lane in float for SUPER blocks (a chunk) at a time, then into the caller's double
+ * buffer, chunk by chunk in order.
+ *
+ * Threads share the work a run of chunks each (see "Threads" below); the numbers do not depend on how many.
+ * The step is at the machine's arithmetic bound (benchmarks/optim4rl/kernel_bound.py: its time is the FMA
+ * slots of the vector operations its maths counts), so threads are what makes it faster here.
  */
 #if defined(__AVX512F__) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC target("prefer-vector-width=512") /* a block is one 512-bit vector: twice the speed of 256 here */
 #endif
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fast_math.h"
@@ -181,21 +188,170 @@ static void flush(Acc *acc, double *dw) {
     memset(acc, 0, sizeof *acc);
 }
 
-/* The rule on n elements: step [n] per unit of learning rate and the new hidden states [n, 8]. */
-void o4rl_step(int64_t n, const float *g, const float *h1, const float *h2, const float *w, float eps, float scale, int clip,
-               float *step, float *h1_out, float *h2_out) {
-    const Gru w1 = gru_at(w), w2 = gru_at(w + PER_GRU);
+/* Threads.  Elements go in chunks of SUPER blocks; a thread takes a contiguous run of chunks.  Weight gradients
+ * are summed per chunk (into its own row of a [chunks, 2 PER_GRU] buffer when threads share the work) and
+ * the rows added into dw in chunk order afterwards: the order a single thread adds them in, so any number of
+ * threads gives the same bits. */
+#define MAX_THREADS 64
+
+typedef void (*Work)(const void *args, int64_t c0, int64_t c1);
+
+typedef struct {
+    Work work;
+    const void *args;
+    int64_t c0, c1;
+} Job;
+
+static void *run_job(void *job) {
+    const Job *j = job;
+    j->work(j->args, j->c0, j->c1);
+    return NULL;
+}
+
+static int64_t chunks_of(int64_t n) { return (n + SUPER * B - 1) / (SUPER * B); }
+
+static int clamp_threads(int threads, int64_t chunks) {
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads > chunks) threads = (int)chunks;
+    return threads < 1 ? 1 : threads;
+}
+
+/* work over chunks [0, chunks) on `threads` threads (this one among them); a thread that cannot start has its
+ * share run here. */
+static void parallel(Work work, const void *args, int64_t chunks, int threads) {
+    Job jobs[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS];
+    for (int t = 0; t < threads; t++) jobs[t] = (Job){work, args, chunks * t / threads, chunks * (t + 1) / threads};
+    for (int t = 1; t < threads; t++) started[t] = pthread_create(&ids[t], NULL, run_job, &jobs[t]) == 0;
+    run_job(&jobs[0]);
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(ids[t], NULL);
+        else
+            run_job(&jobs[t]);
+    }
+}
+
+/* Where a chunk's weight gradients go: its own zeroed row when threads share the work, else dw itself. */
+typedef struct {
+    double *dw, *rows;
+} Sums;
+
+static double *sums_for(const Sums *s, int64_t chunk) { return s->rows ? s->rows + chunk * 2 * PER_GRU : s->dw; }
+
+/* Rows for `threads` threads over `chunks` chunks (NULL rows: one thread, or no memory, then one thread too). */
+static Sums sums_open(double *dw, int64_t chunks, int *threads) {
+    Sums s = {dw, NULL};
+    if (*threads > 1) s.rows = calloc((size_t)chunks * 2 * PER_GRU, sizeof(double));
+    if (!s.rows) *threads = 1;
+    return s;
+}
+
+static void sums_close(Sums *s, int64_t chunks) {
+    if (!s->rows) return;
+    for (int64_t c = 0; c < chunks; c++)
+        for (int i = 0; i < 2 * PER_GRU; i++) s->dw[i] += s->rows[c * 2 * PER_GRU + i];
+    free(s->rows);
+}
+
+typedef struct {
+    int64_t n, m;
+    const float *const *g;
+    const float *h1, *h2, *w, *dstep, *dh1, *dh2;
+    float eps, scale, *step, *h1_out, *h2_out, *dh1_out, *dh2_out;
+    int clip;
+    Sums sums;
+} Args;
+
+static void step_chunks(const void *args, int64_t c0, int64_t c1) {
+    const Args *a = args;
+    const int64_t n = a->n;
+    const Gru w1 = gru_at(a->w), w2 = gru_at(a->w + PER_GRU);
     Inputs in;
     Gates s1, s2;
-    for (int64_t e0 = 0; e0 < n; e0 += B) {
-        load(n, e0, g, h1, h2, scale, clip, &in);
+    for (int64_t e0 = c0 * SUPER * B; e0 < n && e0 < c1 * SUPER * B; e0 += B) {
+        load(n, e0, a->g[0], a->h1, a->h2, a->scale, a->clip, &in);
         gru_forward(&w1, in.x[0], in.h[0], &s1);
         gru_forward(&w2, in.x[1], in.h[1], &s2);
-        const vf v = step_vector(&in, &s1, &s2, eps, NULL, NULL);
-        for (int64_t b = 0; b < lanes(n, e0); b++) step[e0 + b] = v[b];
-        store_rows(n, e0, s1.hn, h1_out);
-        store_rows(n, e0, s2.hn, h2_out);
+        const vf v = step_vector(&in, &s1, &s2, a->eps, NULL, NULL);
+        for (int64_t b = 0; b < lanes(n, e0); b++) a->step[e0 + b] = v[b];
+        store_rows(n, e0, s1.hn, a->h1_out);
+        store_rows(n, e0, s2.hn, a->h2_out);
     }
+}
+
+static void backward_chunks(const void *args, int64_t c0, int64_t c1) {
+    const Args *a = args;
+    const int64_t n = a->n;
+    const Gru w1 = gru_at(a->w), w2 = gru_at(a->w + PER_GRU);
+    Acc acc[2];
+    memset(acc, 0, sizeof acc);
+    Inputs in;
+    Gates s1, s2;
+    vf d1, d2, dn1[H], dn2[H], dp1[H], dp2[H];
+    for (int64_t c = c0; c < c1; c++) {
+        for (int64_t e0 = c * SUPER * B; e0 < n && e0 < (c + 1) * SUPER * B; e0 += B) {
+            load(n, e0, a->g[0], a->h1, a->h2, a->scale, a->clip, &in);
+            gru_forward(&w1, in.x[0], in.h[0], &s1);
+            gru_forward(&w2, in.x[1], in.h[1], &s2);
+            step_vector(&in, &s1, &s2, a->eps, &d1, &d2);
+            const vf ds = load_vector(n, e0, a->dstep);
+            load_rows(n, e0, a->dh1, dn1);
+            load_rows(n, e0, a->dh2, dn2);
+            gru_backward(&w1, in.x[0], in.h[0], &s1, d1 * ds, dn1, dp1, &acc[0]);
+            gru_backward(&w2, in.x[1], in.h[1], &s2, d2 * ds, dn2, dp2, &acc[1]);
+            if (a->dh1_out) store_rows(n, e0, dp1, a->dh1_out);
+            if (a->dh2_out) store_rows(n, e0, dp2, a->dh2_out);
+        }
+        double *dw = sums_for(&a->sums, c);
+        flush(&acc[0], dw), flush(&acc[1], dw + PER_GRU);
+    }
+}
+
+static void replay_chunks(const void *args, int64_t c0, int64_t c1) {
+    const Args *a = args;
+    const int64_t n = a->n, m = a->m;
+    const Gru w1 = gru_at(a->w), w2 = gru_at(a->w + PER_GRU);
+    Acc acc[2];
+    Inputs in[MAX_STEPS];
+    Gates s[MAX_STEPS][2];
+    memset(acc, 0, sizeof acc);
+    vf d1, d2, dn[2][H], dp[2][H];
+    for (int64_t c = c0; c < c1; c++) {
+        for (int64_t e0 = c * SUPER * B; e0 < n && e0 < (c + 1) * SUPER * B; e0 += B) {
+            load(n, e0, a->g[0], a->h1, a->h2, a->scale, a->clip, &in[0]);
+            for (int64_t k = 0; k < m; k++) {
+                if (k > 0) { /* this step's gradient, the hidden states the last step left */
+                    load_inputs(n, e0, a->g[k], a->scale, a->clip, &in[k]);
+                    memcpy(in[k].h[0], s[k - 1][0].hn, sizeof in[k].h[0]);
+                    memcpy(in[k].h[1], s[k - 1][1].hn, sizeof in[k].h[1]);
+                }
+                gru_forward(&w1, in[k].x[0], in[k].h[0], &s[k][0]);
+                gru_forward(&w2, in[k].x[1], in[k].h[1], &s[k][1]);
+            }
+            const vf ds = load_vector(n, e0, a->dstep);
+            memset(dn, 0, sizeof dn);
+            for (int64_t k = m - 1; k >= 0; k--) {
+                step_vector(&in[k], &s[k][0], &s[k][1], a->eps, &d1, &d2);
+                gru_backward(&w1, in[k].x[0], in[k].h[0], &s[k][0], d1 * ds, dn[0], dp[0], &acc[0]);
+                gru_backward(&w2, in[k].x[1], in[k].h[1], &s[k][1], d2 * ds, dn[1], dp[1], &acc[1]);
+                memcpy(dn, dp, sizeof dn);
+            }
+        }
+        double *dw = sums_for(&a->sums, c);
+        flush(&acc[0], dw), flush(&acc[1], dw + PER_GRU);
+    }
+}
+
+/* The entry points.  `threads`: how many may share the work (at most one per chunk of SUPER blocks). */
+
+/* The rule on n elements: step [n] per unit of learning rate and the new hidden states [n, 8]. */
+void o4rl_step(int64_t n, const float *g, const float *h1, const float *h2, const float *w, float eps, float scale, int clip,
+               float *step, float *h1_out, float *h2_out, int threads) {
+    const Args a = {.n = n, .g = &g, .h1 = h1, .h2 = h2, .w = w, .eps = eps, .scale = scale, .clip = clip, .step = step,
+                    .h1_out = h1_out, .h2_out = h2_out};
+    parallel(step_chunks, &a, chunks_of(n), clamp_threads(threads, chunks_of(n)));
 }
 
 /* The backward of one o4rl_step from its inputs: the gradients of the step (dstep [n]) and of the new hidden
@@ -203,64 +359,25 @@ void o4rl_step(int64_t n, const float *g, const float *h1, const float *h2, cons
  * wanted) and add the weights' into dw [2 * PER_GRU] (double). */
 void o4rl_step_backward(int64_t n, const float *g, const float *h1, const float *h2, const float *w, float eps, float scale,
                         int clip, const float *dstep, const float *dh1, const float *dh2, float *dh1_out, float *dh2_out,
-                        double *dw) {
-    const Gru w1 = gru_at(w), w2 = gru_at(w + PER_GRU);
-    Acc acc[2];
-    memset(acc, 0, sizeof acc);
-    Inputs in;
-    Gates s1, s2;
-    vf d1, d2, dn1[H], dn2[H], dp1[H], dp2[H];
-    int64_t blocks = 0;
-    for (int64_t e0 = 0; e0 < n; e0 += B, blocks++) {
-        load(n, e0, g, h1, h2, scale, clip, &in);
-        gru_forward(&w1, in.x[0], in.h[0], &s1);
-        gru_forward(&w2, in.x[1], in.h[1], &s2);
-        step_vector(&in, &s1, &s2, eps, &d1, &d2);
-        const vf ds = load_vector(n, e0, dstep);
-        load_rows(n, e0, dh1, dn1);
-        load_rows(n, e0, dh2, dn2);
-        gru_backward(&w1, in.x[0], in.h[0], &s1, d1 * ds, dn1, dp1, &acc[0]);
-        gru_backward(&w2, in.x[1], in.h[1], &s2, d2 * ds, dn2, dp2, &acc[1]);
-        if (dh1_out) store_rows(n, e0, dp1, dh1_out);
-        if (dh2_out) store_rows(n, e0, dp2, dh2_out);
-        if (blocks % SUPER == SUPER - 1) flush(&acc[0], dw), flush(&acc[1], dw + PER_GRU);
-    }
-    flush(&acc[0], dw), flush(&acc[1], dw + PER_GRU);
+                        double *dw, int threads) {
+    const int64_t chunks = chunks_of(n);
+    threads = clamp_threads(threads, chunks);
+    Args a = {.n = n, .g = &g, .h1 = h1, .h2 = h2, .w = w, .eps = eps, .scale = scale, .clip = clip, .dstep = dstep,
+              .dh1 = dh1, .dh2 = dh2, .dh1_out = dh1_out, .dh2_out = dh2_out, .sums = sums_open(dw, chunks, &threads)};
+    parallel(backward_chunks, &a, chunks, threads);
+    sums_close(&a.sums, chunks);
 }
 
 /* The meta-gradient of m steps from one start: sum_k adjoint . d step_k / d w, the k-th step reading the
  * gradients g[k] [n] and the hidden states the k-1 steps before left, from h1, h2 [n, 8] at the start.
  * Block by block: m steps forward keeping every gate (in cache), then m back; added into dw. */
 void o4rl_replay(int64_t n, int64_t m, const float *const *g, const float *h1, const float *h2, const float *w, float eps,
-                 float scale, int clip, const float *adjoint, double *dw) {
-    if (m > MAX_STEPS) return; /* kernel.py refuses more */
-    const Gru w1 = gru_at(w), w2 = gru_at(w + PER_GRU);
-    Acc acc[2];
-    Inputs in[MAX_STEPS];
-    Gates s[MAX_STEPS][2];
-    memset(acc, 0, sizeof acc);
-    vf d1, d2, dn[2][H], dp[2][H];
-    int64_t blocks = 0;
-    for (int64_t e0 = 0; e0 < n; e0 += B, blocks++) {
-        load(n, e0, g[0], h1, h2, scale, clip, &in[0]);
-        for (int64_t k = 0; k < m; k++) {
-            if (k > 0) { /* this step's gradient, the hidden states the last step left */
-                load_inputs(n, e0, g[k], scale, clip, &in[k]);
-                memcpy(in[k].h[0], s[k - 1][0].hn, sizeof in[k].h[0]);
-                memcpy(in[k].h[1], s[k - 1][1].hn, sizeof in[k].h[1]);
-            }
-            gru_forward(&w1, in[k].x[0], in[k].h[0], &s[k][0]);
-            gru_forward(&w2, in[k].x[1], in[k].h[1], &s[k][1]);
-        }
-        const vf ds = load_vector(n, e0, adjoint);
-        memset(dn, 0, sizeof dn);
-        for (int64_t k = m - 1; k >= 0; k--) {
-            step_vector(&in[k], &s[k][0], &s[k][1], eps, &d1, &d2);
-            gru_backward(&w1, in[k].x[0], in[k].h[0], &s[k][0], d1 * ds, dn[0], dp[0], &acc[0]);
-            gru_backward(&w2, in[k].x[1], in[k].h[1], &s[k][1], d2 * ds, dn[1], dp[1], &acc[1]);
-            memcpy(dn, dp, sizeof dn);
-        }
-        if (blocks % SUPER == SUPER - 1) flush(&acc[0], dw), flush(&acc[1], dw + PER_GRU);
-    }
-    flush(&acc[0], dw), flush(&acc[1], dw + PER_GRU);
+                 float scale, int clip, const float *adjoint, double *dw, int threads) {
+    if (m < 1 || m > MAX_STEPS) return; /* kernel.py refuses these */
+    const int64_t chunks = chunks_of(n);
+    threads = clamp_threads(threads, chunks);
+    Args a = {.n = n, .m = m, .g = g, .h1 = h1, .h2 = h2, .w = w, .eps = eps, .scale = scale, .clip = clip,
+              .dstep = adjoint, .sums = sums_open(dw, chunks, &threads)};
+    parallel(replay_chunks, &a, chunks, threads);
+    sums_close(&a.sums, chunks);
 }

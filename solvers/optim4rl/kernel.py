@@ -3,8 +3,9 @@
 ``Optim4RL.flat_step`` and ``VectorPopulation``'s meta-gradient use it where it applies (``applies``: float32
 CPU tensors, linear heads, hidden 8, a C compiler; ``HYPERRL_NATIVE=0`` turns it off), else the torch maths,
 which stay the reference (tested equal to 1e-5, gradients too).  ``Step`` is the autograd function: a graph
-through a step (the loop population's, a per-unit meta-gradient) calls ``o4rl_step_backward``.  Built once per
-machine by ``agents.native.compiled`` (about a second; ``make`` does it at install).
+through a step (the loop population's, a per-unit meta-gradient) calls ``o4rl_step_backward``.  Each call
+splits its elements over ``threads(n)`` threads (torch's count), with the same numbers for any count.  Built
+once per machine by ``agents.native.compiled`` (about a second; ``make`` does it at install).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ HIDDEN = 8
 """the hidden width the kernel is written for (``Optim4RLConfig.hidden``'s default)"""
 MAX_STEPS = 16
 """the most recurrent steps ``replay`` takes at once (kernel.c's MAX_STEPS)"""
+CHUNK = 1024
+"""elements a chunk (kernel.c's SUPER x B): the unit of work a thread takes"""
+CHUNKS_PER_THREAD = 4
+"""the fewest chunks worth a thread of their own (a chunk is tens of microseconds, starting a thread a few)"""
 
 _P = ctypes.c_void_p
 
@@ -36,9 +41,10 @@ def library() -> ctypes.CDLL | None:
         return None
     lib.o4rl_step.restype = lib.o4rl_step_backward.restype = lib.o4rl_replay.restype = None
     reading = [ctypes.c_float, ctypes.c_float, ctypes.c_int]  # eps, input_scale, clip_inputs
-    lib.o4rl_step.argtypes = [ctypes.c_int64, _P, _P, _P, _P, *reading, _P, _P, _P]
-    lib.o4rl_step_backward.argtypes = [ctypes.c_int64, _P, _P, _P, _P, *reading, _P, _P, _P, _P, _P, _P]
-    lib.o4rl_replay.argtypes = [ctypes.c_int64, ctypes.c_int64, _P, _P, _P, _P, *reading, _P, _P]
+    count = ctypes.c_int  # the threads that may share the work
+    lib.o4rl_step.argtypes = [ctypes.c_int64, _P, _P, _P, _P, *reading, _P, _P, _P, count]
+    lib.o4rl_step_backward.argtypes = [ctypes.c_int64, _P, _P, _P, _P, *reading, _P, _P, _P, _P, _P, _P, count]
+    lib.o4rl_replay.argtypes = [ctypes.c_int64, ctypes.c_int64, _P, _P, _P, _P, *reading, _P, _P, count]
     return lib
 
 
@@ -54,6 +60,12 @@ def applies(config: Optim4RLConfig, weights: Mapping[str, torch.Tensor], *tensor
 def _reading(config: Optim4RLConfig) -> tuple[float, float, int]:
     """How the kernel reads a gradient: eps, input_scale, clip_inputs (kernel.c's argument order)."""
     return config.eps, config.input_scale, int(config.clip_inputs)
+
+
+def threads(n: int) -> int:
+    """Threads the kernel splits ``n`` elements over: torch's intra-op thread count (``torch.set_num_threads``,
+    ``OMP_NUM_THREADS``), fewer where the work is too small to share.  The result is the same for any count."""
+    return max(1, min(torch.get_num_threads(), n // (CHUNK * CHUNKS_PER_THREAD)))
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -77,7 +89,8 @@ def step(
     g, h1, h2 = g.detach().contiguous(), h1.detach().contiguous(), h2.detach().contiguous()
     out, a, b = torch.empty_like(g), torch.empty_like(h1), torch.empty_like(h2)
     flat = _flat(weights)
-    library().o4rl_step(g.numel(), *map(_ptr, (g, h1, h2, flat)), *_reading(config), *map(_ptr, (out, a, b)))
+    n = g.numel()
+    library().o4rl_step(n, *map(_ptr, (g, h1, h2, flat)), *_reading(config), *map(_ptr, (out, a, b)), threads(n))
     return out, a, b
 
 
@@ -103,7 +116,7 @@ class Step(torch.autograd.Function):
         out1, out2 = (torch.empty_like(h) if want else None for h, want in zip((h1, h2), wants))
         inputs = map(_ptr, (g, h1, h2, flat))
         outputs = map(_ptr, (*upstream, out1, out2, dw))
-        library().o4rl_step_backward(g.numel(), *inputs, *_reading(ctx.config), *outputs)
+        library().o4rl_step_backward(g.numel(), *inputs, *_reading(ctx.config), *outputs, threads(g.numel()))
         return (None, None, None, out1, out2, *_split(dw.to(torch.float32), named))
 
 
@@ -125,7 +138,7 @@ def replay(
     pointers = (ctypes.c_void_p * len(grads))(*[g.data_ptr() for g in grads])
     flat, dw = _flat(weights), torch.zeros(flat_size(weights), dtype=torch.float64)
     states, out = map(_ptr, (h1, h2, flat)), map(_ptr, (adjoint, dw))
-    library().o4rl_replay(n, len(grads), pointers, *states, *_reading(config), *out)
+    library().o4rl_replay(n, len(grads), pointers, *states, *_reading(config), *out, threads(n))
     return _split(dw.to(torch.float32), weights)
 
 
