@@ -55,3 +55,23 @@ def test_resume_refuses_a_checkpoint_of_other_options(tmp_path, capsys):
     assert main([*argv, "--resume", str(checkpoint), "--meta-lr", "0.5"]) == 2
     assert "was written by a run with other options" in capsys.readouterr().out
     assert main([*argv, "--resume", str(checkpoint)]) == 0  # the same options: it was done already
+
+
+def test_train_takes_the_thread_count_that_decides_its_numbers(tmp_path, capsys):
+    """``--threads`` (default 1, as ``run``) pins torch's threads, which the compiled optimizer follows; a
+    thread count below 1 is refused by name."""
+    from solvers.cli import build_parser
+
+    argv = ["optim4rl-train", "--task", "catch", "--out", str(tmp_path)]
+    assert build_parser().parse_args(argv).threads == 1
+    assert build_parser().parse_args([*argv, "--threads", "2"]).threads == 2
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--threads", "0"])
+    assert "--threads: must be >= 1, got 0" in capsys.readouterr().err
+    before = torch.get_num_threads()
+    try:
+        tiny = ["optim4rl-train", "--units", "2", "--iterations", "1", "--reset-interval", "2", "--hidden", "4"]
+        assert main([*tiny, "--out", str(tmp_path / "o.pt"), "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
