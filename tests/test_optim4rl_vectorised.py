@@ -15,7 +15,7 @@ from solvers.optim4rl import Optim4RL, Optim4RLConfig, load, weight_shapes
 from solvers.optim4rl.config import A2C_HPARAMS, MetaTrainConfig
 from solvers.optim4rl.meta import meta_loss
 from solvers.optim4rl.train import MetaTrainer, mean_of_normalised, meta_train
-from solvers.optim4rl.vectorised import VectorPopulation
+from solvers.optim4rl.vectorised import CHUNK, DEVICE_CHUNK, VectorPopulation
 
 
 def random_rule(dtype=torch.float64, hidden=3) -> Optim4RL:
@@ -167,6 +167,8 @@ def test_only_optim4rl_tasks_and_full_hyperparameters_are_accepted():
         VectorPopulation(Optim4RL(), "cart_pole", units=2)
     with pytest.raises(ValueError, match="VectorPopulation units must be >= 1"):
         VectorPopulation(Optim4RL(), "catch", units=0)
+    with pytest.raises(ValueError, match="VectorPopulation chunk must be >= 1, got 0"):
+        VectorPopulation(Optim4RL(), "catch", units=1, chunk=0)
     with pytest.raises(ValueError, match=r"hparams lack \['gamma'"):
         VectorPopulation(Optim4RL(), "catch", units=1, rollout=2).meta_loss({"lr": 1e-3}, 1)
 
@@ -203,3 +205,40 @@ def test_command_line_trains_on_the_six_grid_mix(tmp_path):
     assert load(tmp_path / "mix" / "optimizer.pt").config.clip_inputs  # the grids clip the optimizer's inputs
     (row,) = [json.loads(line) for line in (tmp_path / "mix" / "meta.jsonl").read_text().splitlines()]
     assert row["iteration"] == 1 and row["grad_norm"] > 0
+
+
+def _meta_iteration(population: VectorPopulation, rule: Optim4RL) -> list[torch.Tensor]:
+    out = population.meta_loss({**A2C_HPARAMS, "lr": 0.01}, 4)
+    return list(torch.autograd.grad(out.loss, list(rule.weights.values())))
+
+
+def test_the_torch_maths_in_blocks_give_the_whole_tensors_numbers(monkeypatch):
+    """Blocks of ``chunk`` elements (the torch maths, where the kernel does not apply: the GPU's path): the same
+    steps and states as one block of everything; the meta-gradient is the sum of the blocks' (to rounding)."""
+    monkeypatch.setattr("solvers.optim4rl.kernel.library", lambda: None)
+    runs = []
+    for chunk in (1000, 1 << 20):  # 1,000 does not divide the 2 x 14,084 elements: a short last block
+        rule = random_rule(torch.float32, hidden=8)
+        population = VectorPopulation(rule, "catch", units=2, rollout=4, seed=0, chunk=chunk)
+        assert population.chunk == chunk
+        grads = [_meta_iteration(population, rule) for _ in range(2)]
+        runs.append((grads, population.params, population.h1, population.h2))
+    (small, *state_small), (whole, *state_whole) = runs
+    for a, b in zip(state_small, state_whole):
+        assert torch.equal(a, b)
+    for a, b in zip(small[-1], whole[-1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    assert VectorPopulation(Optim4RL(), "catch", units=1).chunk == CHUNK
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_population_meta_trains_on_a_gpu():
+    """The GPU path: the torch maths in ``DEVICE_CHUNK`` blocks, the units' tensors on the device, the optimizer's
+    weights (and so their meta-gradient) where they live; finite, and the recurrent states moved on."""
+    rule = random_rule(torch.float32, hidden=8)
+    population = VectorPopulation(rule, "catch", units=4, rollout=4, seed=0, device="cuda")
+    assert population.chunk == DEVICE_CHUNK
+    grads = _meta_iteration(population, rule)
+    assert all(g.device.type == "cpu" and bool(torch.isfinite(g).all()) for g in grads)
+    assert population.params.device.type == "cuda" and population.h1.device.type == "cuda"
+    assert float(population.h1.abs().sum()) > 0

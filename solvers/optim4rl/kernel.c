@@ -346,7 +346,8 @@ static void replay_chunks(const void *args, int64_t c0, int64_t c1) {
 
 /* The entry points.  `threads`: how many may share the work (at most one per chunk of SUPER blocks). */
 
-/* The rule on n elements: step [n] per unit of learning rate and the new hidden states [n, 8]. */
+/* The rule on n elements: step [n] per unit of learning rate and the new hidden states [n, 8] (h1_out, h2_out may be
+ * h1, h2: a block is read before it is written). */
 void o4rl_step(int64_t n, const float *g, const float *h1, const float *h2, const float *w, float eps, float scale, int clip,
                float *step, float *h1_out, float *h2_out, int threads) {
     const Args a = {.n = n, .g = &g, .h1 = h1, .h2 = h2, .w = w, .eps = eps, .scale = scale, .clip = clip, .step = step,

@@ -83,11 +83,30 @@ def _split(flat: torch.Tensor, weights: Mapping[str, torch.Tensor]) -> list[torc
 
 
 def step(
-    config: Optim4RLConfig, weights: Mapping[str, torch.Tensor], g: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor
+    config: Optim4RLConfig,
+    weights: Mapping[str, torch.Tensor],
+    g: torch.Tensor,
+    h1: torch.Tensor,
+    h2: torch.Tensor,
+    *,
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``flat_step``'s numbers without a graph: the step per unit of lr ``[N]`` and the new hidden states."""
+    """``flat_step``'s numbers without a graph: the step per unit of lr ``[N]`` and the new hidden states.
+
+    ``out``: contiguous float32 ``[N, 8]`` buffers for the new hidden states, which may be ``h1`` and ``h2``
+    themselves (each block is read before it is written).  ``VectorPopulation`` steps its units this way:
+    a fresh ~30 MB pair per step costs its page faults and a second copy of the states (at n = 64 on
+    Catch in place is ~10% faster a meta-iteration, with a third less memory on top of the population's)."""
     g, h1, h2 = g.detach().contiguous(), h1.detach().contiguous(), h2.detach().contiguous()
-    out, a, b = torch.empty_like(g), torch.empty_like(h1), torch.empty_like(h2)
+    if out is None:
+        a, b = torch.empty_like(h1), torch.empty_like(h2)
+    else:
+        a, b = out
+        for name, buffer in zip(("h1", "h2"), out):
+            if buffer.shape != h1.shape or buffer.dtype != torch.float32 or not buffer.is_contiguous():
+                got = f"{buffer.dtype} {tuple(buffer.shape)}"
+                raise ValueError(f"step: out {name} must be contiguous float32 {tuple(h1.shape)}, got {got}")
+    out = torch.empty_like(g)
     flat = _flat(weights)
     n = g.numel()
     library().o4rl_step(n, *map(_ptr, (g, h1, h2, flat)), *_reading(config), *map(_ptr, (out, a, b)), threads(n))

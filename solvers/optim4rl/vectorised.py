@@ -38,14 +38,25 @@ from solvers.optim4rl.meta import PopulationLoss
 from solvers.optim4rl.optimizer import Optim4RL
 
 CHUNK = 16384
-"""parameter elements per call of the learned optimizer (a block of its GRU state stays in cache)"""
+"""parameter elements per call of the learned optimizer's torch maths on a CPU (a block of its GRU state stays
+in cache)"""
+DEVICE_CHUNK = 1 << 21
+"""the same on an accelerator, where each call's ~30 small kernels cost launches rather than cache: 2M
+elements a block, ~8 GB of graph for a 4-step replay"""
 
 _FIELDS = ("obs", "actions", "log_probs", "values", "rewards", "discounts", "bootstrap_value")
 """A stacked batch: these ``Batch`` fields with a leading unit axis, ``[n, T, E, ...]`` (bootstrap ``[n, E]``)"""
 
 
 class VectorPopulation:
-    """``units`` Optim4RL training units on the batched task ``task`` (see the module docstring)."""
+    """``units`` Optim4RL training units on the batched task ``task`` (see the module docstring).
+
+    ``envs_per_unit`` env rows a unit (the paper: 1), ``rollout`` steps a collection (20), ``reward_scale``
+    the task's reward multiplier (the grid mix's scales; returns are reported unscaled), ``device`` and
+    ``dtype`` of every tensor.  ``chunk``: parameter elements per call of the learned optimizer's torch
+    maths (where the compiled kernel does not apply): ``CHUNK`` on a CPU, ``DEVICE_CHUNK`` elsewhere by
+    default; 1e4-1e5 keeps a CPU's blocks in cache, 1e6-1e7 amortises a GPU's launches (memory grows with it).
+    """
 
     def __init__(
         self,
@@ -59,16 +70,19 @@ class VectorPopulation:
         seed: int = 0,
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
+        chunk: int | None = None,
     ) -> None:
         if task not in TASK_SETTINGS:
             raise ValueError(f"task must be one of Optim4RL's batched tasks {sorted(TASK_SETTINGS)}, got {task!r}")
-        for name, value in (("units", units), ("envs_per_unit", envs_per_unit), ("rollout", rollout)):
+        sizes = {"units": units, "envs_per_unit": envs_per_unit, "rollout": rollout, "chunk": 1 if chunk is None else chunk}
+        for name, value in sizes.items():
             if value < 1:
                 raise ValueError(f"VectorPopulation {name} must be >= 1, got {value}")
         setting = TASK_SETTINGS[task]
         self.rule, self.task_name, self.num_units = rule, task, int(units)
         self.envs_per_unit, self.rollout, self.seed = int(envs_per_unit), int(rollout), int(seed)
         self.reward_scale, self.dtype, self.device = float(reward_scale), dtype, torch.device(device)
+        self.chunk = int(chunk) if chunk is not None else (CHUNK if self.device.type == "cpu" else DEVICE_CHUNK)
         options = {} if task == "catch" else {"reward_scale": self.reward_scale}
         self.task = make_task(task, self.num_units * self.envs_per_unit, device=device, record_final=True, **options)
         self.obs = self.task.reset(derive(self.seed, "task")).clone()
@@ -88,7 +102,7 @@ class VectorPopulation:
         self.params = torch.zeros(n, p, dtype=dtype, device=self.device)
         """the units' parameters, flat ``[n, P]`` in ``network.shapes()`` order"""
         self.h1 = torch.zeros(n, p, h, dtype=dtype, device=self.device)
-        """GRU1's hidden state of every parameter element of every unit"""
+        """GRU1's hidden state of every parameter element of every unit (the compiled steps update it in place)"""
         self.h2 = torch.zeros_like(self.h1)
         self.ep_return = torch.zeros(n * self.envs_per_unit, dtype=torch.float64, device=self.device)
         self._forward = self.network.stacked_forward  # batched matmuls: ~3x vmap(forward) here, the same bits
@@ -184,21 +198,20 @@ class VectorPopulation:
             grad = grad * torch.clamp(max_norm / (norm + 1e-6), max=1.0)
         return grad
 
-    def _optimizer_step(
-        self, grad: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _optimizer_step(self, grad: torch.Tensor) -> torch.Tensor:
         """The learned optimizer on every element of every unit (the compiled kernel in one call, else the torch
-        maths ``CHUNK`` elements at a time: it is coordinate-wise): the step per unit of lr ``[n, P]`` and the
-        new hidden states."""
+        maths ``chunk`` elements at a time: it is coordinate-wise): the step per unit of lr ``[n, P]``; the
+        hidden states move on (in place where the kernel applies)."""
         hidden = self.rule.config.hidden
-        g, a, b = grad.reshape(-1), h1.reshape(-1, hidden), h2.reshape(-1, hidden)
+        g, a, b = grad.reshape(-1), self.h1.view(-1, hidden), self.h2.view(-1, hidden)
         if kernel.applies(self.rule.config, self.rule.weights, g, a, b):  # compiled: blocks of its own, in cache
-            step, a, b = kernel.step(self.rule.config, self.rule.weights, g, a, b)
-        else:
-            blocks = range(0, g.numel(), CHUNK)
-            parts = [self.rule.flat_step(g[i : i + CHUNK], a[i : i + CHUNK], b[i : i + CHUNK]) for i in blocks]
-            step, a, b = (torch.cat([part[k] for part in parts]) for k in range(3))
-        return step.view_as(grad).to(self.dtype), a.view_as(h1).to(self.dtype), b.view_as(h2).to(self.dtype)
+            step, _, _ = kernel.step(self.rule.config, self.rule.weights, g, a, b, out=(a, b))
+            return step.view_as(grad)
+        c = self.chunk
+        parts = [self.rule.flat_step(g[i : i + c], a[i : i + c], b[i : i + c]) for i in range(0, g.numel(), c)]
+        step, a, b = (torch.cat([part[k] for part in parts]) for k in range(3))
+        self.h1, self.h2 = a.view_as(self.h1).to(self.dtype), b.view_as(self.h2).to(self.dtype)
+        return step.view_as(grad).to(self.dtype)
 
     def meta_loss(self, hparams: Mapping[str, Any], steps: int) -> PopulationLoss:
         """``steps`` inner updates of every unit, then the mean A2C loss of their last parameters on a fresh
@@ -209,7 +222,7 @@ class VectorPopulation:
         activations for 4 steps at once (4 GB at n = 64 on Catch, and 3x slower for it).
         """
         hp = self.objective_hparams(hparams)
-        start = (self.params.clone(), self.h1.clone(), self.h2.clone())
+        h1, h2 = self.h1.clone(), self.h2.clone()  # the replay's start (the steps move the units' states on in place)
         flat, returns, batches, grads = self.params, [], [], []
         with torch.no_grad():
             for k in range(steps + 1):
@@ -218,16 +231,18 @@ class VectorPopulation:
                 batches.append(batch)
                 if k < steps:
                     grads.append(self._agent_grads(flat, batch, hp))
-                    step, self.h1, self.h2 = self._optimizer_step(grads[-1], self.h1, self.h2)
-                    flat = flat + hp["lr"] * step
+                    flat = flat + hp["lr"] * self._optimizer_step(grads[-1])
         last = flat.clone().requires_grad_()
         with torch.enable_grad():
             loss = self._losses(self.unflatten(last), batch, hp).mean()
             (adjoint,) = torch.autograd.grad(loss, [last])
+        if self.record:
+            self.last_start, self.last_batches = (self.params.clone(), h1, h2), batches
+        else:
+            self.last_start, self.last_batches = None, []
         self.params = flat
-        self.last_start, self.last_batches = (start, batches) if self.record else (None, [])
         weights = [w for w in self.rule.parameters().values() if w.requires_grad]
-        replay = _Replay(self, start[1], start[2], grads, adjoint * hp["lr"], weights)
+        replay = _Replay(self, h1, h2, grads, adjoint * hp["lr"], weights)
         return PopulationLoss(loss=_ReplayedLoss.apply(replay, loss.detach(), *weights), returns=returns)
 
     @staticmethod
@@ -307,7 +322,7 @@ class _Replay:
         self.population, self.h1, self.h2, self.grads, self.adjoint, self.weights = population, h1, h2, grads, adjoint, weights
 
     def __call__(self) -> list[torch.Tensor]:
-        rule, dtype = self.population.rule, self.population.dtype
+        rule, dtype, c = self.population.rule, self.population.dtype, self.population.chunk
         if kernel.applies(rule.config, rule.weights, self.h1, *self.grads) and len(self.grads) <= kernel.MAX_STEPS:
             every = kernel.replay(rule.config, rule.weights, self.h1, self.h2, self.grads, self.adjoint)
             return [part for name, part in zip(rule.weights, every) if rule.weights[name].requires_grad]
@@ -316,11 +331,11 @@ class _Replay:
         grads = [g.reshape(-1) for g in self.grads]
         total = [torch.zeros_like(w) for w in self.weights]
         with torch.enable_grad():
-            for i in range(0, adjoint.numel(), CHUNK):
-                a, b, block = h1[i : i + CHUNK], h2[i : i + CHUNK], adjoint[i : i + CHUNK]
+            for i in range(0, adjoint.numel(), c):
+                a, b, block = h1[i : i + c], h2[i : i + c], adjoint[i : i + c]
                 objective = block.new_zeros(())
                 for g in grads:
-                    step, a, b = rule.flat_step(g[i : i + CHUNK], a, b)
+                    step, a, b = rule.flat_step(g[i : i + c], a, b)
                     objective = objective + (block * step.to(dtype)).sum()
                 parts = torch.autograd.grad(objective, self.weights, allow_unused=True)
                 for acc, part in zip(total, parts):
