@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import runpy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -242,3 +245,23 @@ def test_a_population_meta_trains_on_a_gpu():
     assert all(g.device.type == "cpu" and bool(torch.isfinite(g).all()) for g in grads)
     assert population.params.device.type == "cuda" and population.h1.device.type == "cuda"
     assert float(population.h1.abs().sum()) > 0
+
+
+def test_the_meta_iteration_cost_benchmark_reports_time_and_memory(tmp_path, monkeypatch):
+    from solvers.optim4rl import kernel
+
+    script = Path(__file__).parents[1] / "benchmarks" / "optim4rl" / "meta_iteration_cost.py"
+    out = tmp_path / "cost.json"
+    argv = [str(script), "--task", "catch", "--units", "2", "--repeats", "2", "--threads", "1", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(kernel, "library", kernel.library)  # restored afterwards, whatever the script sets
+    threads = torch.get_num_threads()
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
+    summary = json.loads(out.read_text())
+    assert summary["units"] == 2 and summary["elements"] == 2 * summary["parameters_per_unit"] == 2 * 14084
+    assert len(summary["seconds"]) == 2 and all(s > 0 for s in summary["seconds"])
+    assert summary["unit_updates_per_s"] == pytest.approx(8 / summary["median_seconds"])
+    assert len(summary["peak_bytes_above_start"]) == 2 and summary["chunk"] == CHUNK
